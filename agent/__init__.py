@@ -1,0 +1,1 @@
+"""The learning agent: regime, policy, reward, learning gates, persisted state."""

@@ -1,0 +1,53 @@
+"""``ArtifactStore``: the one way an episode's files get written.
+
+Synchronous on purpose (fsync blocks); the episode runner calls it through
+``asyncio.to_thread`` so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from artifacts.layout import RunLayout
+from artifacts.models import LogLine, MetricsSummary
+from artifacts.writer import append_json_line, create_episode_dir, replace_json, write_json_new
+
+
+class ArtifactStore:
+    """Writes one run's artifacts under its :class:`RunLayout`."""
+
+    def __init__(self, layout: RunLayout, *, durable: bool = True) -> None:
+        self.layout = layout
+        self.durable = durable
+        self._summary_lock = threading.Lock()
+
+    def open_run(self) -> None:
+        """Create the run's folders (idempotent)."""
+        self.layout.episodes_dir.mkdir(parents=True, exist_ok=True)
+
+    def create_episode(self, episode_id: str, proposal: BaseModel) -> Path:
+        """Make the episode folder appear atomically, holding its proposal.json."""
+        return create_episode_dir(
+            self.layout.episodes_dir, episode_id, proposal, durable=self.durable
+        )
+
+    def write(self, episode_id: str, name: str, artifact: BaseModel) -> None:
+        """Write ``name`` (e.g. ``result.json``) once; refuses to overwrite."""
+        write_json_new(self.layout.episode_dir(episode_id) / name, artifact, durable=self.durable)
+
+    def exists(self, episode_id: str, name: str) -> bool:
+        return (self.layout.episode_dir(episode_id) / name).exists()
+
+    def append_log(self, episode_id: str, ts: str, event: str, payload: dict[str, Any]) -> None:
+        """Append one ``{"ts","event","payload"}`` line to the episode's logs.jsonl."""
+        line = LogLine(ts=ts, event=event, payload=payload)
+        append_json_line(self.layout.episode_dir(episode_id) / "logs.jsonl", line)
+
+    def write_summary(self, summary: MetricsSummary) -> None:
+        """Atomically replace metrics_summary.json (serialised: last writer has newest data)."""
+        with self._summary_lock:
+            replace_json(self.layout.summary_path, summary, durable=self.durable)

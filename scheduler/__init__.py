@@ -1,0 +1,1 @@
+"""Market intelligence: query registry, Dune client, cache with quality, refresh, triggers."""

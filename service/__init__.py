@@ -1,0 +1,1 @@
+"""The daemon: configuration, logging, lifecycle, episode worker pool, campaign, CLI."""

@@ -1,0 +1,289 @@
+"""Settings of the daemon: environment variables, a ``.env`` file and an optional TOML file.
+
+Precedence (highest first): explicit overrides from the CLI, environment variables, ``.env``,
+the TOML file named by ``CLMMD_CONFIG_FILE``, defaults. Every invalid value stops start-up with
+one line naming the variable and the value (:class:`ConfigError`; the CLI exits with status 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ExecMode = Literal["mock", "real"]
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+#: Variables whose value is never shown: logs and the config summary say set / NOT SET.
+SECRET_FIELDS = frozenset({"dune_api_key"})
+
+
+class ConfigError(Exception):
+    """A bad configuration value; ``str()`` is the one line the operator sees."""
+
+
+def parse_bool(value: object) -> bool:
+    """true/false/1/0/yes/no in any case; anything else is an error quoting the value."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected one of true/false/1/0/yes/no, got {value!r}")
+
+
+def _env(name: str) -> Any:
+    # validation_alias makes the variable name the only accepted key, so error locations
+    # name the variable the operator actually set.
+    return Field(validation_alias=AliasChoices(name, name.lower()))
+
+
+class Settings(BaseSettings):
+    """The effective configuration. Field docs double as the environment variable reference."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    hb_env: ExecMode = Field("mock", validation_alias=AliasChoices("HB_ENV", "hb_env"))
+    mock_clmm: bool = Field(False, validation_alias=AliasChoices("MOCK_CLMM", "mock_clmm"))
+    exec_mode_requested: ExecMode | None = Field(
+        None, validation_alias=AliasChoices("EXEC_MODE", "exec_mode")
+    )
+    learn_from_mock: bool = Field(
+        False, validation_alias=AliasChoices("LEARN_FROM_MOCK", "learn_from_mock")
+    )
+    intel_data_source: Literal["mock", "dune"] = Field(
+        "mock", validation_alias=AliasChoices("INTEL_DATA_SOURCE", "intel_data_source")
+    )
+    seed: int | None = Field(None, validation_alias=AliasChoices("HB_SEED", "hb_seed"))
+    episodes: int = Field(1, ge=1, validation_alias=AliasChoices("EPISODES", "episodes"))
+    dune_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DUNE_API_KEY", "dune_api_key")
+    )
+    live_risk_ack: str | None = Field(
+        None, validation_alias=AliasChoices("I_UNDERSTAND_LIVE_RISK", "i_understand_live_risk")
+    )
+    data_dir: Path = Field(
+        Path("data"), validation_alias=AliasChoices("CLMMD_DATA_DIR", "clmmd_data_dir")
+    )
+    dune_api_base_url: str = Field(
+        "https://api.dune.com/api/v1",
+        validation_alias=AliasChoices("DUNE_API_BASE_URL", "dune_api_base_url"),
+    )
+    gateway_url: str = Field(
+        "http://localhost:15888", validation_alias=AliasChoices("GATEWAY_URL", "gateway_url")
+    )
+    http_listen: str = Field(
+        "127.0.0.1:9321", validation_alias=AliasChoices("CLMMD_HTTP_LISTEN", "clmmd_http_listen")
+    )
+    # --- operational knobs beyond SPEC's table (all CLMMD_*) ---
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=AliasChoices("CLMMD_LOG_LEVEL", "clmmd_log_level")
+    )
+    episode_workers: int = Field(
+        4, ge=1, le=64, validation_alias=AliasChoices("CLMMD_EPISODE_WORKERS")
+    )
+    pools: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640",),
+        validation_alias=AliasChoices("CLMMD_POOLS", "clmmd_pools"),
+    )
+    position_size_usd: float = Field(
+        10_000.0, gt=0, validation_alias=AliasChoices("CLMMD_POSITION_SIZE_USD")
+    )
+    horizon_hours: float = Field(
+        24.0, gt=0, le=24 * 30, validation_alias=AliasChoices("CLMMD_HORIZON_HOURS")
+    )
+    risk_scalar_override: float | None = Field(
+        None, gt=0, le=1, validation_alias=AliasChoices("CLMMD_RISK_SCALAR")
+    )
+    durable_writes: bool = Field(True, validation_alias=AliasChoices("CLMMD_DURABLE_WRITES"))
+
+    @field_validator("mock_clmm", "learn_from_mock", "durable_writes", mode="before")
+    @classmethod
+    def _bool(cls, value: object) -> bool:
+        return parse_bool(value)
+
+    @field_validator(
+        "hb_env", "exec_mode_requested", "intel_data_source", "log_level", mode="before"
+    )
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        if isinstance(value, str):
+            stripped = value.strip().lower()
+            return stripped or None
+        return value
+
+    @field_validator("live_risk_ack", mode="before")
+    @classmethod
+    def _ack(cls, value: object) -> object:
+        # Verbatim on purpose: "true", "YES" or "y" are a sign of a misunderstanding, and
+        # silently treating them as "not acknowledged" would leave the operator puzzled.
+        if value is None or value == "":
+            return None
+        if value != "yes":
+            raise ValueError(f"must be exactly 'yes' to acknowledge live risk, got {value!r}")
+        return value
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _pools(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(p.strip() for p in value.split(",") if p.strip())
+        if isinstance(value, (list, tuple)):
+            for pool in value:
+                if not re.fullmatch(r"0x[0-9a-fA-F]{40}", str(pool)):
+                    raise ValueError(f"not a 0x-prefixed 20-byte hex address: {pool!r}")
+            if not value:
+                raise ValueError("at least one pool address is required")
+        return value
+
+    @field_validator("dune_api_base_url", "gateway_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not _URL.match(value):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("http_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value.strip().lower() == "off":
+            return "off"
+        match = _HOST_PORT.match(value.strip())
+        if not match or not 0 < int(match["port"]) < 65536:
+            raise ValueError(f"expected host:port or 'off', got {value!r}")
+        return value.strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config_file = os.environ.get("CLMMD_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    # --- derived values ---
+
+    @property
+    def exec_mode(self) -> ExecMode:
+        """MOCK_CLMM=true → mock; else HB_ENV=real → real; else mock (SPEC's derivation)."""
+        return derive_exec_mode(self.hb_env, self.mock_clmm)
+
+    @property
+    def http_listen_address(self) -> tuple[str, int] | None:
+        if self.http_listen == "off":
+            return None
+        host, _, port = self.http_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def effective(self) -> dict[str, Any]:
+        """The configuration as logged at start: secrets reduced to ``set``/``NOT SET``."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in SECRET_FIELDS:
+                out[name] = "set" if value is not None else "NOT SET"
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            elif isinstance(value, tuple):
+                out[name] = list(value)
+            else:
+                out[name] = value
+        out["exec_mode"] = self.exec_mode
+        return out
+
+    def config_hash(self) -> str:
+        """sha256 (16 hex chars) of the effective configuration.
+
+        The seed, episode count and data dir are left out: they are recorded on their own in
+        each episode's metadata and do not change how an episode behaves.
+        """
+        shaping = {
+            k: v
+            for k, v in self.effective().items()
+            if k not in {"seed", "episodes", "data_dir", "log_level", "http_listen"}
+        }
+        blob = orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def derive_exec_mode(hb_env: ExecMode, mock_clmm: bool) -> ExecMode:
+    """SPEC's derivation table, as a pure function."""
+    if mock_clmm:
+        return "mock"
+    return "real" if hb_env == "real" else "mock"
+
+
+def _variable_name(loc: tuple[int | str, ...]) -> str:
+    first = str(loc[0]) if loc else "?"
+    field = Settings.model_fields.get(first)
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        return str(field.validation_alias.choices[0])
+    return first.upper()
+
+
+def _one_line(exc: ValidationError, raw: dict[str, Any]) -> str:
+    parts = []
+    for err in exc.errors():
+        name = _variable_name(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        value = err.get("input")
+        shown = "<hidden>" if name == "DUNE_API_KEY" else repr(value)
+        if "got" in msg:
+            parts.append(f"{name}: {msg}")
+        else:
+            parts.append(f"{name}={shown}: {msg}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build :class:`Settings`; raise :class:`ConfigError` with one line on any bad value.
+
+    ``overrides`` are CLI flags (by field name); ``None`` values are ignored so an absent flag
+    does not mask the environment.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, given)) from None
+    except (OSError, ValueError) as exc:  # unreadable/invalid TOML file, undecodable value
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    requested = settings.exec_mode_requested
+    if requested is not None and requested != settings.exec_mode:
+        raise ConfigError(
+            f"invalid configuration: EXEC_MODE={requested!r} contradicts the derived mode "
+            f"{settings.exec_mode!r} (MOCK_CLMM={str(settings.mock_clmm).lower()}, "
+            f"HB_ENV={settings.hb_env!r}); unset EXEC_MODE or change HB_ENV/MOCK_CLMM"
+        )
+    return settings
