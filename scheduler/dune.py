@@ -106,7 +106,8 @@ class DuneClient:
 
     ``clock`` drives backoff sleeps, poll sleeps, rate limiting and the overall deadline.
     If ``session`` is given it is used and left open by :meth:`close`; otherwise the client
-    creates and owns one.
+    creates and owns one. ``execute_limiter``/``read_limiter`` replace the limiters built from
+    ``execute_rpm``/``read_rpm`` (to share one key's budget between clients).
     """
 
     def __init__(
