@@ -1,0 +1,223 @@
+"""A deterministic stand-in for Dune (``INTEL_DATA_SOURCE=mock``).
+
+Rows are seeded from the query name, pool, window and the hour of the injected clock (a stable
+blake2b hash, never Python's ``hash``), so the same hour gives the same rows in every process.
+Every result is ``{"rows": [...], "partial": False}`` with ``source="mock"``.
+
+Row shapes the episode side reads (``MarketIntelligence`` relies on these):
+
+=====================  ==========================================================================
+gas_regime             ``gas_price_gwei``, ``base_fee_gwei``, ``eth_price_usd``,
+                       ``regime`` ("low" < 15 gwei <= "normal" < 40 gwei <= "high")
+pool_health_score      ``pool_address``, ``price_usd``, ``volatility_daily`` (fraction, e.g. 0.035),
+                       ``volume_usd_24h``, ``active_liquidity_usd``, ``tvl_usd``,
+                       ``health_score`` (0-100)
+rebalance_hint         ``pool_address``, ``suggested_width_pct``, ``recenter`` (bool),
+                       ``confidence`` (0-1)
+toxic_flow             ``toxic_share`` (0-1)
+mev_risk               ``sandwich_rate`` (0-1), ``sandwiched_volume_usd``
+jit_monitor            ``jit_share`` (0-1), ``jit_events``
+dynamic_fee_analysis   ``fee_apr_pct``, ``fees_usd``
+fee_tier_opt           one row per fee tier: ``fee_pips``, ``fee_apr_pct``, ``volume_share``
+liquidity_depth        ``depth_usd_1pct``, ``depth_usd_2pct``
+liquidity_competition  ``lp_count``, ``top10_share``
+range_efficiency       ``median_width_pct``, ``in_range_pct``
+pool_metrics           ``tvl_usd``, ``volume_usd``, ``fees_usd``, ``swap_count``
+pool_swaps             one row per hour of the window (at most 24): ``hour``, ``volume_usd``,
+                       ``swap_count``, ``price_usd``
+il_tracker             ``il_pct_7d``, ``il_pct_30d``
+anything else          one row ``{"metric": <query>, "value": float}``
+=====================  ==========================================================================
+
+Prices come from ``env.base.KNOWN_POOLS`` (reference price within a few per cent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+from env.base import KNOWN_POOLS
+from scheduler.registry import window_hours
+from scheduler.source import FetchRequest, FetchResult, IntelFetchError
+from service.clock import Clock
+
+#: ETH price used when no known pool gives one.
+_ETH_REFERENCE_USD = 3000.0
+_UNKNOWN_POOL_PRICE_USD = 1000.0
+
+Row = dict[str, Any]
+_RowBuilder = Callable[[random.Random, FetchRequest], list[Row]]
+
+
+def _seed(*parts: object) -> int:
+    text = "|".join("" if p is None else str(p) for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def _reference_price(pool_address: str | None) -> float:
+    if pool_address is None:
+        return _ETH_REFERENCE_USD
+    spec = KNOWN_POOLS.get(pool_address.lower())
+    return spec.reference_price_usd if spec else _UNKNOWN_POOL_PRICE_USD
+
+
+def _fee_pips(pool_address: str | None) -> int:
+    spec = KNOWN_POOLS.get((pool_address or "").lower())
+    return spec.fee_pips if spec else 3000
+
+
+def _hours(request: FetchRequest) -> float:
+    return window_hours(request.window) if request.window else 24.0
+
+
+def _gas_regime(rng: random.Random, _: FetchRequest) -> list[Row]:
+    base_fee = rng.lognormvariate(2.6, 0.6)  # median ~13 gwei, long upper tail
+    gas = base_fee + rng.uniform(0.5, 3.0)
+    regime = "low" if gas < 15 else "normal" if gas < 40 else "high"
+    return [
+        {
+            "gas_price_gwei": round(gas, 3),
+            "base_fee_gwei": round(base_fee, 3),
+            "eth_price_usd": round(_ETH_REFERENCE_USD * rng.uniform(0.97, 1.03), 2),
+            "regime": regime,
+        }
+    ]
+
+
+def _pool_health(rng: random.Random, req: FetchRequest) -> list[Row]:
+    volume_base = 150e6 if _fee_pips(req.pool_address) <= 500 else 25e6
+    tvl = rng.uniform(0.6, 1.4) * volume_base * 1.5
+    return [
+        {
+            "pool_address": req.pool_address,
+            "price_usd": round(_reference_price(req.pool_address) * rng.uniform(0.97, 1.03), 4),
+            "volatility_daily": round(rng.uniform(0.02, 0.06), 5),
+            "volume_usd_24h": round(volume_base * rng.uniform(0.6, 1.4), 2),
+            "active_liquidity_usd": round(tvl * rng.uniform(0.2, 0.5), 2),
+            "tvl_usd": round(tvl, 2),
+            "health_score": round(rng.uniform(55, 98), 1),
+        }
+    ]
+
+
+def _rebalance_hint(rng: random.Random, req: FetchRequest) -> list[Row]:
+    return [
+        {
+            "pool_address": req.pool_address,
+            "suggested_width_pct": round(rng.uniform(2.0, 12.0), 2),
+            "recenter": rng.random() < 0.3,
+            "confidence": round(rng.uniform(0.4, 0.95), 3),
+        }
+    ]
+
+
+def _fee_tier_opt(rng: random.Random, _: FetchRequest) -> list[Row]:
+    shares = [rng.uniform(0.05, 1.0) for _ in range(4)]
+    total = sum(shares)
+    return [
+        {
+            "fee_pips": fee,
+            "fee_apr_pct": round(rng.uniform(2.0, 40.0), 2),
+            "volume_share": round(share / total, 4),
+        }
+        for fee, share in zip((100, 500, 3000, 10000), shares, strict=True)
+    ]
+
+
+def _pool_swaps(rng: random.Random, req: FetchRequest) -> list[Row]:
+    price = _reference_price(req.pool_address)
+    rows = []
+    for hour in range(int(min(_hours(req), 24))):
+        price *= 1 + rng.gauss(0, 0.006)
+        rows.append(
+            {
+                "hour": hour,
+                "volume_usd": round(rng.uniform(1e6, 12e6), 2),
+                "swap_count": rng.randint(50, 900),
+                "price_usd": round(price, 4),
+            }
+        )
+    return rows
+
+
+def _simple(**ranges: tuple[float, float]) -> _RowBuilder:
+    """A one-row builder drawing each field uniformly from its range (int ranges: counts)."""
+
+    def draw(rng: random.Random, lo: float, hi: float) -> float:
+        if isinstance(lo, int) and isinstance(hi, int):
+            return rng.randint(lo, hi)
+        return round(rng.uniform(lo, hi), 5)
+
+    def build(rng: random.Random, _: FetchRequest) -> list[Row]:
+        return [{name: draw(rng, lo, hi) for name, (lo, hi) in ranges.items()}]
+
+    return build
+
+
+_BUILDERS: dict[str, _RowBuilder] = {
+    "gas_regime": _gas_regime,
+    "pool_health_score": _pool_health,
+    "rebalance_hint": _rebalance_hint,
+    "toxic_flow": _simple(toxic_share=(0.02, 0.25), informed_volume_usd=(1e5, 5e6)),
+    "mev_risk": _simple(sandwich_rate=(0.001, 0.05), sandwiched_volume_usd=(1e4, 2e6)),
+    "jit_monitor": _simple(jit_share=(0.0, 0.15), jit_events=(0, 120)),
+    "dynamic_fee_analysis": _simple(fee_apr_pct=(3.0, 45.0), fees_usd=(1e4, 3e5)),
+    "fee_tier_opt": _fee_tier_opt,
+    "liquidity_depth": _simple(depth_usd_1pct=(5e5, 3e7), depth_usd_2pct=(1e6, 6e7)),
+    "liquidity_competition": _simple(lp_count=(80, 2500), top10_share=(0.3, 0.85)),
+    "range_efficiency": _simple(median_width_pct=(1.0, 20.0), in_range_pct=(40.0, 95.0)),
+    "pool_metrics": _simple(
+        tvl_usd=(5e7, 4e8), volume_usd=(1e7, 3e8), fees_usd=(1e4, 3e5), swap_count=(500, 20000)
+    ),
+    "pool_swaps": _pool_swaps,
+    "il_tracker": _simple(il_pct_7d=(0.0, 3.0), il_pct_30d=(0.0, 8.0)),
+}
+
+
+class MockSource:
+    """Deterministic plausible rows per key (implements ``scheduler.source.IntelSource``).
+
+    ``fail`` may inject failures: called with each request, a returned string is raised as a
+    retryable :class:`IntelFetchError`. ``latency_s`` waits on the injected clock per fetch.
+    ``requests`` records every key asked for, in order.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        fail: Callable[[FetchRequest], str | None] | None = None,
+        latency_s: float = 0.0,
+    ) -> None:
+        self._clock = clock
+        self._fail = fail
+        self._latency_s = latency_s
+        self.requests: list[str] = []
+
+    async def fetch(self, request: FetchRequest) -> FetchResult:
+        self.requests.append(request.key)
+        if self._latency_s > 0:
+            await self._clock.sleep(self._latency_s)
+        if self._fail is not None:
+            message = self._fail(request)
+            if message is not None:
+                raise IntelFetchError(message, retryable=True)
+        return FetchResult(data=self.rows_for(request), source="mock")
+
+    def rows_for(self, request: FetchRequest) -> dict[str, Any]:
+        """The data a fetch of ``request`` returns at the clock's current hour."""
+        hour_bucket = int(self._clock.now().timestamp() // 3600)
+        pool = request.pool_address.lower() if request.pool_address else None
+        rng = random.Random(_seed(request.query_name, pool, request.window, hour_bucket))
+        builder = _BUILDERS.get(request.query_name)
+        if builder is None:
+            rows = [{"metric": request.query_name, "value": round(rng.uniform(0, 100), 5)}]
+        else:
+            rows = builder(rng, request)
+        return {"rows": rows, "partial": False}
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,288 @@
+"""Bounded, single-flight refreshes of cache keys from an :class:`IntelSource`.
+
+* At most ``workers`` fetches run at once across every caller (scheduler ticks, triggers,
+  ``refresh --once``): one semaphore per :class:`Refresher`.
+* Within one :meth:`Refresher.refresh` call, fetches start in the order given: the call takes
+  a worker slot for item *i* before item *i + 1*.
+* Single flight: a call claims all its keys at once when it starts; from then until a key's
+  fetch is stored, any other request for that key, from this call or another, awaits the same
+  outcome instead of fetching again; it is reported as ``skipped_duplicate``.
+* Every fetch has a deadline, so a hung source cannot hold a worker slot forever. Failures are
+  recorded in the cache (stale-if-error), never raised. Cache writes are shielded from
+  cancellation so a stopping tick cannot leave a half-recorded refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from scheduler.cache import IntelCache
+from scheduler.planner import PlannedFetch, candidate_requests, plan_refresh
+from scheduler.registry import Registry
+from scheduler.source import FetchResult, IntelFetchError, IntelSource
+from service.clock import Clock
+
+log = structlog.get_logger(__name__)
+
+OutcomeStatus = Literal["ok", "failed", "skipped_duplicate"]
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """What happened to one requested key. A duplicate carries the shared fetch's error."""
+
+    key: str
+    status: OutcomeStatus
+    duration_s: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """The outcome of one :meth:`Refresher.refresh` call, in request order."""
+
+    outcomes: tuple[FetchOutcome, ...]
+    peak_concurrency: int
+
+    def count(self, status: OutcomeStatus) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def ok(self) -> int:
+        return self.count("ok")
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def skipped(self) -> int:
+        return self.count("skipped_duplicate")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requested": len(self.outcomes),
+            "ok": self.ok,
+            "failed": self.failed,
+            "skipped_duplicate": self.skipped,
+            "peak_concurrency": self.peak_concurrency,
+            "outcomes": [
+                {"key": o.key, "status": o.status, "duration_s": o.duration_s, "error": o.error}
+                for o in self.outcomes
+            ],
+        }
+
+
+@dataclass
+class _CallStats:
+    peak: int = 0
+    owned_waiting: set[str] = field(default_factory=set)
+
+
+class Refresher:
+    """Fetches planned keys into the cache; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        source: IntelSource,
+        cache: IntelCache,
+        registry: Registry,
+        clock: Clock,
+        *,
+        workers: int = 3,
+        fetch_timeout_s: float = 60,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if fetch_timeout_s <= 0:
+            raise ValueError(f"fetch_timeout_s must be > 0, got {fetch_timeout_s}")
+        self._source = source
+        self._cache = cache
+        self._registry = registry
+        self._clock = clock
+        self.workers = workers
+        self.fetch_timeout_s = fetch_timeout_s
+        self._slots = asyncio.Semaphore(workers)
+        self._claims: dict[str, asyncio.Future[FetchOutcome]] = {}
+        self._running: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._peak = 0
+
+    @property
+    def in_flight(self) -> frozenset[str]:
+        """Keys being fetched right now."""
+        return frozenset(self._running)
+
+    @property
+    def pending(self) -> frozenset[str]:
+        """Keys claimed by a refresh call and waiting for a worker slot."""
+        return frozenset(self._claims) - self._running
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most fetches ever running at once in this refresher."""
+        return self._peak
+
+    async def refresh(self, planned: Sequence[PlannedFetch]) -> RefreshReport:
+        """Fetch ``planned`` in order, at most ``workers`` at once; never raises for a fetch."""
+        loop = asyncio.get_running_loop()
+        stats = _CallStats()
+        waits: list[asyncio.Future[FetchOutcome]] = []
+        duplicate: list[bool] = []
+        owned: list[tuple[PlannedFetch, asyncio.Future[FetchOutcome]]] = []
+        # Claim every key of this call before waiting for any slot (no await in this loop), so
+        # a key queued here is never fetched a second time by a call that arrives meanwhile.
+        for item in planned:
+            existing = self._claims.get(item.key)
+            if existing is not None:
+                waits.append(existing)
+                duplicate.append(True)
+                continue
+            claim: asyncio.Future[FetchOutcome] = loop.create_future()
+            self._claims[item.key] = claim
+            stats.owned_waiting.add(item.key)
+            owned.append((item, claim))
+            waits.append(claim)
+            duplicate.append(False)
+        try:
+            for item, claim in owned:
+                await self._slots.acquire()
+                stats.owned_waiting.discard(item.key)
+                task = asyncio.create_task(self._run(item, claim, stats))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            # Cancelled while queued: release the claims nobody started, so waiters move on.
+            for key in stats.owned_waiting:
+                released = self._claims.pop(key)
+                released.set_result(FetchOutcome(key, "failed", 0.0, "cancelled before start"))
+        shared = [await asyncio.shield(w) for w in waits]
+        outcomes = tuple(
+            FetchOutcome(o.key, "skipped_duplicate", o.duration_s, o.error) if dup else o
+            for o, dup in zip(shared, duplicate, strict=True)
+        )
+        report = RefreshReport(outcomes, stats.peak)
+        if outcomes:
+            log.info(
+                "refresh_done",
+                requested=len(outcomes),
+                ok=report.ok,
+                failed=report.failed,
+                skipped_duplicate=report.skipped,
+                peak_concurrency=report.peak_concurrency,
+            )
+        return report
+
+    async def refresh_once(
+        self,
+        active_pools: Sequence[str],
+        *,
+        pool_cap: int = 3,
+        priorities: Iterable[str] | None = None,
+    ) -> RefreshReport:
+        """Plan against the current cache and refresh what is due (``clmmd refresh --once``)."""
+        wanted = None if priorities is None else set(priorities)
+        candidates = candidate_requests(
+            self._registry, active_pools, priorities=wanted, pool_cap=pool_cap
+        )
+        envelopes = {req.key: self._cache.get_envelope(req.key) for _, req in candidates}
+        planned = plan_refresh(
+            self._registry,
+            active_pools,
+            envelopes,
+            self._clock.now(),
+            priorities=wanted,
+            pool_cap=pool_cap,
+        )
+        return await self.refresh(planned)
+
+    async def close(self) -> None:
+        """Cancel fetches still running (shutdown); their claims resolve as failed."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(
+        self, item: PlannedFetch, claim: asyncio.Future[FetchOutcome], stats: _CallStats
+    ) -> None:
+        key = item.key
+        self._running.add(key)
+        self._peak = max(self._peak, len(self._running))
+        stats.peak = max(stats.peak, len(self._running))
+        started = self._clock.monotonic()
+        outcome: FetchOutcome | None = None
+        try:
+            outcome = await self._fetch_and_store(item, started)
+        finally:
+            self._running.discard(key)
+            self._slots.release()
+            if self._claims.get(key) is claim:
+                del self._claims[key]
+            if not claim.done():
+                elapsed = round(self._clock.monotonic() - started, 3)
+                claim.set_result(outcome or FetchOutcome(key, "failed", elapsed, "cancelled"))
+
+    async def _fetch_and_store(self, item: PlannedFetch, started: float) -> FetchOutcome:
+        key, spec = item.key, item.spec
+        error: str
+        try:
+            async with asyncio.timeout(self.fetch_timeout_s):
+                result = await self._source.fetch(item.request)
+            _check_result(result)
+        except IntelFetchError as exc:
+            error = exc.message
+        except TimeoutError:
+            error = f"fetch timed out after {self.fetch_timeout_s:g}s"
+        except Exception as exc:  # the source broke its contract; still never crash a tick
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            log.error("refresh_source_contract_broken", key=key, error=error)
+        else:
+            try:
+                await asyncio.shield(
+                    self._cache.record_success(
+                        key,
+                        result.data,
+                        source=result.source,
+                        now=self._clock.now(),
+                        ttl_s=spec.ttl_seconds,
+                        max_age_s=spec.max_age_seconds,
+                    )
+                )
+            except Exception as exc:
+                error = f"cache write failed: {type(exc).__name__}: {exc}"
+                log.error("refresh_cache_write_failed", key=key, error=error)
+                return FetchOutcome(key, "failed", self._elapsed(started), error)
+            duration = self._elapsed(started)
+            log.info("refresh_fetch_ok", key=key, reason=item.reason, duration_s=duration)
+            return FetchOutcome(key, "ok", duration)
+
+        duration = self._elapsed(started)
+        log.warning("refresh_fetch_failed", key=key, error=error, duration_s=duration)
+        try:
+            await asyncio.shield(
+                self._cache.record_failure(
+                    key,
+                    error,
+                    self._clock.now(),
+                    spec.ttl_seconds,
+                    max_age_s=spec.max_age_seconds,
+                )
+            )
+        except Exception as exc:
+            log.error("refresh_cache_write_failed", key=key, error=f"{type(exc).__name__}: {exc}")
+        return FetchOutcome(key, "failed", duration, error)
+
+    def _elapsed(self, started: float) -> float:
+        return round(self._clock.monotonic() - started, 3)
+
+
+def _check_result(result: FetchResult) -> None:
+    data = result.data
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise IntelFetchError("source returned data without a 'rows' list", retryable=True)
