@@ -86,7 +86,8 @@ async def test_bounded_concurrency_and_start_order(cache: IntelCache, workers: i
     assert refresher.in_flight == {p.key for p in planned[:workers]}
     assert planned[workers].key in refresher.pending
     for item in planned:  # release in order, one at a time
-        await until(lambda item=item: item.key in source.calls)
+        key = item.key
+        await until(lambda: key in source.calls)  # noqa: B023 (awaited at once)
         assert source.active <= workers
         source.gates[item.key].set()
     report = await task

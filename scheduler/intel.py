@@ -1,0 +1,133 @@
+"""The episode's read side: a snapshot of market intelligence taken from the cache only.
+
+:meth:`MarketIntelligence.snapshot` never touches the network and never waits for a refresh
+(stale-while-revalidate: the scheduler refreshes in the background). It is synchronous and,
+with the keys in the cache's in-process mirror, takes microseconds. This module and everything
+it imports stay clear of the Dune client, aiohttp and sockets (a test enforces it).
+
+The row fields read here are the ones documented in ``scheduler/mock_source.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from env.base import MarketInputs
+from scheduler.cache import IntelCache, QualityMeta
+from scheduler.registry import QuerySpec, Registry, cache_key, window_hours
+from service.clock import Clock
+
+
+@dataclass(frozen=True)
+class IntelSnapshot:
+    """Per-key quality, the inputs it was taken for, hygiene totals and usable data.
+
+    ``data`` holds the cached data of fresh and stale keys (``None`` for too-old and missing
+    ones); it is shared with the cache, so treat it as read-only.
+    """
+
+    entries: dict[str, QualityMeta]
+    inputs: dict[str, Any]
+    hygiene: dict[str, Any]
+    data: dict[str, dict[str, Any] | None]
+    keys_by_query: dict[str, str]
+
+    def rows(self, query: str) -> list[dict[str, Any]]:
+        """The usable rows of ``query`` in this snapshot (empty when absent or unusable)."""
+        key = self.keys_by_query.get(query)
+        data = self.data.get(key) if key is not None else None
+        rows = data.get("rows") if data is not None else None
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+    def value(self, query: str, field: str) -> Any:
+        """``field`` of the first usable row of ``query`` (e.g. ``("gas_regime", "regime")``)."""
+        rows = self.rows(query)
+        return rows[0].get(field) if rows else None
+
+    def number(self, query: str, field: str, *, allow_zero: bool = False) -> float | None:
+        """A finite positive number (or zero when allowed), else ``None``: not usable."""
+        value = self.value(query, field)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        number = float(value)
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+            return None
+        return number
+
+    def market_inputs(self) -> MarketInputs:
+        """Market conditions for the simulator; ``None`` where the snapshot has nothing usable."""
+        return MarketInputs(
+            price_usd=self.number("pool_health_score", "price_usd"),
+            volatility_daily=self.number("pool_health_score", "volatility_daily"),
+            volume_usd_per_day=self.number("pool_health_score", "volume_usd_24h", allow_zero=True),
+            active_liquidity_usd=self.number("pool_health_score", "active_liquidity_usd"),
+            gas_price_gwei=self.number("gas_regime", "gas_price_gwei"),
+            eth_price_usd=self.number("gas_regime", "eth_price_usd"),
+        )
+
+    def as_metadata_extra(self) -> dict[str, Any]:
+        """What an episode's ``metadata.json`` carries under ``extra``."""
+        return {
+            "intel_snapshot": {k: dict(v) for k, v in self.entries.items()},
+            "intel_inputs": dict(self.inputs),
+            "intel_hygiene": dict(self.hygiene),
+        }
+
+
+class MarketIntelligence:
+    """Cache-only snapshots for episodes."""
+
+    def __init__(self, cache: IntelCache, registry: Registry, clock: Clock) -> None:
+        self._cache = cache
+        self._registry = registry
+        self._clock = clock
+
+    def snapshot(self, pool_address: str, pair: str, lookback_hours: float) -> IntelSnapshot:
+        """Every enabled query's key for this pool (window closest to ``lookback_hours``)."""
+        if lookback_hours <= 0:
+            raise ValueError(f"lookback_hours must be positive, got {lookback_hours}")
+        now = self._clock.now()
+        entries: dict[str, QualityMeta] = {}
+        data: dict[str, dict[str, Any] | None] = {}
+        keys_by_query: dict[str, str] = {}
+        for spec in self._registry.enabled():
+            if spec.pool_scoped:
+                key = cache_key(spec, pool_address, closest_window(spec, lookback_hours))
+            else:
+                key = cache_key(spec)
+            data[key], entries[key] = self._cache.get_with_quality(key, now, spec.max_age_seconds)
+            keys_by_query[spec.name] = key
+        return IntelSnapshot(
+            entries=entries,
+            inputs={
+                "pool_address": pool_address,
+                "pair": pair,
+                "lookback_hours": lookback_hours,
+            },
+            hygiene=hygiene(entries.values()),
+            data=data,
+            keys_by_query=keys_by_query,
+        )
+
+
+def closest_window(spec: QuerySpec, lookback_hours: float) -> str:
+    """The window of ``spec`` closest to ``lookback_hours`` (the shorter one on a tie)."""
+    return min(spec.windows, key=lambda w: (abs(window_hours(w) - lookback_hours), window_hours(w)))
+
+
+def hygiene(entries: Iterable[QualityMeta]) -> dict[str, Any]:
+    """Totals over quality entries; ``fresh_pct`` is 0.0 when there are none."""
+    qualities = [e["quality"] for e in entries]
+    total = len(qualities)
+    fresh = qualities.count("fresh")
+    stale = qualities.count("stale")
+    return {
+        "total_queries": total,
+        "fresh": fresh,
+        "stale": stale,
+        "missing_or_too_old": total - fresh - stale,
+        "fresh_pct": round(100 * fresh / total, 1) if total else 0.0,
+    }
