@@ -120,6 +120,36 @@ class Settings(BaseSettings):
         None, gt=0, le=1, validation_alias=AliasChoices("CLMMD_RISK_SCALAR")
     )
     durable_writes: bool = Field(True, validation_alias=AliasChoices("CLMMD_DURABLE_WRITES"))
+    fresh_pct_floor: float = Field(
+        50.0, ge=0, le=100, validation_alias=AliasChoices("CLMMD_FRESH_PCT_FLOOR")
+    )
+    queries_file: Path | None = Field(None, validation_alias=AliasChoices("CLMMD_QUERIES_FILE"))
+    enable_queries: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=AliasChoices("CLMMD_ENABLE_QUERIES")
+    )
+    disable_queries: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=AliasChoices("CLMMD_DISABLE_QUERIES")
+    )
+    cache_size_mb: int = Field(
+        256, ge=8, le=1_000_000, validation_alias=AliasChoices("CLMMD_CACHE_SIZE_MB")
+    )
+    dune_execute_rpm: int = Field(
+        15, ge=1, le=10_000, validation_alias=AliasChoices("DUNE_EXECUTE_RPM")
+    )
+    dune_read_rpm: int = Field(40, ge=1, le=10_000, validation_alias=AliasChoices("DUNE_READ_RPM"))
+    dune_timeout_s: float = Field(
+        10.0, gt=0, le=600, validation_alias=AliasChoices("DUNE_TIMEOUT_S")
+    )
+    refresh_deadline_s: float = Field(
+        300.0, gt=0, le=3600, validation_alias=AliasChoices("CLMMD_REFRESH_DEADLINE_S")
+    )
+
+    @field_validator("enable_queries", "disable_queries", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
 
     @field_validator("mock_clmm", "learn_from_mock", "durable_writes", mode="before")
     @classmethod

@@ -1,0 +1,62 @@
+"""From market view, pool and seed to a proposal (pure apart from reading the state)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from agent.policy import DEFAULT_WIDTHS, choose_width
+from agent.regime import MarketView, classify
+from agent.risk import risk_scalar
+from agent.state import AgentState
+from artifacts.models import Proposal, RangeAction
+from env.base import PoolSpec
+from env.pricing import ticks_to_usd_range, usd_price_to_tick
+from env.uniswap_math import snap_range
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    run_id: str
+    episode_id: str
+    seed: int
+    pool: PoolSpec
+    view: MarketView
+    size_usd: float
+    horizon_hours: float
+    risk_scalar_override: float | None = None
+
+
+def propose(ctx: ProposalContext, state: AgentState, *, greedy: bool = False) -> Proposal:
+    """Choose a range for ``ctx.pool`` around the current price."""
+    regime = classify(ctx.view)
+    price = ctx.view.price_usd or ctx.pool.reference_price_usd
+    rng = random.Random(ctx.seed)
+    choice = choose_width(state.arms_for(regime.key), rng, DEFAULT_WIDTHS, greedy=greedy)
+    centre = usd_price_to_tick(ctx.pool, price)
+    half = choice.width_ticks // 2
+    lower, upper = snap_range(centre - half, centre + half, ctx.pool.tick_spacing)
+    usd_low, usd_high = ticks_to_usd_range(ctx.pool, lower, upper)
+    return Proposal(
+        run_id=ctx.run_id,
+        episode_id=ctx.episode_id,
+        proposed=True,
+        pool_address=ctx.pool.address,
+        pair=ctx.pool.pair,
+        chain=ctx.pool.chain,
+        network=ctx.pool.network,
+        fee_pips=ctx.pool.fee_pips,
+        tick_lower=lower,
+        tick_upper=upper,
+        price_lower_usd=round(usd_low, 6),
+        price_upper_usd=round(usd_high, 6),
+        price_at_proposal_usd=round(price, 6),
+        size_usd=ctx.size_usd,
+        horizon_hours=ctx.horizon_hours,
+        action=RangeAction(width_ticks=choice.width_ticks, fee_pips=ctx.pool.fee_pips),
+        regime_key=regime.key,
+        risk_scalar=risk_scalar(regime, override=ctx.risk_scalar_override),
+        expected_reward=round(choice.expected_reward, 9),
+        agent_version=state.agent_version,
+        seed=ctx.seed,
+    )

@@ -1,0 +1,35 @@
+"""The agent's learned state: per-regime arm statistics, versioned.
+
+Immutable value: ``with_reward`` returns a new state with the version bumped, so a reader never
+sees a half-applied update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.policy import ArmStats
+
+AGENT_NAME = "clmmd-agent"
+AGENT_RELEASE = "0.1"
+
+
+@dataclass(frozen=True)
+class AgentState:
+    version: int = 0
+    arms: dict[str, dict[int, ArmStats]] = field(default_factory=dict)
+
+    @property
+    def agent_version(self) -> str:
+        """``clmmd-agent/0.1+s<version>``: the release and how many updates shaped it."""
+        return f"{AGENT_NAME}/{AGENT_RELEASE}+s{self.version}"
+
+    def arms_for(self, regime_key: str) -> dict[int, ArmStats]:
+        return self.arms.get(regime_key, {})
+
+    def with_reward(self, regime_key: str, width_ticks: int, reward: float) -> AgentState:
+        regime_arms = dict(self.arms_for(regime_key))
+        regime_arms[width_ticks] = regime_arms.get(width_ticks, ArmStats()).add(reward)
+        arms = dict(self.arms)
+        arms[regime_key] = regime_arms
+        return AgentState(version=self.version + 1, arms=arms)

@@ -1,0 +1,198 @@
+"""``clmmd campaign``: N episodes in one process, a bounded pool of episode tasks.
+
+The campaign opens a run (run.json, an ``.active`` marker, the run's campaign.log), recovers
+runs that earlier processes left unfinished, runs the episodes through a fixed number of worker
+tasks, rewrites metrics_summary.json as episodes end, and reports where everything went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from agent.state import AgentState
+from artifacts.layout import RunLayout, new_run_id
+from artifacts.models import RunInfo
+from artifacts.recovery import recover_all
+from artifacts.store import ArtifactStore
+from artifacts.summary import EpisodeRecord, summarize
+from artifacts.writer import write_json_new
+from env.base import ClmmEnv, PoolSpec, pool_by_address
+from service.clock import Clock, SystemClock, utc_iso
+from service.config import Settings
+from service.episodes import AgentHandle, EpisodeRunner, EpisodeSettings, IntelReader
+from service.logging import SINKS
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CampaignReport:
+    run_id: str
+    run_dir: Path
+    seed: int
+    requested: int
+    records: list[EpisodeRecord] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every requested episode ended with an artifact folder."""
+        return not self.lost and len(self.records) == self.requested
+
+
+class CampaignError(Exception):
+    """The campaign itself could not run (not an episode failure)."""
+
+
+def resolve_seed(settings: Settings) -> int:
+    """The configured HB_SEED, or a random one (logged, so a run can be replayed)."""
+    return settings.seed if settings.seed is not None else secrets.randbits(31)
+
+
+def _open_run(
+    settings: Settings, layout: RunLayout, seed: int, clock: Clock, agent_version: str
+) -> None:
+    layout.episodes_dir.mkdir(parents=True, exist_ok=True)
+    layout.active_marker.write_text(str(os.getpid()))
+    info = RunInfo(
+        run_id=layout.run_id,
+        started_at=utc_iso(clock.now()),
+        kind="campaign",
+        config_hash=settings.config_hash(),
+        exec_mode=settings.exec_mode,
+        seed=seed,
+        agent_version=agent_version,
+        pid=os.getpid(),
+        config=settings.effective(),
+    )
+    write_json_new(layout.run_dir / "run.json", info, durable=settings.durable_writes)
+
+
+async def run_campaign(
+    settings: Settings,
+    *,
+    env: ClmmEnv,
+    intel: IntelReader,
+    episodes: int | None = None,
+    clock: Clock | None = None,
+    agent: AgentHandle | None = None,
+    pool: PoolSpec | None = None,
+    runner_factory: Callable[..., EpisodeRunner] = EpisodeRunner,
+) -> CampaignReport:
+    """Run one campaign to completion and return what happened."""
+    clock = clock or SystemClock()
+    count = episodes if episodes is not None else settings.episodes
+    if count < 1:
+        raise CampaignError(f"episodes must be at least 1, got {count}")
+    seed = resolve_seed(settings)
+    pool = pool or pool_by_address(settings.pools[0])
+    agent = agent or AgentHandle(AgentState())
+    data_dir = settings.data_dir
+    try:
+        recovered = await asyncio.to_thread(recover_all, data_dir, clock.now())
+    except OSError as exc:
+        raise CampaignError(f"cannot use data dir {data_dir}: {exc.strerror}") from exc
+    if recovered.episodes_completed:
+        log.warning("recovered_interrupted_episodes", episodes=recovered.episodes_completed)
+
+    layout = RunLayout(data_dir, new_run_id(clock.now()))
+    try:
+        await asyncio.to_thread(_open_run, settings, layout, seed, clock, agent.state.agent_version)
+    except OSError as exc:
+        raise CampaignError(f"cannot create run folder under {data_dir}: {exc}") from exc
+    SINKS.add_run(layout.run_id, layout.campaign_log)
+    structlog.contextvars.bind_contextvars(run_id=layout.run_id)
+    report = CampaignReport(layout.run_id, layout.run_dir, seed, count)
+    try:
+        log.info(
+            "campaign_started",
+            episodes=count,
+            seed=seed,
+            pool=pool.address,
+            exec_mode=settings.exec_mode,
+            config_hash=settings.config_hash(),
+            config=settings.effective(),
+            run_dir=str(layout.run_dir),
+        )
+        store = ArtifactStore(layout, durable=settings.durable_writes)
+        runner = runner_factory(
+            settings=EpisodeSettings(
+                run_id=layout.run_id,
+                campaign_seed=seed,
+                config_hash=settings.config_hash(),
+                exec_mode=settings.exec_mode,
+                learn_from_mock=settings.learn_from_mock,
+                size_usd=settings.position_size_usd,
+                horizon_hours=settings.horizon_hours,
+                risk_scalar_override=settings.risk_scalar_override,
+            ),
+            store=store,
+            env=env,
+            intel=intel,
+            agent=agent,
+            pool=pool,
+            clock=clock,
+        )
+        await _run_pool(runner, store, report, settings.episode_workers, clock)
+    finally:
+        layout.active_marker.unlink(missing_ok=True)
+        structlog.contextvars.unbind_contextvars("run_id")
+    log.info(
+        "campaign_finished",
+        run_id=layout.run_id,
+        run_dir=str(layout.run_dir),
+        episodes=len(report.records),
+        lost=len(report.lost),
+        successful=sum(r.status == "success" for r in report.records),
+        failed=sum(r.status == "failed" for r in report.records),
+    )
+    SINKS.remove_run(layout.run_id)
+    return report
+
+
+async def _run_pool(
+    runner: EpisodeRunner, store: ArtifactStore, report: CampaignReport, workers: int, clock: Clock
+) -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(1, report.requested + 1):
+        queue.put_nowait(index)
+    summary_lock = asyncio.Lock()
+
+    async def worker() -> None:
+        while True:
+            try:
+                index = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                record = await runner.run(index)
+            except Exception as exc:  # not even a folder: the episode is lost
+                log.error(
+                    "episode_lost",
+                    index=index,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                    hint="check disk space and permissions of the data dir",
+                )
+                report.lost.append(f"episode {index}: {type(exc).__name__}: {exc}")
+                continue
+            report.records.append(record)
+            async with summary_lock:
+                summary = summarize(report.run_id, report.records, clock.now())
+                try:
+                    await asyncio.to_thread(store.write_summary, summary)
+                except OSError as exc:
+                    log.error("summary_write_failed", error=str(exc))
+
+    tasks = [
+        asyncio.create_task(worker(), name=f"episode-worker-{i}")
+        for i in range(min(workers, report.requested))
+    ]
+    await asyncio.gather(*tasks)

@@ -1,0 +1,254 @@
+"""What each CLI command does (argument parsing stays in :mod:`service.cli`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+from artifacts.layout import list_runs, resolve_run
+from artifacts.validate import validate_run
+from env.mock import MockClmmEnv
+from service.campaign import CampaignError, run_campaign
+from service.clock import SystemClock
+from service.config import ConfigError, Settings
+from service.logging import REDACTOR, configure_logging
+from service.wiring import build_source, load_configured_registry, open_intel
+
+log = structlog.get_logger(__name__)
+
+
+def _start_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    if settings.dune_api_key is not None:
+        REDACTOR.register(settings.dune_api_key.get_secret_value())
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+async def campaign(settings: Settings, *, warm: bool = True) -> int:
+    """Run a campaign; 0 when every episode ended with an artifact folder."""
+    _start_logging(settings)
+    if settings.exec_mode == "real":
+        raise ConfigError(
+            "invalid configuration: EXEC_MODE='real' is not available in this build yet; "
+            "use HB_ENV=mock (real mode through Gateway is a separate feature)"
+        )
+    clock = SystemClock()
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stack = open_intel(settings, clock)
+    except OSError as exc:
+        _err(f"clmmd: cannot use data dir {settings.data_dir}: {exc}")
+        return 1
+    try:
+        if warm and settings.intel_data_source == "mock":
+            # Mock intel is local and instant: warm the cache so episodes see fresh data.
+            # A Dune source is never waited on here; the daemon or `refresh --once` does that.
+            from scheduler.refresher import Refresher
+
+            refresher = Refresher(build_source(settings, clock), stack.cache, stack.registry, clock)
+            report = await refresher.refresh_once(list(settings.pools))
+            await refresher.close()
+            log.info("intel_warmed", **report.as_dict())
+        result = await run_campaign(settings, env=MockClmmEnv(), intel=stack.intel, clock=clock)
+    except CampaignError as exc:
+        _err(f"clmmd: campaign could not run: {exc}")
+        return 1
+    finally:
+        stack.close()
+    ok = sum(r.status == "success" for r in result.records)
+    _err(
+        f"campaign {result.run_id}: {len(result.records)}/{result.requested} episodes "
+        f"({ok} successful, {len(result.records) - ok} failed/skipped, {len(result.lost)} lost), "
+        f"seed {result.seed}\nartifacts: {result.run_dir}/\n"
+        f"inspect:   clmmd runs show {result.run_id}   |   clmmd runs validate {result.run_id}"
+    )
+    return 0 if result.complete else 1
+
+
+def runs_list(settings: Settings) -> int:
+    runs = list_runs(settings.data_dir)
+    if not runs:
+        print(f"no runs under {settings.data_dir / 'runs'}")
+        return 0
+    print(
+        f"{'run_id':<28} {'episodes':>8} {'ok':>5} {'failed':>6} {'skipped':>7} "
+        f"{'pnl_usd':>12} {'fees_usd':>10} {'gas_usd':>9} {'fresh%':>6}"
+    )
+    for layout in runs:
+        s = _summary(layout.summary_path)
+        if s is None:
+            print(f"{layout.run_id:<28} {'(no summary yet)':>8}")
+            continue
+        fresh = s.get("mean_fresh_pct")
+        print(
+            f"{layout.run_id:<28} {s['episodes']:>8} {s['successful']:>5} {s['failed']:>6} "
+            f"{s['skipped']:>7} {s['total_pnl_usd']:>12.2f} {s['total_fees_usd']:>10.2f} "
+            f"{s['total_gas_usd']:>9.2f} {'-' if fresh is None else f'{fresh:.1f}':>6}"
+        )
+    return 0
+
+
+def _summary(path: Any) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def runs_show(settings: Settings, run: str) -> int:
+    try:
+        layout = resolve_run(settings.data_dir, run)
+    except LookupError as exc:
+        _err(f"clmmd: {exc}")
+        return 2
+    summary = _summary(layout.summary_path) or {}
+    print(f"run {layout.run_id}  ({layout.run_dir})")
+    for key in (
+        "episodes",
+        "successful",
+        "failed",
+        "skipped",
+        "total_pnl_usd",
+        "total_fees_usd",
+        "total_gas_usd",
+        "total_il_usd",
+        "risk_scalar_applied",
+        "mean_fresh_pct",
+    ):
+        print(f"  {key:<20} {summary.get(key, '-')}")
+    print(f"\n  {'episode':<10} {'outcome':<10} {'pnl_usd':>10} {'fees_usd':>9} {'in_range%':>9}")
+    for episode_dir in layout.episode_dirs():
+        result = _summary(episode_dir / "result.json")
+        failure = _summary(episode_dir / "failure.json")
+        if result is not None:
+            print(
+                f"  {episode_dir.name:<10} {result.get('status', '?'):<10} "
+                f"{result.get('pnl_usd', 0):>10.2f} {result.get('fees_usd', 0):>9.2f} "
+                f"{result.get('time_in_range_pct', 0):>9.1f}"
+            )
+        elif failure is not None:
+            print(
+                f"  {episode_dir.name:<10} failed@{failure.get('stage', '?'):<3} "
+                f"{failure.get('error_type', '')}: {str(failure.get('error_message', ''))[:60]}"
+            )
+        else:
+            print(f"  {episode_dir.name:<10} running")
+    return 0
+
+
+def runs_validate(settings: Settings, run: str | None) -> int:
+    """Print every violation; exit 1 if any, 2 if the run does not exist."""
+    try:
+        layouts = (
+            list_runs(settings.data_dir) if run is None else [resolve_run(settings.data_dir, run)]
+        )
+    except LookupError as exc:
+        _err(f"clmmd: {exc}")
+        return 2
+    total = 0
+    for layout in layouts:
+        violations = validate_run(layout)
+        episodes = len(layout.episode_dirs())
+        for violation in violations:
+            print(f"VIOLATION {violation}")
+        print(f"{layout.run_id}: {episodes} episodes, {len(violations)} violation(s)")
+        total += len(violations)
+    return 1 if total else 0
+
+
+def registry() -> int:
+    from scheduler.registry import format_registry
+    from service.config import load_settings
+
+    print(format_registry(load_configured_registry(load_settings())))
+    return 0
+
+
+async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
+    """Refresh what is due; exit 1 if something was due and nothing could be refreshed."""
+    _start_logging(settings)
+    from scheduler.refresher import Refresher
+
+    clock = SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stack = open_intel(settings, clock)
+    source = build_source(settings, clock)
+    refresher = Refresher(
+        source,
+        stack.cache,
+        stack.registry,
+        clock,
+        workers=workers,
+        fetch_timeout_s=settings.refresh_deadline_s,
+    )
+    try:
+        report = await refresher.refresh_once(list(settings.pools), pool_cap=pool_cap)
+    finally:
+        await refresher.close()
+        await source.close()
+        stack.close()
+    for outcome in report.outcomes:
+        error = f"  {outcome.error}" if outcome.error else ""
+        print(f"{outcome.status:<8} {outcome.key:<60} {outcome.duration_s * 1000:8.1f} ms{error}")
+    print(
+        f"refreshed {report.ok}, failed {report.failed}, skipped {report.skipped}; "
+        f"peak concurrent fetches {refresher.peak_in_flight}"
+    )
+    if report.outcomes and report.ok == 0:
+        return 1
+    return 0
+
+
+def status(settings: Settings) -> int:
+    """Each enabled key with quality, age and last error (reads the cache only)."""
+    from scheduler.planner import candidate_requests
+
+    clock = SystemClock()
+    stack = open_intel(settings, clock)
+    try:
+        now = clock.now()
+        print(f"{'key':<62} {'quality':<8} {'age_s':>9}  last_error")
+        for spec, request in candidate_requests(stack.registry, list(settings.pools)):
+            _, meta = stack.cache.get_with_quality(request.key, now, spec.max_age_seconds)
+            envelope = stack.cache.get_envelope(request.key)
+            error = (envelope["error"] if envelope else None) or ""
+            age = meta["age_s"]
+            print(
+                f"{request.key:<62} {meta['quality']:<8} "
+                f"{'-' if age is None else f'{age:.0f}':>9}  {error}"
+            )
+    finally:
+        stack.close()
+    return 0
+
+
+def trigger_refresh(settings: Settings, reason: str, pool: str, priorities: str) -> int:
+    from scheduler.triggers import trigger_refresh as append_refresh
+
+    wanted = tuple(p.strip() for p in priorities.split(",") if p.strip())
+    try:
+        trigger_id = append_refresh(reason, pool, data_dir=settings.data_dir, priorities=wanted)
+    except ValueError as exc:
+        _err(f"clmmd trigger refresh: {exc}")
+        return 2
+    print(trigger_id)
+    return 0
+
+
+def trigger_episodes(settings: Settings, count: int) -> int:
+    from scheduler.triggers import trigger_episodes as append_episodes
+
+    try:
+        trigger_id = append_episodes(count, data_dir=settings.data_dir)
+    except ValueError as exc:
+        _err(f"clmmd trigger episodes: {exc}")
+        return 2
+    print(trigger_id)
+    return 0

@@ -1,0 +1,394 @@
+"""``EpisodeRunner``: one episode's steps, each leaving artifacts whatever fails.
+
+Steps: intel snapshot → propose → execute → reward → result → learning gate → metadata.
+The folder appears atomically with proposal.json (a placeholder proposal recording why when
+the agent could not propose). Any exception in a step writes failure.json naming the step, and
+metadata.json is always written last. Disk writes run in worker threads (fsync blocks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from agent.learner import LearningDecision, decide_learning
+from agent.proposer import ProposalContext, propose
+from agent.regime import MarketView, classify
+from agent.reward import RewardWeights, compute_reward
+from agent.state import AgentState
+from artifacts.layout import episode_id as make_episode_id
+from artifacts.models import (
+    EpisodeFailure,
+    EpisodeMetadata,
+    EpisodeResult,
+    MetadataExtra,
+    Proposal,
+    Reward,
+    Simulation,
+    Timings,
+)
+from artifacts.store import ArtifactStore
+from artifacts.summary import EpisodeRecord
+from env.base import ClmmEnv, ExecutionOutcome, ExecutionRequest, MarketInputs, PoolSpec
+from service.clock import Clock, utc_iso
+
+log = structlog.get_logger(__name__)
+
+#: What to tell the operator for a failure in each step (the runbook's fixes table agrees).
+STAGE_HINTS: dict[str, str] = {
+    "snapshot": "the intel cache could not be read: check the cache folder and disk space",
+    "propose": "the agent failed to propose: see the traceback; the agent state may be corrupt",
+    "validate": "the pool failed validation: check the pool address, chain and network",
+    "execute": "execution failed: in mock mode see the traceback, in real mode check Gateway",
+    "reward": "the outcome could not be scored: see the traceback",
+    "write_result": "the result could not be written: check disk space and permissions",
+}
+
+
+class IntelSnapshotView(Protocol):
+    """What the runner needs of an intel snapshot (scheduler.intel provides it)."""
+
+    @property
+    def hygiene(self) -> Mapping[str, Any]: ...
+
+    def as_metadata_extra(self) -> dict[str, Any]: ...
+
+    def market_inputs(self) -> MarketInputs: ...
+
+    def value(self, query: str, field: str) -> Any: ...
+
+
+class IntelReader(Protocol):
+    """Cache-only snapshot provider: never touches the network, never waits on a refresh."""
+
+    def snapshot(
+        self, pool_address: str, pair: str, lookback_hours: float
+    ) -> IntelSnapshotView: ...
+
+
+class AgentHandle:
+    """The shared agent state; updates from concurrent episodes are serialised by a lock."""
+
+    def __init__(self, state: AgentState | None = None) -> None:
+        self.state = state or AgentState()
+        self._lock = asyncio.Lock()
+
+    async def learn(self, regime_key: str, width_ticks: int, reward: float) -> AgentState:
+        async with self._lock:
+            self.state = self.state.with_reward(regime_key, width_ticks, reward)
+            return self.state
+
+
+@dataclass(frozen=True)
+class EpisodeSettings:
+    """Everything an episode needs from the configuration (checked where it is used)."""
+
+    run_id: str
+    campaign_seed: int
+    config_hash: str
+    exec_mode: Literal["mock", "real"]
+    learn_from_mock: bool
+    size_usd: float
+    horizon_hours: float
+    lookback_hours: float = 1.0
+    risk_scalar_override: float | None = None
+    fresh_pct_floor: float = 50.0
+    reward_weights: RewardWeights = field(default_factory=RewardWeights)
+
+
+def derive_seed(campaign_seed: int, index: int) -> int:
+    """Per-episode seed: a stable hash of the campaign seed and the episode index."""
+    digest = hashlib.blake2b(f"{campaign_seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & (2**63 - 1)
+
+
+def market_view(snapshot: IntelSnapshotView | None) -> MarketView:
+    if snapshot is None:
+        return MarketView()
+    inputs = snapshot.market_inputs()
+    toxic = snapshot.value("toxic_flow", "toxic_share")
+    gas = snapshot.value("gas_regime", "regime")
+    fresh = snapshot.hygiene.get("fresh_pct", 0.0)
+    return MarketView(
+        price_usd=inputs.price_usd,
+        gas_regime=gas if isinstance(gas, str) else None,
+        volatility_daily=inputs.volatility_daily,
+        toxic_share=float(toxic) if isinstance(toxic, (int, float)) else None,
+        fresh_pct=float(fresh) if isinstance(fresh, (int, float)) else 0.0,
+    )
+
+
+class EpisodeRunner:
+    """Runs episodes of one run. Collaborators are the small interfaces tests fake."""
+
+    def __init__(
+        self,
+        *,
+        settings: EpisodeSettings,
+        store: ArtifactStore,
+        env: ClmmEnv,
+        intel: IntelReader,
+        agent: AgentHandle,
+        pool: PoolSpec,
+        clock: Clock,
+        proposer: Callable[[ProposalContext, AgentState], Proposal] = propose,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.env = env
+        self.intel = intel
+        self.agent = agent
+        self.pool = pool
+        self.clock = clock
+        self.proposer = proposer
+
+    async def run(self, index: int) -> EpisodeRecord:
+        """Run episode ``index`` (1-based) to an artifact folder; returns its summary record.
+
+        Raises only when not even the folder could be created (e.g. the disk is full).
+        """
+        episode = _Episode(self, index)
+        structlog.contextvars.bind_contextvars(episode_id=episode.episode_id)
+        try:
+            return await episode.run()
+        finally:
+            structlog.contextvars.unbind_contextvars("episode_id")
+
+
+class _Episode:
+    """State of one running episode (kept off the runner so episodes run concurrently)."""
+
+    def __init__(self, runner: EpisodeRunner, index: int) -> None:
+        self.r = runner
+        self.s = runner.settings
+        self.episode_id = make_episode_id(index)
+        self.seed = derive_seed(self.s.campaign_seed, index)
+        self.started = runner.clock.now()
+        self.t0 = runner.clock.monotonic()
+        self.stages: dict[str, float] = {}
+        self.snapshot: IntelSnapshotView | None = None
+        self.proposal: Proposal | None = None
+        self.learning = LearningDecision(False, "episode did not reach the learning step")
+
+    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def _log(self, event: str, **payload: Any) -> None:
+        await self._io(
+            self.r.store.append_log, self.episode_id, utc_iso(self.r.clock.now()), event, payload
+        )
+
+    def _mark(self, stage: str, t_start: float) -> None:
+        self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)
+
+    async def run(self) -> EpisodeRecord:
+        stage = "snapshot"
+        t = self.r.clock.monotonic()
+        try:
+            self.snapshot = self.r.intel.snapshot(
+                self.r.pool.address, self.r.pool.pair, self.s.lookback_hours
+            )
+            self._mark("snapshot", t)
+            stage, t = "propose", self.r.clock.monotonic()
+            view = market_view(self.snapshot)
+            ctx = ProposalContext(
+                run_id=self.s.run_id,
+                episode_id=self.episode_id,
+                seed=self.seed,
+                pool=self.r.pool,
+                view=view,
+                size_usd=self.s.size_usd,
+                horizon_hours=self.s.horizon_hours,
+                risk_scalar_override=self.s.risk_scalar_override,
+            )
+            self.proposal = self.r.proposer(ctx, self.r.agent.state)
+            self._mark("propose", t)
+        except Exception as exc:
+            placeholder = Proposal(
+                run_id=self.s.run_id,
+                episode_id=self.episode_id,
+                proposed=False,
+                reason=f"no proposal: {stage} failed: {type(exc).__name__}: {exc}",
+                seed=self.seed,
+            )
+            await self._io(self.r.store.create_episode, self.episode_id, placeholder)
+            return await self._fail(stage, exc)
+        await self._io(self.r.store.create_episode, self.episode_id, self.proposal)
+        await self._log(
+            "proposed",
+            regime_key=self.proposal.regime_key,
+            width_ticks=self.proposal.action.width_ticks if self.proposal.action else None,
+            tick_lower=self.proposal.tick_lower,
+            tick_upper=self.proposal.tick_upper,
+            hygiene=dict(self.snapshot.hygiene) if self.snapshot else None,
+        )
+        try:
+            stage, t = "execute", self.r.clock.monotonic()
+            outcome = await self.r.env.execute(self._request())
+            self._mark("execute", t)
+            await self._log(
+                "executed",
+                pnl_usd=outcome.pnl_usd,
+                fees_usd=outcome.fees_usd,
+                risk_scalar_applied=outcome.risk_scalar_applied,
+            )
+            stage, t = "reward", self.r.clock.monotonic()
+            reward = compute_reward(
+                pnl_usd=outcome.pnl_usd,
+                fees_usd=outcome.fees_usd,
+                gas_cost_usd=outcome.gas_cost_usd,
+                time_in_range_pct=outcome.time_in_range_pct,
+                size_usd_applied=outcome.size_usd_applied,
+                weights=self.s.reward_weights,
+            )
+            self._mark("reward", t)
+            stage, t = "write_result", self.r.clock.monotonic()
+            result = self._result(outcome)
+            await self._io(self.r.store.write, self.episode_id, "result.json", result)
+            await self._io(self.r.store.write, self.episode_id, "reward.json", reward)
+            self._mark("write_result", t)
+        except Exception as exc:
+            return await self._fail(stage, exc)
+        await self._learn(result, reward)
+        await self._finish()
+        log.info(
+            "episode_done",
+            status=result.status,
+            pnl_usd=round(result.pnl_usd, 4),
+            reward=round(reward.total, 6),
+            learning=self.learning.apply,
+        )
+        return EpisodeRecord(
+            status=result.status,
+            pnl_usd=result.pnl_usd,
+            fees_usd=result.fees_usd,
+            gas_cost_usd=result.gas_cost_usd,
+            il_usd=result.il_usd,
+            risk_scalar_applied=True,
+            fresh_pct=self._fresh_pct(),
+        )
+
+    def _request(self) -> ExecutionRequest:
+        p = self.proposal
+        assert p is not None and p.tick_lower is not None and p.tick_upper is not None
+        return ExecutionRequest(
+            run_id=self.s.run_id,
+            episode_id=self.episode_id,
+            pool=self.r.pool,
+            tick_lower=p.tick_lower,
+            tick_upper=p.tick_upper,
+            size_usd=p.size_usd or self.s.size_usd,
+            risk_scalar=p.risk_scalar if p.risk_scalar is not None else 1.0,
+            horizon_hours=p.horizon_hours or self.s.horizon_hours,
+            seed=self.seed,
+            market=self.snapshot.market_inputs() if self.snapshot else MarketInputs(),
+        )
+
+    def _result(self, outcome: ExecutionOutcome) -> EpisodeResult:
+        simulation = dict(outcome.simulation)
+        source = simulation.pop("source", "mock" if self.r.env.name == "mock" else "live")
+        return EpisodeResult(
+            status="success",
+            simulation=Simulation(source=source, **simulation),
+            pnl_usd=outcome.pnl_usd,
+            fees_usd=outcome.fees_usd,
+            gas_cost_usd=outcome.gas_cost_usd,
+            il_usd=outcome.il_usd,
+            time_in_range_pct=outcome.time_in_range_pct,
+            risk_scalar_applied=outcome.risk_scalar_applied,
+            size_usd_applied=outcome.size_usd_applied,
+            timings_ms=dict(self.stages),
+        )
+
+    def _fresh_pct(self) -> float | None:
+        if self.snapshot is None:
+            return None
+        value = self.snapshot.hygiene.get("fresh_pct")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    async def _learn(self, result: EpisodeResult, reward: Reward) -> None:
+        t = self.r.clock.monotonic()
+        proposal = self.proposal
+        assert proposal is not None
+        regime_unknown = classify(market_view(self.snapshot)).is_unknown
+        self.learning = decide_learning(
+            status=result.status,
+            exec_mode=self.s.exec_mode,
+            learn_from_mock=self.s.learn_from_mock,
+            fresh_pct=self._fresh_pct() or 0.0,
+            fresh_pct_floor=self.s.fresh_pct_floor,
+            regime_unknown=regime_unknown,
+        )
+        if self.learning.apply and proposal.regime_key and proposal.action:
+            try:
+                await self.r.agent.learn(
+                    proposal.regime_key, proposal.action.width_ticks, reward.total
+                )
+            except Exception as exc:
+                self.learning = LearningDecision(False, f"learning update failed: {exc}")
+        await self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
+        self._mark("learn", t)
+
+    async def _fail(self, stage: str, exc: BaseException) -> EpisodeRecord:
+        log.error(
+            "episode_failed",
+            stage=stage,
+            error_type=type(exc).__name__,
+            error=str(exc),
+            hint=STAGE_HINTS.get(stage),
+        )
+        failure = EpisodeFailure(
+            stage=stage,
+            error_type=type(exc).__name__,
+            error_message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            hint=STAGE_HINTS.get(stage),
+            timestamp=utc_iso(self.r.clock.now()),
+        )
+        self.learning = LearningDecision(False, f"gate: episode failed at {stage}")
+        try:
+            await self._io(self.r.store.write, self.episode_id, "failure.json", failure)
+            await self._log("failed", stage=stage, error_type=type(exc).__name__)
+        except Exception as write_exc:  # the metadata below may still succeed
+            log.error("failure_artifact_write_failed", error=str(write_exc))
+        await self._finish()
+        return EpisodeRecord(status="failed", fresh_pct=self._fresh_pct())
+
+    async def _finish(self) -> None:
+        """Write metadata.json and timings.json: the last files of every episode."""
+        extra = (
+            MetadataExtra(**self.snapshot.as_metadata_extra()) if self.snapshot else MetadataExtra()
+        )
+        proposal = self.proposal
+        metadata = EpisodeMetadata(
+            run_id=self.s.run_id,
+            episode_id=self.episode_id,
+            agent_version=(
+                proposal.agent_version
+                if proposal and proposal.agent_version
+                else self.r.agent.state.agent_version
+            ),
+            config_hash=self.s.config_hash,
+            exec_mode=self.s.exec_mode,
+            timestamp=utc_iso(self.started),
+            regime_key=proposal.regime_key if proposal else None,
+            seed=self.seed,
+            learning_update_applied=self.learning.apply,
+            learning_update_reason=self.learning.reason,
+            extra=extra,
+        )
+        ended = self.r.clock.now()
+        timings = Timings(
+            stages_ms=dict(self.stages),
+            total_ms=round((self.r.clock.monotonic() - self.t0) * 1000.0, 3),
+            started_at=utc_iso(self.started),
+            ended_at=utc_iso(ended),
+        )
+        await self._io(self.r.store.write, self.episode_id, "timings.json", timings)
+        await self._io(self.r.store.write, self.episode_id, "metadata.json", metadata)

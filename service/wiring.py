@@ -1,0 +1,70 @@
+"""Building the intelligence stack from settings: registry, cache, source, refresher, reader.
+
+The episode side gets only ``MarketIntelligence`` (cache reads); the network source is built
+only when a refresh actually needs it, and a Dune source only with a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.cache import IntelCache
+from scheduler.intel import MarketIntelligence
+from scheduler.registry import Registry, RegistryError, load_registry
+from scheduler.source import IntelSource
+from service.clock import Clock
+from service.config import ConfigError, Settings
+
+
+@dataclass
+class IntelStack:
+    registry: Registry
+    cache: IntelCache
+    intel: MarketIntelligence
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def load_configured_registry(settings: Settings) -> Registry:
+    try:
+        return load_registry(
+            settings.queries_file,
+            enable=settings.enable_queries,
+            disable=settings.disable_queries,
+        )
+    except RegistryError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def open_intel(settings: Settings, clock: Clock) -> IntelStack:
+    """Open the cache under ``<data_dir>/cache`` and the read side over it."""
+    registry = load_configured_registry(settings)
+    cache = IntelCache(settings.data_dir / "cache", size_limit=settings.cache_size_mb * 1024 * 1024)
+    return IntelStack(registry, cache, MarketIntelligence(cache, registry, clock))
+
+
+def build_source(settings: Settings, clock: Clock) -> IntelSource:
+    """The configured fetch source. INTEL_DATA_SOURCE=dune without a key is a config error."""
+    if settings.intel_data_source == "mock":
+        from scheduler.mock_source import MockSource
+
+        return MockSource(clock)
+    if settings.dune_api_key is None:
+        raise ConfigError(
+            "invalid configuration: DUNE_API_KEY is NOT SET but INTEL_DATA_SOURCE='dune'; "
+            "set the key or use INTEL_DATA_SOURCE=mock"
+        )
+    from scheduler.dune import DuneClient
+    from scheduler.dune_source import DuneSource
+
+    client = DuneClient(
+        settings.dune_api_base_url,
+        settings.dune_api_key,
+        clock,
+        call_timeout_s=settings.dune_timeout_s,
+        refresh_deadline_s=settings.refresh_deadline_s,
+        execute_rpm=settings.dune_execute_rpm,
+        read_rpm=settings.dune_read_rpm,
+    )
+    return DuneSource(client)
