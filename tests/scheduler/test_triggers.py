@@ -3,6 +3,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -22,8 +23,9 @@ WRITERS = 4
 LINES_PER_WRITER = 1500
 
 
-def _writer(path: str, writer: int) -> None:
+def _writer(path: str, writer: int, go: Any) -> None:
     rng = random.Random(writer)
+    go.wait(60)  # all writers start together, so their appends really overlap
     for seq in range(LINES_PER_WRITER):
         # Every few lines is far longer than PIPE_BUF, where unlocked appends could interleave.
         pad = "x" * (rng.randint(5000, 20000) if seq % 7 == 0 else rng.randint(0, 200))
@@ -39,9 +41,11 @@ def read_records(path: Path) -> list[dict[str, object]]:
 def test_concurrent_processes_never_interleave_lines(tmp_path: Path) -> None:
     path = tmp_path / TRIGGER_FILENAME
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(WRITERS)]
+    go = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(str(path), w, go)) for w in range(WRITERS)]
     for p in procs:
         p.start()
+    go.set()
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
