@@ -25,7 +25,8 @@ def decide_learning(
         return LearningDecision(False, f"gate: episode status is {status!r}, not 'success'")
     if exec_mode == "mock" and not learn_from_mock:
         return LearningDecision(False, "gate: mock episode and LEARN_FROM_MOCK=false")
-    if fresh_pct < fresh_pct_floor:
+    # ``not >=`` rather than ``<``: a NaN fresh_pct must block, not slip through.
+    if not fresh_pct >= fresh_pct_floor:
         return LearningDecision(
             False, f"gate: intel fresh_pct {fresh_pct:.1f} below floor {fresh_pct_floor:.1f}"
         )

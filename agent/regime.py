@@ -47,14 +47,16 @@ def _finite(value: float | None) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) and number >= 0 else None
 
 
 def classify(view: MarketView) -> Regime:
     """Bucket each input; unusable inputs become ``unknown``."""
-    gas = view.gas_regime if view.gas_regime in ("low", "normal", "high") else UNKNOWN
+    raw_gas = view.gas_regime
+    # isinstance first: ``in`` compares with ``==``, which raises for array-like values.
+    gas = raw_gas if isinstance(raw_gas, str) and raw_gas in ("low", "normal", "high") else UNKNOWN
     vol_value = _finite(view.volatility_daily)
     if vol_value is None:
         vol = UNKNOWN

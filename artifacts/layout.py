@@ -81,11 +81,19 @@ def runs_dir(data_dir: Path) -> Path:
 
 
 def list_runs(data_dir: Path) -> list[RunLayout]:
-    """Every run under ``data_dir``, oldest first (run ids sort by start time)."""
+    """Every run under ``data_dir``, oldest first (run ids sort by start time).
+
+    Hidden folders are not runs (``resolve_run`` refuses their names too), so ``latest`` never
+    resolves to one and recovery never touches one.
+    """
     root = runs_dir(data_dir)
     if not root.is_dir():
         return []
-    return [RunLayout(data_dir, p.name) for p in sorted(root.iterdir()) if p.is_dir()]
+    return [
+        RunLayout(data_dir, p.name)
+        for p in sorted(root.iterdir())
+        if p.is_dir() and not p.name.startswith(".")
+    ]
 
 
 def resolve_run(data_dir: Path, run: str | None) -> RunLayout:

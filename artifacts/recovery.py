@@ -41,7 +41,8 @@ def writer_alive(layout: RunLayout) -> bool:
         pid = int(layout.active_marker.read_text().strip())
     except (OSError, ValueError):
         return False
-    if pid == os.getpid():
+    # 0 and negative "pids" address process groups in kill(2), which always exist.
+    if pid <= 0 or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -91,7 +92,9 @@ def _complete_episode(
     if "metadata.json" not in names:
         proposal: dict[str, object] = {}
         with contextlib.suppress(OSError, ValueError):
-            proposal = orjson.loads((episode_dir / "proposal.json").read_bytes())
+            loaded = orjson.loads((episode_dir / "proposal.json").read_bytes())
+            if isinstance(loaded, dict):
+                proposal = loaded
         seed = proposal.get("seed")
         metadata = EpisodeMetadata(
             run_id=layout.run_id,

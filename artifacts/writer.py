@@ -12,6 +12,7 @@ These functions block (fsync); async callers run them with ``asyncio.to_thread``
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -115,7 +116,14 @@ def create_episode_dir(
         write_json_new(staging / "proposal.json", proposal, durable=durable)
         if final.exists():
             raise ArtifactExistsError(f"refusing to overwrite episode folder {final}")
-        staging.rename(final)
+        try:
+            staging.rename(final)
+        except OSError as exc:
+            # Another writer won the race between our check and the rename: its folder holds
+            # a proposal.json, so the rename fails with ENOTEMPTY/EEXIST. Same refusal as above.
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise ArtifactExistsError(f"refusing to overwrite episode folder {final}") from None
+            raise
     except BaseException:
         with contextlib.suppress(OSError):
             for child in staging.iterdir():

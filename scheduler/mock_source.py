@@ -182,7 +182,8 @@ class MockSource:
 
     ``fail`` may inject failures: called with each request, a returned string is raised as a
     retryable :class:`IntelFetchError`. ``latency_s`` waits on the injected clock per fetch.
-    ``requests`` records every key asked for, in order.
+    ``requests`` records every key asked for, in order. ``epoch`` (e.g. a campaign seed)
+    replaces the clock's hour in the seed so rows do not change with time.
     """
 
     def __init__(
@@ -191,8 +192,12 @@ class MockSource:
         *,
         fail: Callable[[FetchRequest], str | None] | None = None,
         latency_s: float = 0.0,
+        epoch: int | None = None,
     ) -> None:
         self._clock = clock
+        # A fixed epoch replaces the hour bucket: a seeded campaign gets the same intel
+        # whatever the hour it runs in.
+        self._epoch = epoch
         self._fail = fail
         self._latency_s = latency_s
         self.requests: list[str] = []
@@ -209,7 +214,9 @@ class MockSource:
 
     def rows_for(self, request: FetchRequest) -> dict[str, Any]:
         """The data a fetch of ``request`` returns at the clock's current hour."""
-        hour_bucket = int(self._clock.now().timestamp() // 3600)
+        hour_bucket = (
+            self._epoch if self._epoch is not None else int(self._clock.now().timestamp() // 3600)
+        )
         pool = request.pool_address.lower() if request.pool_address else None
         rng = random.Random(_seed(request.query_name, pool, request.window, hour_bucket))
         builder = _BUILDERS.get(request.query_name)

@@ -11,10 +11,11 @@ import structlog
 from artifacts.layout import list_runs, resolve_run
 from artifacts.validate import validate_run
 from env.mock import MockClmmEnv
-from service.campaign import CampaignError, run_campaign
+from service.campaign import CampaignError, resolve_seed, run_campaign
 from service.clock import SystemClock
 from service.config import ConfigError, Settings
 from service.logging import REDACTOR, configure_logging
+from service.warmup import warm_mock_intel
 from service.wiring import build_source, load_configured_registry, open_intel
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,8 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
             "use HB_ENV=mock (real mode through Gateway is a separate feature)"
         )
     clock = SystemClock()
+    seed = resolve_seed(settings)
+    settings = settings.model_copy(update={"seed": seed})
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         stack = open_intel(settings, clock)
@@ -49,12 +52,14 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
         if warm and settings.intel_data_source == "mock":
             # Mock intel is local and instant: warm the cache so episodes see fresh data.
             # A Dune source is never waited on here; the daemon or `refresh --once` does that.
-            from scheduler.refresher import Refresher
-
-            refresher = Refresher(build_source(settings, clock), stack.cache, stack.registry, clock)
-            report = await refresher.refresh_once(list(settings.pools))
-            await refresher.close()
-            log.info("intel_warmed", **report.as_dict())
+            reports = await warm_mock_intel(
+                stack.cache, stack.registry, clock, list(settings.pools), seed
+            )
+            log.info(
+                "intel_warmed",
+                keys=sum(r.ok for r in reports),
+                failed=sum(r.failed for r in reports),
+            )
         result = await run_campaign(settings, env=MockClmmEnv(), intel=stack.intel, clock=clock)
     except CampaignError as exc:
         _err(f"clmmd: campaign could not run: {exc}")

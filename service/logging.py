@@ -124,7 +124,7 @@ class LogSinks:
                 handle.flush()
 
 
-SINKS = LogSinks(stream=sys.stdout.buffer)
+SINKS = LogSinks()
 
 
 def _render_to_sinks(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:

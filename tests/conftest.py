@@ -1,0 +1,67 @@
+"""Shared fixtures: JSON logging captured per test, a fake clock, a temporary data dir."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from service.clock import FakeClock
+from service.logging import SINKS, configure_logging
+
+
+class CapturedLogs:
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue().decode()
+
+    def lines(self) -> list[dict[str, object]]:
+        return [orjson.loads(line) for line in self.buffer.getvalue().splitlines() if line]
+
+    def events(self, name: str) -> list[dict[str, object]]:
+        return [line for line in self.lines() if line.get("event") == name]
+
+
+@pytest.fixture(autouse=True)
+def captured_logs() -> Iterator[CapturedLogs]:
+    logs = CapturedLogs()
+    configure_logging("debug", stream=logs.buffer)
+    yield logs
+    SINKS.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "data"
+    monkeypatch.setenv("CLMMD_DATA_DIR", str(path))
+    return path
+
+
+def _config_variables() -> list[str]:
+    from pydantic import AliasChoices
+
+    from service.config import Settings
+
+    names = ["CLMMD_CONFIG_FILE"]
+    for field in Settings.model_fields.values():
+        if isinstance(field.validation_alias, AliasChoices):
+            names += [str(c).upper() for c in field.validation_alias.choices]
+    return names
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No configuration from the machine running the tests leaks into them."""
+    for name in _config_variables():
+        monkeypatch.delenv(name, raising=False)
