@@ -146,11 +146,50 @@ class ExecutionOutcome:
     simulation: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class EnvHealth:
+    """What metadata.json records as gateway_health / gateway_latency_ms."""
+
+    status: str
+    latency_ms: float | None = None
+
+
+class ExecutionSkipped(Exception):
+    """A safety gate refused execution; the episode is ``skipped`` with ``gate`` named.
+
+    Nothing was sent to any write route. ``str()`` says which gate and why.
+    """
+
+    def __init__(self, gate: str, message: str) -> None:
+        super().__init__(f"{gate}: {message}")
+        self.gate = gate
+
+
+class PoolValidationError(Exception):
+    """The proposal's pool failed validation (stage ``validate``); nothing executed.
+
+    ``field`` names what was wrong (address, chain, network, pool, pair, fee_tier).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
 class ClmmEnv(Protocol):
     """An execution environment: the mock simulator or real execution through Gateway."""
 
     name: Literal["mock", "real"]
 
+    async def health(self) -> EnvHealth | None:
+        """Gateway health for metadata (``None`` in mock mode, where there is no Gateway)."""
+        ...
+
     async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
-        """Execute ``request``; raise on failure (the runner turns it into failure.json)."""
+        """Execute ``request``.
+
+        Raises :class:`ExecutionSkipped` when a live-risk gate blocks (result.json, status
+        ``skipped``), :class:`PoolValidationError` when the pool fails validation (failure.json,
+        stage ``validate``), anything else on failure (failure.json, stage ``execute``).
+        """
         ...

@@ -31,7 +31,7 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from env.base import ExecutionOutcome, ExecutionRequest, MarketInputs, PoolSpec
+from env.base import EnvHealth, ExecutionOutcome, ExecutionRequest, MarketInputs, PoolSpec
 from env.pricepath import DEFAULT_VOLUME_NOISE, price_path, volume_series
 from env.pricing import (
     liquidity_for_value_usd,
@@ -224,6 +224,10 @@ class MockClmmEnv:
     ) -> None:
         self._step_minutes = step_minutes
         self._volume_noise = volume_noise
+
+    async def health(self) -> EnvHealth | None:
+        """Mock mode has no Gateway: nothing to report."""
+        return None
 
     def run(self, request: ExecutionRequest) -> ExecutionOutcome:
         """Synchronous simulation (pure, well under a millisecond for a day of 5-minute steps)."""

@@ -30,12 +30,22 @@ from artifacts.models import (
     MetadataExtra,
     Proposal,
     Reward,
+    RewardComponents,
     Simulation,
     Timings,
 )
 from artifacts.store import ArtifactStore
 from artifacts.summary import EpisodeRecord
-from env.base import ClmmEnv, ExecutionOutcome, ExecutionRequest, MarketInputs, PoolSpec
+from env.base import (
+    ClmmEnv,
+    EnvHealth,
+    ExecutionOutcome,
+    ExecutionRequest,
+    ExecutionSkipped,
+    MarketInputs,
+    PoolSpec,
+    PoolValidationError,
+)
 from service.clock import Clock, utc_iso
 
 log = structlog.get_logger(__name__)
@@ -175,6 +185,7 @@ class _Episode:
         self.snapshot: IntelSnapshotView | None = None
         self.proposal: Proposal | None = None
         self.learning = LearningDecision(False, "episode did not reach the learning step")
+        self.health: EnvHealth | None = None
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -230,7 +241,15 @@ class _Episode:
         )
         try:
             stage, t = "execute", self.r.clock.monotonic()
-            outcome = await self.r.env.execute(self._request())
+            self.health = await self.r.env.health()
+            try:
+                outcome = await self.r.env.execute(self._request())
+            except PoolValidationError as exc:
+                stage = "validate"
+                raise exc
+            except ExecutionSkipped as exc:
+                self._mark("execute", t)
+                return await self._skip(exc)
             self._mark("execute", t)
             await self._log(
                 "executed",
@@ -335,6 +354,36 @@ class _Episode:
         await self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
         self._mark("learn", t)
 
+    async def _skip(self, exc: ExecutionSkipped) -> EpisodeRecord:
+        """A live-risk gate refused: result.json says ``skipped`` and names the gate."""
+        log.warning("episode_skipped", gate=exc.gate, reason=str(exc))
+        result = EpisodeResult(
+            status="skipped",
+            reason=str(exc),
+            simulation=Simulation(
+                source="live" if self.r.env.name == "real" else "mock", gate=exc.gate
+            ),
+            pnl_usd=0.0,
+            fees_usd=0.0,
+            gas_cost_usd=0.0,
+            il_usd=0.0,
+            time_in_range_pct=0.0,
+            risk_scalar_applied=0.0,
+            size_usd_applied=0.0,
+            timings_ms=dict(self.stages),
+        )
+        reward = Reward(
+            total=0.0,
+            components=RewardComponents(pnl=0.0, fees=0.0, gas_penalty=0.0, range_penalty=0.0),
+            weights=self.s.reward_weights.as_dict(),
+        )
+        await self._io(self.r.store.write, self.episode_id, "result.json", result)
+        await self._io(self.r.store.write, self.episode_id, "reward.json", reward)
+        await self._log("skipped", gate=exc.gate, reason=str(exc))
+        self.learning = LearningDecision(False, f"gate: episode skipped ({exc.gate})")
+        await self._finish()
+        return EpisodeRecord(status="skipped", fresh_pct=self._fresh_pct())
+
     async def _fail(self, stage: str, exc: BaseException) -> EpisodeRecord:
         log.error(
             "episode_failed",
@@ -381,6 +430,8 @@ class _Episode:
             seed=self.seed,
             learning_update_applied=self.learning.apply,
             learning_update_reason=self.learning.reason,
+            gateway_health=self.health.status if self.health else None,
+            gateway_latency_ms=self.health.latency_ms if self.health else None,
             extra=extra,
         )
         ended = self.r.clock.now()

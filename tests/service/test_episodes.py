@@ -16,7 +16,15 @@ from artifacts.layout import RunLayout
 from artifacts.models import Proposal
 from artifacts.store import ArtifactStore
 from artifacts.validate import validate_episode
-from env.base import DEFAULT_POOL_ADDRESS, ExecutionOutcome, ExecutionRequest, pool_by_address
+from env.base import (
+    DEFAULT_POOL_ADDRESS,
+    EnvHealth,
+    ExecutionOutcome,
+    ExecutionRequest,
+    ExecutionSkipped,
+    PoolValidationError,
+    pool_by_address,
+)
 from env.mock import MockClmmEnv
 from scheduler.cache import IntelCache
 from scheduler.intel import MarketIntelligence
@@ -139,6 +147,9 @@ def failing_proposer(ctx: ProposalContext, state: AgentState) -> Proposal:
 class FailingEnv:
     name = "mock"
 
+    async def health(self) -> EnvHealth | None:
+        return None
+
     async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
         raise Boom("simulator crashed")
 
@@ -147,6 +158,9 @@ class ZeroSizeEnv:
     """Returns an outcome the reward function must reject (size 0)."""
 
     name = "mock"
+
+    async def health(self) -> EnvHealth | None:
+        return None
 
     async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
         outcome = await MockClmmEnv().execute(request)
@@ -166,6 +180,7 @@ class ResultWriteFails(ArtifactStore):
         ("snapshot", {"intel": FailingIntel()}, "cache unreadable"),
         ("propose", {"proposer": failing_proposer}, "agent crashed"),
         ("execute", {"env": FailingEnv()}, "simulator crashed"),
+        ("validate", {"env": "invalid-pool"}, "fee_tier: pool fee 3000"),
         ("reward", {"env": ZeroSizeEnv()}, "size_usd_applied must be positive"),
         ("write_result", {"store": "result-fails"}, "No space left"),
     ],
@@ -178,6 +193,8 @@ async def test_failure_in_each_stage_yields_failure_json(
     cache: IntelCache,
     clock: FakeClock,
 ) -> None:
+    if kwargs.get("env") == "invalid-pool":
+        kwargs["env"] = GatedEnv(PoolValidationError("fee_tier", "pool fee 3000 != proposal 500"))
     if kwargs.get("store") == "result-fails":
         kwargs["store"] = ResultWriteFails(
             RunLayout(tmp_path / "data", "run_20260101_000000_abcd"), durable=False
@@ -248,3 +265,35 @@ def test_seed_derivation_is_stable_and_distinct() -> None:
     assert derive_seed(1, 1) == derive_seed(1, 1)
     assert len({derive_seed(1, i) for i in range(1, 500)}) == 499
     assert derive_seed(1, 2) != derive_seed(2, 1)
+
+
+class GatedEnv:
+    """A real-like env that reports Gateway health and raises a scripted refusal."""
+
+    name = "real"
+
+    def __init__(self, refusal: Exception) -> None:
+        self.refusal = refusal
+
+    async def health(self) -> EnvHealth | None:
+        return EnvHealth(status="ok", latency_ms=12.5)
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
+        raise self.refusal
+
+
+async def test_gate_refusal_is_a_skipped_result_naming_the_gate(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    env = GatedEnv(ExecutionSkipped("I_UNDERSTAND_LIVE_RISK", "not set to 'yes'"))
+    runner = make_runner(tmp_path, cache, clock, env=env)
+    record = await runner.run(1)
+    folder = runner.store.layout.episode_dir("ep_000001")
+    result = read(folder / "result.json")
+    assert record.status == "skipped"
+    assert result["status"] == "skipped"
+    assert "I_UNDERSTAND_LIVE_RISK" in result["reason"]
+    assert result["simulation"] == {"source": "live", "gate": "I_UNDERSTAND_LIVE_RISK"}
+    metadata = read(folder / "metadata.json")
+    assert (metadata["gateway_health"], metadata["gateway_latency_ms"]) == ("ok", 12.5)
+    assert validate_episode(folder, runner.settings.run_id) == []
