@@ -3,15 +3,17 @@ violation with the file it concerns."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from artifacts.layout import RunLayout
-from artifacts.models import ARTIFACT_MODELS, LogLine
-from artifacts.summary import record_from_folder
+from artifacts.models import ARTIFACT_MODELS, LogLine, MetricsSummary
+from artifacts.summary import record_from_folder, summarize
 from artifacts.writer import TEMP_MARKER
 
 
@@ -37,6 +39,9 @@ def _check_json(path: Path, model: type[BaseModel], out: list[Violation]) -> Bas
         return model.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            out.append(Violation(path, f"invalid JSON: {first['msg']}"))
+            return None
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
         out.append(
             Violation(
@@ -110,10 +115,14 @@ def validate_run(layout: RunLayout) -> list[Violation]:
     out: list[Violation] = []
     if not layout.run_dir.is_dir():
         return [Violation(layout.run_dir, "run folder does not exist")]
+    for entry in sorted(layout.run_dir.iterdir()):
+        if TEMP_MARKER in entry.name:  # e.g. a metrics_summary.json replace cut short
+            out.append(Violation(entry, "leftover temporary file (crash residue)"))
     if layout.episodes_dir.is_dir():
         for entry in sorted(layout.episodes_dir.iterdir()):
             if TEMP_MARKER in entry.name:
-                out.append(Violation(entry, "leftover staging folder (crash residue)"))
+                what = "staging folder" if entry.is_dir() else "temporary file"
+                out.append(Violation(entry, f"leftover {what} (crash residue)"))
     for episode_dir in layout.episode_dirs():
         out.extend(validate_episode(episode_dir, layout.run_id))
     active = layout.active_marker.exists()
@@ -125,26 +134,41 @@ def validate_run(layout: RunLayout) -> list[Violation]:
     return out
 
 
-def _check_summary(layout: RunLayout) -> list[Violation]:
-    from artifacts.models import MetricsSummary
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
+
+def _close(actual: float | None, expected: float | None, abs_tol: float) -> bool:
+    if actual is None or expected is None:
+        return actual is expected
+    # Sums are rounded and may be added in another order (episodes end out of order).
+    return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=abs_tol)
+
+
+def _check_summary(layout: RunLayout) -> list[Violation]:
     out: list[Violation] = []
     summary = _check_json(layout.summary_path, MetricsSummary, out)
     if not isinstance(summary, MetricsSummary):
         return out
     records = [r for d in layout.episode_dirs() if (r := record_from_folder(d)) is not None]
-    counts = {
-        "episodes": len(records),
-        "successful": sum(r.status == "success" for r in records),
-        "failed": sum(r.status == "failed" for r in records),
-        "skipped": sum(r.status == "skipped" for r in records),
-    }
-    for field, expected in counts.items():
-        actual = getattr(summary, field)
-        if actual != expected:
+    # The folders are the truth; fold them exactly as the writer does and compare field by field.
+    expected = summarize(layout.run_id, records, _EPOCH)  # updated_at is not compared
+    for field in ("run_id", "episodes", "successful", "failed", "skipped", "risk_scalar_applied"):
+        actual, want = getattr(summary, field), getattr(expected, field)
+        if actual != want:
             out.append(
-                Violation(
-                    layout.summary_path, f"{field} is {actual} but the folders show {expected}"
-                )
+                Violation(layout.summary_path, f"{field} is {actual} but the folders show {want}")
+            )
+    tolerances = {
+        "total_pnl_usd": 2e-6,
+        "total_fees_usd": 2e-6,
+        "total_gas_usd": 2e-6,
+        "total_il_usd": 2e-6,
+        "mean_fresh_pct": 0.011,
+    }
+    for field, tolerance in tolerances.items():
+        actual, want = getattr(summary, field), getattr(expected, field)
+        if not _close(actual, want, tolerance):
+            out.append(
+                Violation(layout.summary_path, f"{field} is {actual} but the folders show {want}")
             )
     return out
