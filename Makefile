@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	cd bench && ../$(BIN)/python run_all.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     dune_timeout_s: float = Field(
         10.0, gt=0, le=600, validation_alias=AliasChoices("DUNE_TIMEOUT_S")
     )
+    dune_poll_interval_s: float = Field(
+        1.0, ge=0.01, le=60, validation_alias=AliasChoices("DUNE_POLL_INTERVAL_S")
+    )
     refresh_deadline_s: float = Field(
         300.0, gt=0, le=3600, validation_alias=AliasChoices("CLMMD_REFRESH_DEADLINE_S")
     )

@@ -64,6 +64,7 @@ def build_source(settings: Settings, clock: Clock) -> IntelSource:
         clock,
         call_timeout_s=settings.dune_timeout_s,
         refresh_deadline_s=settings.refresh_deadline_s,
+        poll_interval_s=settings.dune_poll_interval_s,
         execute_rpm=settings.dune_execute_rpm,
         read_rpm=settings.dune_read_rpm,
     )

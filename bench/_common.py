@@ -1,0 +1,55 @@
+"""Shared bits of the benchmarks: result rows, the table, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Row:
+    """One figure: ``ratio`` is figure/target oriented so that >= 1 means the target is met."""
+
+    name: str
+    figure: float
+    unit: str
+    target: str
+    ratio: float | None
+    passed: bool | None
+    note: str = ""
+
+
+def machine() -> dict[str, object]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'benchmark':<44} {'figure':>14} {'target':>16} {'ratio':>8}  result")
+    for r in rows:
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+        verdict = "-" if r.passed is None else ("PASS" if r.passed else "MISS")
+        print(
+            f"{r.name:<44} {r.figure:>10.3f} {r.unit:<3} {r.target:>16} {ratio:>8}  {verdict}"
+            + (f"  ({r.note})" if r.note else "")
+        )
+
+
+def save(name: str, rows: list[Row]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2))
+    return path

@@ -1,0 +1,152 @@
+"""Campaign throughput: in-process episodes vs one process per episode vs the disk's limit.
+
+* in-process: ``run_campaign`` with N mock episodes, durable writes (fsync), 4 episode workers;
+* process-per-episode (the seeds' way): ``clmmd campaign --episodes 1`` run K times;
+* disk limit: the same number and sizes of files written with temp + fsync + link + dir fsync
+  by the same number of threads, and nothing else.
+
+    python bench/campaign.py [--episodes 500] [--processes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from _common import Row, print_table, save
+
+from artifacts.layout import RunLayout
+from artifacts.writer import append_line, create_episode_dir, write_new
+from env.mock import MockClmmEnv
+from service.campaign import run_campaign
+from service.clock import SystemClock
+from service.config import load_settings
+from service.logging import configure_logging
+from service.warmup import warm_mock_intel
+from service.wiring import open_intel
+
+
+async def in_process(data_dir: Path, episodes: int, workers: int) -> tuple[float, RunLayout]:
+    clock = SystemClock()
+    settings = load_settings(data_dir=data_dir, seed=1, episode_workers=workers)
+    stack = open_intel(settings, clock)
+    try:
+        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 1)
+        start = time.perf_counter()
+        report = await run_campaign(
+            settings, env=MockClmmEnv(), intel=stack.intel, episodes=episodes, clock=clock
+        )
+        elapsed = time.perf_counter() - start
+    finally:
+        stack.close()
+    assert report.complete, report.lost
+    return episodes / elapsed, RunLayout(data_dir, report.run_id)
+
+
+def per_process(data_dir: Path, count: int) -> float:
+    env = {
+        **os.environ,
+        "CLMMD_DATA_DIR": str(data_dir),
+        "HB_SEED": "1",
+        "CLMMD_LOG_LEVEL": "warning",
+    }
+    start = time.perf_counter()
+    for _ in range(count):
+        subprocess.run(
+            [sys.executable, "-m", "service.cli", "campaign", "--episodes", "1"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return count / (time.perf_counter() - start)
+
+
+def disk_limit(template: RunLayout, target: Path, workers: int) -> float:
+    """Write the same files (names and sizes) as the campaign did, durably, nothing else."""
+    episodes = [
+        (d.name, {p.name: p.read_bytes() for p in d.iterdir()}) for d in template.episode_dirs()
+    ]
+    target.mkdir(parents=True)
+
+    def one(item: tuple[str, dict[str, bytes]]) -> None:
+        name, files = item
+        folder = create_episode_dir(target, name, {"proposed": True})
+        for fname, data in files.items():
+            if fname == "proposal.json":
+                continue
+            if fname == "logs.jsonl":
+                for line in data.splitlines():
+                    append_line(folder / fname, line + b"\n")
+            else:
+                write_new(folder / fname, data)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, episodes))
+    return len(episodes) / (time.perf_counter() - start)
+
+
+def main() -> list[Row]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--episodes", type=int, default=500)
+    parser.add_argument("--processes", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    configure_logging("warning", stream=open(os.devnull, "wb"))  # noqa: SIM115
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
+        root = Path(tmp)
+        eps, layout = asyncio.run(in_process(root / "inproc", args.episodes, args.workers))
+        disk = disk_limit(layout, root / "disk" / "episodes", args.workers)
+        proc = per_process(root / "proc", args.processes)
+    rows = [
+        Row(
+            "campaign in-process (eps/s)",
+            eps,
+            "e/s",
+            "-",
+            None,
+            None,
+            f"{args.episodes} episodes, durable writes",
+        ),
+        Row(
+            "campaign process-per-episode (eps/s)",
+            proc,
+            "e/s",
+            "-",
+            None,
+            None,
+            f"{args.processes} processes",
+        ),
+        Row("disk limit, same files (eps/s)", disk, "e/s", "-", None, None),
+        Row(
+            "in-process / process-per-episode",
+            eps / proc,
+            "x",
+            ">= 10x",
+            eps / proc / 10,
+            eps / proc >= 10,
+        ),
+        Row(
+            "in-process / disk limit",
+            eps / disk,
+            "x",
+            ">= 0.5",
+            eps / disk / 0.5,
+            eps / disk >= 0.5,
+        ),
+    ]
+    print_table(rows)
+    print(f"saved {save('campaign', rows)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

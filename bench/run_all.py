@@ -1,0 +1,44 @@
+"""Run every benchmark (each in its own process) and print one table; JSON in bench/results/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import RESULTS, Row, machine, print_table
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = [
+    ("campaign", ["campaign.py"]),
+    ("intel", ["intel.py"]),
+]
+
+
+def main() -> int:
+    rows: list[Row] = []
+    failures = []
+    for name, argv in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        done = subprocess.run([sys.executable, *argv], cwd=HERE, check=False)
+        if done.returncode != 0:
+            failures.append(name)
+            continue
+        data = json.loads((RESULTS / f"{name}.json").read_text())
+        rows += [Row(**r) for r in data["rows"]]
+    print("\n== all benchmarks on", machine())
+    print_table(rows)
+    (RESULTS / "all.json").write_text(
+        json.dumps(
+            {"machine": machine(), "rows": [r.__dict__ for r in rows], "crashed": failures},
+            indent=2,
+        )
+    )
+    if failures:
+        print(f"benchmarks that crashed: {failures}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""CLI commands over real parts: registry, refresh against the fake Dune server, status, trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from service.cli import main
+from tests.fakes.dune_server import FakeDuneServer
+
+KEY = "fake-dune-key-for-cli-tests-0001"
+
+
+@pytest.fixture
+def dune() -> Iterator[FakeDuneServer]:
+    """A fake Dune server on its own event loop thread (the CLI runs its own loop)."""
+    loop = asyncio.new_event_loop()
+    server = FakeDuneServer(api_key=KEY)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield server
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture
+def dune_env(
+    dune: FakeDuneServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> FakeDuneServer:
+    monkeypatch.setenv("INTEL_DATA_SOURCE", "dune")
+    monkeypatch.setenv("DUNE_API_KEY", KEY)
+    monkeypatch.setenv("DUNE_API_BASE_URL", dune.base_url)
+    monkeypatch.setenv("DUNE_POLL_INTERVAL_S", "0.01")
+    return dune
+
+
+def test_registry_prints_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["registry"]) == 0
+    out = capsys.readouterr().out
+    for name in ("gas_regime", "pool_health_score", "toxic_flow", "il_tracker"):
+        assert name in out
+    assert "25 defined, 10 enabled, 13 pool-scoped" in out
+
+
+def test_registry_honours_disable_override(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLMMD_DISABLE_QUERIES", "mev_risk")
+    assert main(["registry"]) == 0
+    assert "25 defined, 9 enabled" in capsys.readouterr().out
+
+
+def test_unknown_query_override_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLMMD_ENABLE_QUERIES", "no_such_query")
+    assert main(["registry"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no_such_query" in err and len(err.splitlines()) == 1
+
+
+def test_refresh_once_against_fake_dune_then_status(
+    dune_env: FakeDuneServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["refresh", "--once", "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "refreshed 10, failed 0" in out
+    # Every request carried the key header; the key appears in no output.
+    assert dune_env.requests and KEY not in out
+    assert main(["status"]) == 0
+    status = capsys.readouterr().out
+    assert status.count(" fresh ") == 10
+    # Nothing is due right after: a second --once refreshes nothing and still succeeds.
+    assert main(["refresh", "--once"]) == 0
+    assert "refreshed 0, failed 0" in capsys.readouterr().out
+
+
+def test_refresh_once_with_bad_key_fails_and_status_shows_error(
+    dune_env: FakeDuneServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUNE_API_KEY", "wrong-key-000000000000")
+    assert main(["refresh", "--once"]) == 1
+    out = capsys.readouterr().out
+    assert "refreshed 0, failed 10" in out
+    assert "401" in out
+    assert main(["status"]) == 0
+    assert "401" in capsys.readouterr().out
+
+
+def test_trigger_commands_append_lines(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pool = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
+    assert main(["trigger", "refresh", "--reason", "out_of_range", "--pool", pool]) == 0
+    assert main(["trigger", "episodes", "--count", "3"]) == 0
+    lines = [orjson.loads(x) for x in (data_dir / "dune_triggers.jsonl").read_bytes().splitlines()]
+    assert [x["type"] for x in lines] == ["refresh", "episodes"]
+    assert lines[0]["pool_address"].lower() == pool.lower()
+    assert lines[0]["priorities"] == ["P0", "P1"]
+    assert lines[1]["count"] == 3
+
+
+def test_trigger_bad_pool_exits_2(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trigger", "refresh", "--reason", "x", "--pool", "0xnothex"]) == 2
+    err = capsys.readouterr().err
+    assert "pool_address" in err and "0xnothex" in err
+    assert not (data_dir / "dune_triggers.jsonl").exists()
+
+
+def test_dune_source_without_key_is_a_config_error(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTEL_DATA_SOURCE", "dune")
+    assert main(["refresh", "--once"]) == 2
+    assert "DUNE_API_KEY" in capsys.readouterr().err
