@@ -11,6 +11,7 @@ different sizes compare. Components (they sum to the total):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from artifacts.models import Reward, RewardComponents
@@ -38,6 +39,18 @@ def compute_reward(
 ) -> Reward:
     """The reward of one executed episode (see the module docstring for the formula)."""
     w = weights or RewardWeights()
+    inputs = {
+        "pnl_usd": pnl_usd,
+        "fees_usd": fees_usd,
+        "gas_cost_usd": gas_cost_usd,
+        "time_in_range_pct": time_in_range_pct,
+        "size_usd_applied": size_usd_applied,
+    }
+    # A NaN reward would poison the arm it is learned into for good (NaN never compares
+    # greater, so the policy's argmax would stick to or never leave that arm): refuse it here.
+    for name, value in inputs.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
     if size_usd_applied <= 0:
         raise ValueError(f"size_usd_applied must be positive, got {size_usd_applied}")
     pct = 100.0 / size_usd_applied

@@ -6,6 +6,7 @@ sees a half-applied update.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from agent.policy import ArmStats
@@ -28,6 +29,12 @@ class AgentState:
         return self.arms.get(regime_key, {})
 
     def with_reward(self, regime_key: str, width_ticks: int, reward: float) -> AgentState:
+        """A new state with ``reward`` added to one arm and the version bumped (self unchanged).
+
+        ``ValueError`` for a non-finite reward: it would corrupt the arm's statistics for good.
+        """
+        if not math.isfinite(reward):
+            raise ValueError(f"reward must be finite, got {reward}")
         regime_arms = dict(self.arms_for(regime_key))
         regime_arms[width_ticks] = regime_arms.get(width_ticks, ArmStats()).add(reward)
         arms = dict(self.arms)
