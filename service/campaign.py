@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import structlog
 
@@ -56,15 +57,21 @@ def resolve_seed(settings: Settings) -> int:
     return settings.seed if settings.seed is not None else secrets.randbits(31)
 
 
-def _open_run(
-    settings: Settings, layout: RunLayout, seed: int, clock: Clock, agent_version: str
+def open_run_folder(
+    settings: Settings,
+    layout: RunLayout,
+    seed: int,
+    clock: Clock,
+    agent_version: str,
+    kind: Literal["campaign", "daemon"] = "campaign",
 ) -> None:
+    """Create the run folder, its ``.active`` marker (our pid) and run.json (blocking)."""
     layout.episodes_dir.mkdir(parents=True, exist_ok=True)
     layout.active_marker.write_text(str(os.getpid()))
     info = RunInfo(
         run_id=layout.run_id,
         started_at=utc_iso(clock.now()),
-        kind="campaign",
+        kind=kind,
         config_hash=settings.config_hash(),
         exec_mode=settings.exec_mode,
         seed=seed,
@@ -104,7 +111,9 @@ async def run_campaign(
 
     layout = RunLayout(data_dir, new_run_id(clock.now()))
     try:
-        await asyncio.to_thread(_open_run, settings, layout, seed, clock, agent.state.agent_version)
+        await asyncio.to_thread(
+            open_run_folder, settings, layout, seed, clock, agent.state.agent_version
+        )
     except OSError as exc:
         raise CampaignError(f"cannot create run folder under {data_dir}: {exc}") from exc
     SINKS.add_run(layout.run_id, layout.campaign_log)

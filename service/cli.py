@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="data directory (CLMMD_DATA_DIR)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    run = sub.add_parser("run", help="the daemon: refresh scheduler, triggers, episode workers")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="drain triggers, one refresh tick, run queued episodes, exit",
+    )
+    run.add_argument("--workers", type=_workers, help="concurrent fetches (CLMMD_REFRESH_WORKERS)")
+    run.add_argument("--pool-cap", type=_positive_int, help="active pools (CLMMD_POOL_CAP)")
+
     camp = sub.add_parser("campaign", help="run N mock/real episodes once and exit")
     camp.add_argument("--episodes", type=_positive_int, help="episodes to run (EPISODES)")
     camp.add_argument("--seed", type=int, help="campaign seed (HB_SEED)")
@@ -109,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from service import commands
 
+    if args.command == "run":
+        settings = _settings(args, refresh_workers=args.workers, pool_cap=args.pool_cap)
+        return asyncio.run(commands.run_daemon(settings, once=args.once))
     if args.command == "campaign":
         settings = _settings(
             args, episodes=args.episodes, seed=args.seed, episode_workers=args.workers

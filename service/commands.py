@@ -14,7 +14,7 @@ from env.mock import MockClmmEnv
 from service.campaign import CampaignError, resolve_seed, run_campaign
 from service.clock import SystemClock
 from service.config import ConfigError, Settings
-from service.logging import REDACTOR, configure_logging
+from service.logging import REDACTOR, SINKS, configure_logging
 from service.warmup import warm_mock_intel
 from service.wiring import build_source, load_configured_registry, open_intel
 
@@ -34,11 +34,7 @@ def _err(message: str) -> None:
 async def campaign(settings: Settings, *, warm: bool = True) -> int:
     """Run a campaign; 0 when every episode ended with an artifact folder."""
     _start_logging(settings)
-    if settings.exec_mode == "real":
-        raise ConfigError(
-            "invalid configuration: EXEC_MODE='real' is not available in this build yet; "
-            "use HB_ENV=mock (real mode through Gateway is a separate feature)"
-        )
+    env = build_env(settings)
     clock = SystemClock()
     seed = resolve_seed(settings)
     settings = settings.model_copy(update={"seed": seed})
@@ -60,7 +56,7 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
                 keys=sum(r.ok for r in reports),
                 failed=sum(r.failed for r in reports),
             )
-        result = await run_campaign(settings, env=MockClmmEnv(), intel=stack.intel, clock=clock)
+        result = await run_campaign(settings, env=env, intel=stack.intel, clock=clock)
     except CampaignError as exc:
         _err(f"clmmd: campaign could not run: {exc}")
         return 1
@@ -74,6 +70,26 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
         f"inspect:   clmmd runs show {result.run_id}   |   clmmd runs validate {result.run_id}"
     )
     return 0 if result.complete else 1
+
+
+async def run_daemon(settings: Settings, *, once: bool = False) -> int:
+    """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``)."""
+    from service.daemon import Daemon
+
+    _start_logging(settings)
+    SINKS.add_file(settings.data_dir / "logs" / "clmmd.log")
+    env = build_env(settings)
+    return await Daemon(settings, env=env, once=once).run()
+
+
+def build_env(settings: Settings) -> MockClmmEnv:
+    """The execution environment for the effective EXEC_MODE."""
+    if settings.exec_mode == "real":
+        raise ConfigError(
+            "invalid configuration: EXEC_MODE='real' is not available in this build yet; "
+            "use HB_ENV=mock (real mode through Gateway is a separate feature)"
+        )
+    return MockClmmEnv()
 
 
 def runs_list(settings: Settings) -> int:

@@ -147,6 +147,20 @@ class Settings(BaseSettings):
         300.0, gt=0, le=3600, validation_alias=AliasChoices("CLMMD_REFRESH_DEADLINE_S")
     )
 
+    refresh_interval_s: float = Field(
+        60.0, ge=1, le=86_400, validation_alias=AliasChoices("CLMMD_REFRESH_INTERVAL_S")
+    )
+    refresh_workers: int = Field(
+        3, ge=1, le=16, validation_alias=AliasChoices("CLMMD_REFRESH_WORKERS")
+    )
+    pool_cap: int = Field(3, ge=1, le=100, validation_alias=AliasChoices("CLMMD_POOL_CAP"))
+    drain_timeout_s: float = Field(
+        30.0, ge=0, le=3600, validation_alias=AliasChoices("CLMMD_DRAIN_TIMEOUT_S")
+    )
+    episode_interval_s: float = Field(
+        0.0, ge=0, le=86_400 * 7, validation_alias=AliasChoices("CLMMD_EPISODE_INTERVAL_S")
+    )
+
     @field_validator("enable_queries", "disable_queries", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
@@ -299,6 +313,17 @@ def _one_line(exc: ValidationError, raw: dict[str, Any]) -> str:
     return "invalid configuration: " + "; ".join(parts)
 
 
+def _credential(name: str) -> str | None:
+    """A systemd credential (``LoadCredential=``): ``$CREDENTIALS_DIRECTORY/<name>``."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    try:
+        return (Path(directory) / name).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build :class:`Settings`; raise :class:`ConfigError` with one line on any bad value.
 
@@ -306,6 +331,9 @@ def load_settings(**overrides: Any) -> Settings:
     does not mask the environment.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
+    credential = _credential("dune_api_key")
+    if credential is not None and "DUNE_API_KEY" not in os.environ:
+        given.setdefault("dune_api_key", credential)
     try:
         settings = Settings(**given)
     except ValidationError as exc:

@@ -42,6 +42,12 @@ DESCRIPTIONS: dict[str, str] = {
     "DUNE_READ_RPM": "Dune status/results calls per minute (free plan 40)",
     "DUNE_TIMEOUT_S": "deadline of one Dune HTTP call",
     "DUNE_POLL_INTERVAL_S": "first wait between execution status polls (grows up to 5 s)",
+    "CLMMD_REFRESH_INTERVAL_S": "daemon: seconds between refresh ticks",
+    "CLMMD_REFRESH_WORKERS": "daemon: concurrent Dune fetches (also `--workers`)",
+    "CLMMD_POOL_CAP": "daemon: how many active pools get pool-scoped refreshes (also `--pool-cap`)",
+    "CLMMD_DRAIN_TIMEOUT_S": "daemon: on SIGTERM, how long running episodes may take to finish",
+    "CLMMD_EPISODE_INTERVAL_S": "daemon: enqueue one episode every this many seconds (0 = only "
+    "on `episodes` triggers)",
     "CLMMD_REFRESH_DEADLINE_S": "deadline of one whole refresh of a key (execute, poll, pages)",
 }
 

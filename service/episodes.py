@@ -188,7 +188,15 @@ class _Episode:
         self.health: EnvHealth | None = None
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
+        # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
+        # finishes the write it started before the cancellation propagates, so recovery never
+        # races a half-done write (e.g. writing failure.json while result.json is landing).
+        task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            raise
 
     async def _log(self, event: str, **payload: Any) -> None:
         await self._io(

@@ -66,8 +66,42 @@ class SecretRedactor:
 REDACTOR = SecretRedactor()
 
 
+class _RotatingFile:
+    """An append-only log file rotated by size (``clmmd.log`` → ``clmmd.log.1`` …)."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.handle: IO[bytes] = path.open("ab")
+        self.size = self.handle.tell()
+
+    def write(self, line: bytes) -> None:
+        if self.max_bytes and self.size + len(line) > self.max_bytes:
+            self.rotate()
+        self.handle.write(line)
+        self.handle.flush()
+        self.size += len(line)
+
+    def rotate(self) -> None:
+        self.handle.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0 and self.path.exists():
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self.reopen()
+
+    def reopen(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+        self.handle = self.path.open("ab")
+        self.size = self.handle.tell()
+
+
 class LogSinks:
-    """Where rendered lines go: stdout (or another stream), a daemon log file, run log files.
+    """Where rendered lines go: stdout (or another stream), daemon log files, run log files.
 
     A run sink receives only the lines bound to its ``run_id``. Writes are serialised by a lock
     because episode steps run in worker threads too.
@@ -76,21 +110,21 @@ class LogSinks:
     def __init__(self, stream: IO[bytes] | None = None) -> None:
         self._lock = threading.Lock()
         self.stream: IO[bytes] | None = stream
-        self._files: dict[Path, IO[bytes]] = {}
+        self._files: dict[Path, _RotatingFile] = {}
         self._runs: dict[str, IO[bytes]] = {}
 
-    def add_file(self, path: Path) -> None:
+    def add_file(self, path: Path, *, max_bytes: int = 50 * 1024 * 1024, backups: int = 5) -> None:
+        """Also write every line to ``path``, rotated when it exceeds ``max_bytes``."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if path not in self._files:
-                self._files[path] = path.open("ab")
+                self._files[path] = _RotatingFile(path, max_bytes, backups)
 
     def reopen_files(self) -> None:
-        """Reopen every file sink (after logrotate moved them: SIGHUP)."""
+        """Reopen every file sink (after an external logrotate moved them: SIGHUP)."""
         with self._lock:
-            for path, handle in list(self._files.items()):
-                handle.close()
-                self._files[path] = path.open("ab")
+            for sink in self._files.values():
+                sink.reopen()
 
     def add_run(self, run_id: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +139,9 @@ class LogSinks:
 
     def close(self) -> None:
         with self._lock:
-            for handle in [*self._files.values(), *self._runs.values()]:
+            for sink in self._files.values():
+                sink.handle.close()
+            for handle in self._runs.values():
                 handle.close()
             self._files.clear()
             self._runs.clear()
@@ -113,11 +149,14 @@ class LogSinks:
     def write(self, line: bytes, run_id: object) -> None:
         with self._lock:
             if self.stream is not None:
-                self.stream.write(line)
-                self.stream.flush()
-            for handle in self._files.values():
-                handle.write(line)
-                handle.flush()
+                try:
+                    self.stream.write(line)
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    # stdout gone (journald restarted, pipe closed): keep logging to files.
+                    self.stream = None
+            for sink in self._files.values():
+                sink.write(line)
             if isinstance(run_id, str) and run_id in self._runs:
                 handle = self._runs[run_id]
                 handle.write(line)

@@ -149,3 +149,13 @@ def test_cli_flag_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None
 def test_http_listen_parsing() -> None:
     assert load_settings(http_listen="off").http_listen_address is None
     assert load_settings(http_listen="127.0.0.1:9999").http_listen_address == ("127.0.0.1", 9999)
+
+
+def test_dune_key_from_systemd_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "dune_api_key").write_text("cred-key-0123456789\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    key = load_settings().dune_api_key
+    assert key is not None and key.get_secret_value() == "cred-key-0123456789"
+    monkeypatch.setenv("DUNE_API_KEY", "env-key-0123456789")  # the environment wins
+    key = load_settings().dune_api_key
+    assert key is not None and key.get_secret_value() == "env-key-0123456789"
