@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agent.policy import DEFAULT_WIDTHS, choose_width
 from agent.regime import MarketView, classify
-from agent.risk import risk_scalar
+from agent.risk import DEFAULT_PROFILE, risk_scalar
 from agent.state import AgentState
 from artifacts.models import Proposal, RangeAction
 from env.base import PoolSpec
@@ -25,6 +26,7 @@ class ProposalContext:
     size_usd: float
     horizon_hours: float
     risk_scalar_override: float | None = None
+    risk_profile: Mapping[str, float] | None = None
 
 
 def propose(ctx: ProposalContext, state: AgentState, *, greedy: bool = False) -> Proposal:
@@ -55,7 +57,11 @@ def propose(ctx: ProposalContext, state: AgentState, *, greedy: bool = False) ->
         horizon_hours=ctx.horizon_hours,
         action=RangeAction(width_ticks=choice.width_ticks, fee_pips=ctx.pool.fee_pips),
         regime_key=regime.key,
-        risk_scalar=risk_scalar(regime, override=ctx.risk_scalar_override),
+        risk_scalar=risk_scalar(
+            regime,
+            profile={**DEFAULT_PROFILE, **ctx.risk_profile} if ctx.risk_profile else None,
+            override=ctx.risk_scalar_override,
+        ),
         expected_reward=round(choice.expected_reward, 9),
         agent_version=state.agent_version,
         seed=ctx.seed,

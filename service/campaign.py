@@ -17,6 +17,7 @@ from typing import Literal
 
 import structlog
 
+from agent.reward import RewardWeights
 from agent.state import AgentState
 from artifacts.layout import RunLayout, new_run_id
 from artifacts.models import RunInfo
@@ -50,6 +51,24 @@ class CampaignReport:
 
 class CampaignError(Exception):
     """The campaign itself could not run (not an episode failure)."""
+
+
+def episode_settings(settings: Settings, run_id: str, seed: int) -> EpisodeSettings:
+    """The one place configuration turns into what episodes use (seed 004's lesson: a setting
+    that is logged but never reaches its component; tests assert each one arrives)."""
+    return EpisodeSettings(
+        run_id=run_id,
+        campaign_seed=seed,
+        config_hash=settings.config_hash(),
+        exec_mode=settings.exec_mode,
+        learn_from_mock=settings.learn_from_mock,
+        size_usd=settings.position_size_usd,
+        horizon_hours=settings.horizon_hours,
+        risk_scalar_override=settings.risk_scalar_override,
+        risk_profile=dict(settings.risk_profile),
+        fresh_pct_floor=settings.fresh_pct_floor,
+        reward_weights=RewardWeights(**settings.reward_weights),
+    )
 
 
 def resolve_seed(settings: Settings) -> int:
@@ -132,16 +151,7 @@ async def run_campaign(
         )
         store = ArtifactStore(layout, durable=settings.durable_writes)
         runner = runner_factory(
-            settings=EpisodeSettings(
-                run_id=layout.run_id,
-                campaign_seed=seed,
-                config_hash=settings.config_hash(),
-                exec_mode=settings.exec_mode,
-                learn_from_mock=settings.learn_from_mock,
-                size_usd=settings.position_size_usd,
-                horizon_hours=settings.horizon_hours,
-                risk_scalar_override=settings.risk_scalar_override,
-            ),
+            settings=episode_settings(settings, layout.run_id, seed),
             store=store,
             env=env,
             intel=intel,

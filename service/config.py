@@ -161,6 +161,57 @@ class Settings(BaseSettings):
         0.0, ge=0, le=86_400 * 7, validation_alias=AliasChoices("CLMMD_EPISODE_INTERVAL_S")
     )
 
+    risk_profile: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, validation_alias=AliasChoices("CLMMD_RISK_PROFILE")
+    )
+    reward_weights: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: {"pnl": 1.0, "fees": 1.0, "gas": 1.0, "range": 0.5},
+        validation_alias=AliasChoices("CLMMD_REWARD_WEIGHTS"),
+    )
+
+    @field_validator("risk_profile", "reward_weights", mode="before")
+    @classmethod
+    def _mapping(cls, value: object) -> object:
+        # "gas=high:0.8,vol=high:0.6" for the risk profile, "pnl=1,fees=1" for weights.
+        if not isinstance(value, str):
+            return value
+        out: dict[str, float] = {}
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            key, sep, number = part.rpartition(":") if ":" in part else part.partition("=")
+            try:
+                out[key.strip()] = float(number)
+            except ValueError:
+                raise ValueError(
+                    f"expected name{':' if ':' in part else '='}number, got {part!r}"
+                ) from None
+            if not sep:
+                raise ValueError(f"expected name=number, got {part!r}")
+        return out
+
+    @field_validator("reward_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        allowed = {"pnl", "fees", "gas", "range"}
+        unknown = set(value) - allowed
+        if unknown:
+            raise ValueError(
+                f"unknown reward weight(s) {sorted(unknown)}, expected {sorted(allowed)}"
+            )
+        merged = {"pnl": 1.0, "fees": 1.0, "gas": 1.0, "range": 0.5, **value}
+        if any(v < 0 for v in merged.values()):
+            raise ValueError(f"reward weights must be >= 0, got {merged}")
+        return merged
+
+    @field_validator("risk_profile")
+    @classmethod
+    def _profile(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, scalar in value.items():
+            if not re.fullmatch(r"(gas|vol|flow)=[a-z_]+", key):
+                raise ValueError(f"risk profile key must look like 'vol=high', got {key!r}")
+            if not 0 < scalar <= 1:
+                raise ValueError(f"risk profile factor for {key!r} must be in (0, 1], got {scalar}")
+        return value
+
     @field_validator("enable_queries", "disable_queries", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:

@@ -48,6 +48,9 @@ DESCRIPTIONS: dict[str, str] = {
     "CLMMD_DRAIN_TIMEOUT_S": "daemon: on SIGTERM, how long running episodes may take to finish",
     "CLMMD_EPISODE_INTERVAL_S": "daemon: enqueue one episode every this many seconds (0 = only "
     "on `episodes` triggers)",
+    "CLMMD_RISK_PROFILE": "risk-scalar factors per regime component over the defaults, e.g. "
+    "`vol=high:0.5,flow=toxic:0.4`",
+    "CLMMD_REWARD_WEIGHTS": "reward weights, e.g. `pnl=1,fees=1,gas=1,range=0.5`",
     "CLMMD_REFRESH_DEADLINE_S": "deadline of one whole refresh of a key (execute, poll, pages)",
 }
 
@@ -58,13 +61,15 @@ def variables() -> list[tuple[str, str, object]]:
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
         variable = str(alias.choices[0]) if isinstance(alias, AliasChoices) else name.upper()
-        out.append((variable, name, field.default))
+        out.append((variable, name, field.get_default(call_default_factory=True)))
     return out
 
 
 def _default(name: str, value: object) -> str:
     if name in SECRET_FIELDS or value is None:
         return "unset"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" for k, v in value.items()) or "(none)"
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "(none)"
     if isinstance(value, bool):

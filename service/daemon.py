@@ -31,10 +31,10 @@ from scheduler.refresher import Refresher
 from scheduler.scheduling import RefreshScheduler
 from scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
 from scheduler.trigger_tail import TriggerTail
-from service.campaign import open_run_folder, resolve_seed
+from service.campaign import episode_settings, open_run_folder, resolve_seed
 from service.clock import Clock, SystemClock
 from service.config import Settings
-from service.episodes import AgentHandle, EpisodeRunner, EpisodeSettings
+from service.episodes import AgentHandle, EpisodeRunner
 from service.logging import SINKS
 from service.notify import SystemdNotifier, watchdog_interval_s, watchdog_loop
 from service.wiring import build_source, open_intel
@@ -181,17 +181,7 @@ class Daemon:
         SINKS.add_run(self.layout.run_id, self.layout.campaign_log)
         store = ArtifactStore(self.layout, durable=s.durable_writes)
         runner = EpisodeRunner(
-            settings=EpisodeSettings(
-                run_id=self.layout.run_id,
-                campaign_seed=seed,
-                config_hash=s.config_hash(),
-                exec_mode=s.exec_mode,
-                learn_from_mock=s.learn_from_mock,
-                size_usd=s.position_size_usd,
-                horizon_hours=s.horizon_hours,
-                risk_scalar_override=s.risk_scalar_override,
-                fresh_pct_floor=s.fresh_pct_floor,
-            ),
+            settings=episode_settings(s, self.layout.run_id, seed),
             store=store,
             env=self.env,
             intel=stack.intel,

@@ -108,6 +108,7 @@ class EpisodeSettings:
     horizon_hours: float
     lookback_hours: float = 1.0
     risk_scalar_override: float | None = None
+    risk_profile: Mapping[str, float] = field(default_factory=dict)
     fresh_pct_floor: float = 50.0
     reward_weights: RewardWeights = field(default_factory=RewardWeights)
 
@@ -225,6 +226,7 @@ class _Episode:
                 size_usd=self.s.size_usd,
                 horizon_hours=self.s.horizon_hours,
                 risk_scalar_override=self.s.risk_scalar_override,
+                risk_profile=self.s.risk_profile,
             )
             self.proposal = self.r.proposer(ctx, self.r.agent.state)
             self._mark("propose", t)

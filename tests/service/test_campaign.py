@@ -162,3 +162,46 @@ def test_cli_bad_arguments_exit_2_with_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "error" in err
+
+
+def test_every_episode_setting_arrives_from_configuration() -> None:
+    from service.campaign import episode_settings
+
+    settings = load_settings(
+        learn_from_mock=True,
+        position_size_usd=1234.0,
+        horizon_hours=6.0,
+        risk_scalar_override=0.4,
+        risk_profile={"vol=high": 0.3},
+        fresh_pct_floor=12.5,
+        reward_weights={"range": 2.0},
+    )
+    got = episode_settings(settings, "run_x", 77)
+    assert got.learn_from_mock is True
+    assert got.size_usd == 1234.0
+    assert got.horizon_hours == 6.0
+    assert got.risk_scalar_override == 0.4
+    assert dict(got.risk_profile) == {"vol=high": 0.3}
+    assert got.fresh_pct_floor == 12.5
+    assert got.reward_weights.range == 2.0 and got.reward_weights.pnl == 1.0
+    assert got.config_hash == settings.config_hash()
+    assert got.campaign_seed == 77
+
+
+async def test_configured_risk_scalar_applied_in_every_episode(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    layout = await campaign(data_dir, clock, 6, risk_scalar_override=0.3, position_size_usd=5000.0)
+    for folder in layout.episode_dirs():
+        result = orjson.loads((folder / "result.json").read_bytes())
+        assert result["risk_scalar_applied"] == 0.3
+        assert result["size_usd_applied"] == pytest.approx(1500.0)
+    summary = orjson.loads(layout.summary_path.read_bytes())
+    assert summary["risk_scalar_applied"] == "6/6"
+
+
+async def test_reward_weights_reach_reward_json(data_dir: Path, clock: FakeClock) -> None:
+    layout = await campaign(data_dir, clock, 2, reward_weights={"range": 3.0})
+    for folder in layout.episode_dirs():
+        reward = orjson.loads((folder / "reward.json").read_bytes())
+        assert reward["weights"]["range"] == 3.0
