@@ -24,7 +24,7 @@ from artifacts.models import RunInfo
 from artifacts.recovery import recover_all
 from artifacts.store import ArtifactStore
 from artifacts.summary import EpisodeRecord, summarize
-from artifacts.writer import write_json_new
+from artifacts.writer import TEMP_MARKER, fsync_dir, write_json_new
 from env.base import ClmmEnv, PoolSpec, pool_by_address
 from service.clock import Clock, SystemClock, utc_iso
 from service.config import Settings
@@ -84,9 +84,14 @@ def open_run_folder(
     agent_version: str,
     kind: Literal["campaign", "daemon"] = "campaign",
 ) -> None:
-    """Create the run folder, its ``.active`` marker (our pid) and run.json (blocking)."""
-    layout.episodes_dir.mkdir(parents=True, exist_ok=True)
-    layout.active_marker.write_text(str(os.getpid()))
+    """Create the run folder with its ``.active`` marker (our pid) and run.json (blocking).
+
+    The folder is assembled under a hidden name and renamed into place, so another process's
+    recovery never sees the run without its marker (and mistakes it for a dead one).
+    """
+    staging = layout.run_dir.with_name(f".{layout.run_id}{TEMP_MARKER}{os.getpid()}")
+    (staging / "episodes").mkdir(parents=True)
+    (staging / ".active").write_text(str(os.getpid()))
     info = RunInfo(
         run_id=layout.run_id,
         started_at=utc_iso(clock.now()),
@@ -98,7 +103,10 @@ def open_run_folder(
         pid=os.getpid(),
         config=settings.effective(),
     )
-    write_json_new(layout.run_dir / "run.json", info, durable=settings.durable_writes)
+    write_json_new(staging / "run.json", info, durable=settings.durable_writes)
+    staging.rename(layout.run_dir)
+    if settings.durable_writes:
+        fsync_dir(layout.run_dir.parent)
 
 
 async def run_campaign(

@@ -279,8 +279,10 @@ class _Episode:
             self._mark("reward", t)
             stage, t = "write_result", self.r.clock.monotonic()
             result = self._result(outcome)
-            await self._io(self.r.store.write, self.episode_id, "result.json", result)
+            # reward.json first: a crash between the two leaves reward without result, which
+            # recovery completes with failure.json; the reverse could never validate.
             await self._io(self.r.store.write, self.episode_id, "reward.json", reward)
+            await self._io(self.r.store.write, self.episode_id, "result.json", result)
             self._mark("write_result", t)
         except Exception as exc:
             return await self._fail(stage, exc)
@@ -387,8 +389,8 @@ class _Episode:
             components=RewardComponents(pnl=0.0, fees=0.0, gas_penalty=0.0, range_penalty=0.0),
             weights=self.s.reward_weights.as_dict(),
         )
-        await self._io(self.r.store.write, self.episode_id, "result.json", result)
         await self._io(self.r.store.write, self.episode_id, "reward.json", reward)
+        await self._io(self.r.store.write, self.episode_id, "result.json", result)
         await self._log("skipped", gate=exc.gate, reason=str(exc))
         self.learning = LearningDecision(False, f"gate: episode skipped ({exc.gate})")
         await self._finish()
