@@ -16,6 +16,10 @@ single flight. APScheduler 3 has sharp edges for async jobs; each is handled her
   cancels and awaits the running tick itself, then closes the Refresher.
 * Missed runs, runs skipped because a tick is still running, and failed ticks reach a listener
   that logs them and counts them for ``/status``.
+
+APScheduler keeps the interval on real time (it cannot take our :class:`Clock`); what a tick
+plans and stamps uses the injected clock, so tests drive :meth:`RefreshScheduler.tick` directly
+or poke the job with :meth:`RefreshScheduler.run_now`.
 """
 
 from __future__ import annotations
