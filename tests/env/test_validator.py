@@ -1,0 +1,258 @@
+"""Pool validator: EIP-55 (published vectors), chain/network names, Gateway-backed checks, and
+the validate-pool command's lines and exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from env import validator
+from env.base import KNOWN_POOLS, PoolSpec, PoolValidationError
+from env.gateway import GatewayClient, Venue
+from env.validator import (
+    normalise_address,
+    to_checksum_address,
+    validate_chain_network,
+    validate_pool,
+    validate_pool_command,
+)
+from service.clock import FakeClock
+from tests.fakes.gateway_server import FakeGatewayServer, FakePool
+
+#: The test vectors published in EIP-55 (all-caps, all-lower and mixed-case groups).
+EIP55_VECTORS = [
+    "0x52908400098527886E0F7030069857D2E4169EE7",
+    "0x8617E340B3D01FA5F11F306F4090FD50E238070D",
+    "0xde709f2102306220921060314715629080e2fb77",
+    "0x27b1fdb04752bbc536007a920d24acb045561c26",
+    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+    "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+]
+MIXED = EIP55_VECTORS[4:]
+USDC_WETH = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]
+
+
+@pytest.mark.parametrize("address", EIP55_VECTORS)
+def test_published_vectors_are_their_own_checksum(address: str) -> None:
+    assert to_checksum_address(address) == address
+    assert to_checksum_address(address.lower()) == address
+    assert normalise_address(address) == address
+
+
+@pytest.mark.parametrize("address", MIXED)
+def test_lower_and_upper_case_forms_are_normalised_to_the_checksum(address: str) -> None:
+    assert normalise_address(address.lower()) == address
+    assert normalise_address("0x" + address[2:].upper()) == address
+
+
+@pytest.mark.parametrize("address", MIXED)
+def test_mixed_case_with_a_wrong_letter_fails_on_address(address: str) -> None:
+    i = next(i for i, ch in enumerate(address) if i > 1 and ch.isalpha())
+    flipped = address[:i] + address[i].swapcase() + address[i + 1 :]
+    with pytest.raises(PoolValidationError) as info:
+        normalise_address(flipped)
+    assert info.value.field == "address"
+    assert "checksum" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "0x123", "88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640", "0x" + "g" * 40]
+)
+def test_malformed_addresses_fail_on_address(bad: str) -> None:
+    with pytest.raises(PoolValidationError) as info:
+        normalise_address(bad)
+    assert info.value.field == "address"
+
+
+def test_known_pool_addresses_carry_valid_checksums() -> None:
+    for spec in KNOWN_POOLS.values():
+        assert normalise_address(spec.address) == spec.address
+
+
+@pytest.mark.parametrize(
+    ("chain", "network", "field"),
+    [
+        ("bitcoin", "mainnet", "chain"),
+        ("solana", "mainnet-beta", "chain"),  # uniswap does not serve solana
+        ("ethereum", "mainnet-beta", "network"),
+        ("ethereum", "goerli", "network"),
+    ],
+)
+def test_wrong_chain_or_network_names_the_field(chain: str, network: str, field: str) -> None:
+    with pytest.raises(PoolValidationError) as info:
+        validate_chain_network(chain, network, "uniswap")
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "network", ["mainnet", "arbitrum", "optimism", "base", "polygon", "sepolia"]
+)
+def test_gateway_ethereum_networks_are_accepted(network: str) -> None:
+    validate_chain_network("ethereum", network, "uniswap")
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGatewayServer]:
+    async with FakeGatewayServer() as server:
+        server.add_pool(FakePool.usdc_weth())
+        yield server
+
+
+@pytest.fixture
+async def client(gateway: FakeGatewayServer, clock: FakeClock) -> AsyncIterator[GatewayClient]:
+    async with GatewayClient(clock, gateway.base_url) as c:
+        yield c
+
+
+async def test_the_real_pool_passes_every_check(client: GatewayClient) -> None:
+    seen: list[str] = []
+    validated = await validate_pool(
+        client,
+        Venue(),
+        replace(USDC_WETH, address=USDC_WETH.address.lower()),
+        lambda f, ok, d: seen.append(f),
+    )
+    assert validated.pool.address == USDC_WETH.address  # normalised to the checksum
+    assert validated.base_is_token0 is False  # Gateway's base is WETH, token1
+    assert seen == ["address", "chain", "network", "pool", "pair", "fee_tier"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"address": "0x" + "11" * 20}, "pool"),  # Gateway does not know it
+        ({"token1": "USDT"}, "pair"),
+        ({"token0": "WETH", "token1": "USDC"}, "pair"),  # swapped order
+        ({"fee_pips": 3000}, "fee_tier"),
+        ({"decimals0": 18}, "pool"),  # price and tick disagree for these decimals
+        ({"network": "arbitrum"}, "pool"),  # not in this Gateway's pools on that network
+        ({"chain": "solana", "network": "mainnet-beta"}, "chain"),
+    ],
+)
+async def test_each_mismatch_fails_naming_its_field(
+    client: GatewayClient, change: dict[str, Any], field: str
+) -> None:
+    spec: PoolSpec = replace(USDC_WETH, **change)
+    venue = Venue(chain=spec.chain, network=spec.network)
+    with pytest.raises(PoolValidationError) as info:
+        await validate_pool(client, venue, spec)
+    assert info.value.field == field
+
+
+async def test_unknown_pool_fails_on_pool_with_legacy_routes_too(clock: FakeClock) -> None:
+    async with FakeGatewayServer(family="legacy") as server:
+        server.add_pool(FakePool.usdc_weth())
+        async with GatewayClient(clock, server.base_url, read_attempts=1) as c:
+            with pytest.raises(PoolValidationError) as info:
+                await validate_pool(c, Venue(), replace(USDC_WETH, address="0x" + "22" * 20))
+    assert info.value.field == "pool"
+
+
+# --- validate-pool command ---
+
+
+def _proposal(tmp_path: Path, **override: Any) -> Path:
+    body = {
+        "run_id": "run_1",
+        "episode_id": "ep_1",
+        "proposed": True,
+        "pool_address": USDC_WETH.address,
+        "pair": "WETH-USDC",
+        "chain": "ethereum",
+        "network": "mainnet",
+        "fee_pips": 500,
+        **override,
+    }
+    path = tmp_path / "proposal.json"
+    path.write_bytes(orjson.dumps(body))
+    return path
+
+
+class _Settings:
+    gateway_url = "http://127.0.0.1:9"
+
+
+async def test_command_prints_a_line_per_check_and_exits_0(
+    tmp_path: Path, client: GatewayClient
+) -> None:
+    lines: list[str] = []
+    code = await validate_pool_command(
+        _proposal(tmp_path), "run_1", "ep_1", "real", _Settings(), out=lines.append, client=client
+    )
+    assert code == 0
+    assert [line.split()[1].rstrip(":") for line in lines] == [
+        "address",
+        "chain",
+        "network",
+        "pool",
+        "pair",
+        "fee_tier",
+    ]
+    assert all(line.startswith("ok") for line in lines)
+
+
+async def test_command_exits_1_naming_the_failed_check(
+    tmp_path: Path, client: GatewayClient
+) -> None:
+    lines: list[str] = []
+    code = await validate_pool_command(
+        _proposal(tmp_path, fee_pips=3000),
+        "run_1",
+        "ep_1",
+        "real",
+        _Settings(),
+        out=lines.append,
+        client=client,
+    )
+    assert code == 1
+    assert lines[-1].startswith("FAIL fee_tier")
+
+
+@pytest.mark.parametrize(
+    ("args", "write"),
+    [
+        (("run_X", "ep_1", "real"), True),
+        (("run_1", "ep_1", "live"), True),
+        (("run_1", "ep_1", "real"), False),
+    ],
+)
+async def test_command_exits_2_on_bad_input(
+    tmp_path: Path, args: tuple[str, str, str], write: bool
+) -> None:
+    path = _proposal(tmp_path) if write else tmp_path / "missing.json"
+    lines: list[str] = []
+    code = await validate_pool_command(path, *args, _Settings(), out=lines.append)
+    assert code == 2
+    assert lines[0].startswith("bad input")
+
+
+async def test_command_in_mock_mode_checks_offline_only_and_builds_no_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_client(*_: object) -> None:
+        raise AssertionError("mock mode must not build a Gateway client")
+
+    monkeypatch.setattr(validator, "client_from_settings", no_client)
+    lines: list[str] = []
+    code = await validate_pool_command(
+        _proposal(tmp_path, pool_address=USDC_WETH.address.lower()),
+        "run_1",
+        "ep_1",
+        "mock",
+        _Settings(),
+        out=lines.append,
+    )
+    assert code == 0
+    assert lines[0] == f"ok   address: {USDC_WETH.address}"
+    assert "skip gateway checks" in lines[-1]
+    bad = await validate_pool_command(
+        _proposal(tmp_path, network="moon"), "run_1", "ep_1", "mock", _Settings(), out=lines.append
+    )
+    assert bad == 1 and lines[-1].startswith("FAIL network")
