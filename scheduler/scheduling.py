@@ -73,6 +73,7 @@ class RefreshScheduler:
         interval_s: float = 60,
         pool_cap: int = 3,
         tick_timeout_s: float | None = None,
+        on_report: Callable[[RefreshReport], None] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
@@ -85,6 +86,8 @@ class RefreshScheduler:
         self._registry = registry
         self._clock = clock
         self._active_pools = active_pools
+        # Metrics hook: every report (ticks and trigger refreshes) goes through it.
+        self._on_report = on_report
         self.interval_s = interval_s
         self.pool_cap = pool_cap
         self.tick_timeout_s = (
@@ -196,6 +199,7 @@ class RefreshScheduler:
         self._last_tick_at = utc_iso(self._clock.now())
         summary = {k: v for k, v in report.as_dict().items() if k != "outcomes"}
         self._last_report = summary
+        self._report(report)
         log.info(
             "refresh_tick_done",
             duration_s=round(self._clock.monotonic() - started, 3),
@@ -213,7 +217,16 @@ class RefreshScheduler:
         planned = plan_pool_refresh(
             self._registry, pool_address, envelopes, self._clock.now(), priorities=wanted
         )
-        return await self._refresher.refresh(planned)
+        report = await self._refresher.refresh(planned)
+        self._report(report)
+        return report
+
+    def _report(self, report: RefreshReport) -> None:
+        if self._on_report is not None:
+            try:
+                self._on_report(report)
+            except Exception as exc:  # metrics must never break refreshing
+                log.warning("refresh_report_hook_failed", error=str(exc))
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``/status`` and ``clmmd status``."""

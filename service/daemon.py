@@ -36,8 +36,9 @@ from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.episodes import AgentHandle, EpisodeRunner
 from service.logging import SINKS
+from service.metrics import ServiceMetrics
 from service.notify import SystemdNotifier, watchdog_interval_s, watchdog_loop
-from service.wiring import build_source, open_intel
+from service.wiring import IntelStack, build_source, open_intel
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +75,9 @@ class Daemon:
         self.layout: RunLayout | None = None
         self.scheduler: RefreshScheduler | None = None
         self.tail: TriggerTail | None = None
-        self.metrics: Any = None
+        self.metrics = ServiceMetrics()
+        self._seen_triggers = (0, 0)
+        self._stack: IntelStack | None = None
         self._tasks_to_stop: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------------ wiring
@@ -171,7 +174,9 @@ class Daemon:
             active_pools=self.active_pools,
             interval_s=s.refresh_interval_s,
             pool_cap=s.pool_cap,
+            on_report=self.metrics.record_refresh,
         )
+        self._stack = stack
         seed = resolve_seed(s)
         agent = AgentHandle(AgentState())
         self.layout = RunLayout(s.data_dir, new_run_id(self.clock.now()))
@@ -271,10 +276,15 @@ class Daemon:
         if address is None:
             return None
         from service.http import StatusServer
-        from service.metrics import ServiceMetrics
 
-        self.metrics = ServiceMetrics()
-        server = StatusServer(self.metrics, self.status, host=address[0], port=address[1])
+        server = StatusServer(
+            self.metrics,
+            self.status,
+            host=address[0],
+            port=address[1],
+            health=self.health,
+            on_scrape=self.update_gauges,
+        )
         await server.start()
         return server
 
@@ -315,6 +325,7 @@ class Daemon:
                 if task.done():
                     self._running_episodes.discard(task)
             self._records.append(record)
+            self.metrics.episode_finished(record.status)
             await self._write_summary(store)
 
     async def _write_summary(self, store: ArtifactStore) -> None:
@@ -356,6 +367,8 @@ class Daemon:
                     self._records.append(task.result())
             if pending:
                 log.warning("episodes_interrupted", count=len(pending))
+        if self.tail is not None:
+            self.tail.close()
         # 4. complete interrupted folders, final summary, release the run.
         if self.layout is not None:
             report = await asyncio.to_thread(recover_run, self.layout, self.clock.now())
@@ -371,6 +384,51 @@ class Daemon:
 
     # ------------------------------------------------------------------ status
 
+    def health(self) -> list[str]:
+        """Reasons the daemon is unhealthy (empty when healthy), for ``/healthz``."""
+        reasons = []
+        if self.stop_event.is_set():
+            reasons.append("stopping")
+        if self.scheduler is not None and not self.scheduler.running and not self.once:
+            reasons.append("refresh scheduler not running")
+        return reasons
+
+    def cache_quality(self) -> dict[str, Any]:
+        """Quality of every key the scheduler keeps fresh (what ``clmmd status`` shows)."""
+        from scheduler.planner import candidate_requests
+
+        if self._stack is None:
+            return {}
+        now = self.clock.now()
+        out: dict[str, Any] = {}
+        for spec, request in candidate_requests(
+            self._stack.registry, self.active_pools(), pool_cap=self.settings.pool_cap
+        ):
+            _, meta = self._stack.cache.get_with_quality(request.key, now, spec.max_age_seconds)
+            envelope = self._stack.cache.get_envelope(request.key)
+            out[request.key] = {**meta, "error": envelope["error"] if envelope else None}
+        return out
+
+    def update_gauges(self) -> None:
+        """Refresh the gauges from live state (called on each /metrics scrape)."""
+        counts: dict[str, int] = {}
+        for entry in self.cache_quality().values():
+            counts[entry["quality"]] = counts.get(entry["quality"], 0) + 1
+        self.metrics.set_cache_quality(counts)
+        self.metrics.set_episode_queue_depth(self._queue.qsize())
+        if self.scheduler is not None:
+            self.metrics.set_fetches_in_flight(len(self.scheduler.stats().get("in_flight", [])))
+        if self.tail is not None:
+            stats = self.tail.stats
+            processed, rejected = self._seen_triggers
+            if stats.dispatched > processed:
+                self.metrics.trigger_processed(stats.dispatched - processed)
+            if stats.rejected > rejected:
+                self.metrics.trigger_rejected("invalid", stats.rejected - rejected)
+            self._seen_triggers = (stats.dispatched, stats.rejected)
+            if stats.last_lag_s is not None:
+                self.metrics.set_trigger_lag(stats.last_lag_s)
+
     def status(self) -> dict[str, Any]:
         """What ``/status`` serves."""
         return {
@@ -384,6 +442,7 @@ class Daemon:
             "refresh": self.scheduler.stats() if self.scheduler else None,
             "triggers": dataclasses.asdict(self.tail.stats) if self.tail else None,
             "active_pools": self.active_pools(),
+            "cache": self.cache_quality(),
         }
 
 
