@@ -43,6 +43,7 @@ from env.gateway_errors import (
     GatewayError,
     GatewayServerError,
     GatewayUnreachable,
+    TransactionNotConfirmed,
     TransactionReverted,
 )
 from env.mock import validate_request
@@ -203,8 +204,18 @@ class RealClmmEnv:
         legs = _Legs(transactions=[])
         position, reconciled = await self._open(pool, request, lower, upper, quote, legs)
         tick_open = current_tick(pool, info)
-        in_range, samples, info_close = await self._hold(pool, request, info)
-        close_method = await self._close(pool, position, legs)
+        try:
+            in_range, samples, info_close = await self._hold(pool, request, info)
+            close_method = await self._close(pool, position, legs)
+        except BaseException as exc:
+            # Say loudly what is left on chain: the operator has to deal with it.
+            log.error(
+                "live_position_may_be_open",
+                position=position,
+                pool=pool.address,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise
         usd_close = volatile_usd_price(pool, info_close)
         eth_usd, eth_source = self._eth_price(pool, request, usd_close)
         gas_usd = legs.gas_native * eth_usd
@@ -396,13 +407,31 @@ class RealClmmEnv:
             )
             self._removed(legs, result, snapshot, fees_in_answer=True)
             return "close"
+        except TransactionNotConfirmed as exc:
+            # A pending close must not race a second write from the same wallet.
+            raise LiveExecutionError(
+                f"close of position {position} is still pending ({exc}); not falling back: "
+                "check the transaction, then close by hand if it is dropped"
+            ) from exc
         except GatewayError as exc:
             close_error = exc
         log.warning("live_close_failed", position=position, error=str(close_error))
-        owned = await self.client.positions_owned(self.venue, self.wallet, pool.address)
-        if not any(p.address == position for p in owned):
-            self._removed(legs, None, snapshot, fees_in_answer=False)
-            return "close_reconciled"
+        # A close answered 500 without a hash may still be mining: give it the same checks
+        # as an open before sending anything else. A definite failure needs one look only.
+        ambiguous = isinstance(close_error, (GatewayServerError, GatewayUnreachable))
+        checks = self.reconcile_checks if ambiguous else 1
+        for check in range(1, checks + 1):
+            try:
+                owned = await self.client.positions_owned(self.venue, self.wallet, pool.address)
+            except GatewayError as exc:
+                log.warning("live_reconcile_read_failed", check=check, error=str(exc))
+            else:
+                if not any(p.address == position for p in owned):
+                    log.info("live_close_reconciled", position=position, check=check)
+                    self._removed(legs, None, snapshot, fees_in_answer=False)
+                    return "close_reconciled"
+            if check < checks:
+                await self.clock.sleep(self.reconcile_interval_s)
         try:
             removed = await self._settle(
                 await self.client.remove_liquidity(

@@ -23,6 +23,7 @@ from env.gateway_errors import TransactionReverted
 from env.mock import MockClmmEnv
 from env.real import LiveExecutionError, RealClmmEnv, real_env_from_settings
 from service.clock import FakeClock
+from tests.conftest import CapturedLogs
 from tests.fakes.gateway_server import FakeGatewayServer, FakePool
 
 POOL = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]
@@ -169,6 +170,31 @@ async def test_close_failure_falls_back_to_remove_and_collect(
     assert len(sim["transactions"]) == 3  # open, remove, collect
     assert sim["quote_fee_collected"] > 0 and outcome.fees_usd > 0
     assert sim["initial_value_usd"] == pytest.approx(sim["lp_value_end_usd"], rel=1e-6)
+
+
+async def test_a_close_that_went_through_is_reconciled_not_repeated(
+    gateway: FakeGatewayServer, client: GatewayClient, clock: FakeClock
+) -> None:
+    gateway.close_pending_no_hash = True
+    outcome = await make_env(client, clock).execute(request())
+    assert outcome.simulation["close_method"] == "close_reconciled"
+    assert (gateway.count("close"), gateway.count("remove")) == (1, 0)
+    assert outcome.simulation["quote_fee_collected"] > 0  # from the pre-close snapshot
+
+
+async def test_failed_close_and_fallback_names_the_open_position(
+    gateway: FakeGatewayServer,
+    client: GatewayClient,
+    clock: FakeClock,
+    captured_logs: CapturedLogs,
+) -> None:
+    gateway.fail_close = gateway.fail_remove = True
+    with pytest.raises(LiveExecutionError, match="close it by hand"):
+        await make_env(client, clock, reconcile_checks=2).execute(request())
+    (still_open,) = gateway.open_positions()
+    assert [e["position"] for e in captured_logs.events("live_position_may_be_open")] == [
+        still_open.address
+    ]
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,8 @@ class FakeGatewayServer:
     pending_polls: int = 2
     revert_reason: str = "REVERTED (CALL_EXCEPTION): Price slippage check"
     fail_close: bool = False
+    close_pending_no_hash: bool = False  # the close goes through but answers 500
+    fail_remove: bool = False
     fail_quote: bool = False
     rate_limit_next: int = 0
     gas_fee: float = 0.002
@@ -481,6 +483,8 @@ class FakeGatewayServer:
         if self.fail_close:
             return self._error(500, "Internal Server Error", "Failed to close position")
         del self.positions[p.address]
+        if self.close_pending_no_hash:
+            return self._error(500, "Internal Server Error", "Failed to close position")
         base, quote = p.amounts()
         return self._json(
             {
@@ -501,6 +505,8 @@ class FakeGatewayServer:
         p = self._owned(args)
         if p is None:
             return self._error(404, "Not Found", "Position not found")
+        if self.fail_remove:
+            return self._error(500, "Internal Server Error", "Failed to remove liquidity")
         share = float(args.get("percentageToRemove", 100)) / 100
         held_base, held_quote = p.amounts()
         base, quote = held_base * share, held_quote * share
