@@ -104,6 +104,29 @@ async def test_open_hold_close_reports_amounts_fees_and_gas(
     assert open_request.body is not None and open_request.body["walletAddress"] == WALLET
 
 
+async def test_a_pool_whose_base_is_token0_is_priced_the_other_way(clock: FakeClock) -> None:
+    weth_usdt = KNOWN_POOLS["0x11b815efb8f581194ae79006d24e0d814b7697f6"]  # token0 WETH
+    fake = FakePool(
+        address=weth_usdt.address,
+        token0=("WETH", "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2", 18),
+        token1=("USDT", "0xdAC17F958D2ee523a2206206994597C13D831ec7", 6),
+        fee_pips=500,
+        tick=-196_250,
+        base_is_token0=True,
+    )
+    async with FakeGatewayServer() as server, GatewayClient(clock, server.base_url) as c:
+        server.add_pool(fake)
+        outcome = await make_env(c, clock).execute(
+            request(pool=weth_usdt, tick_lower=-196_850, tick_upper=-195_650)
+        )
+    sim = outcome.simulation
+    assert sim["base_is_token0"] is True
+    assert 2900 < sim["price_open"] < 3100  # USDT per WETH
+    assert sim["lower_price"] < sim["price_open"] < sim["upper_price"]
+    assert sim["initial_value_usd"] == pytest.approx(500.0, rel=1e-6)
+    assert outcome.time_in_range_pct == 100.0
+
+
 async def test_time_in_range_follows_the_sampled_price(
     gateway: FakeGatewayServer, client: GatewayClient, clock: FakeClock
 ) -> None:
