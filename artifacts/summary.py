@@ -81,7 +81,9 @@ def record_from_folder(episode_dir: Path) -> EpisodeRecord | None:
             fees_usd=num("fees_usd"),
             gas_cost_usd=num("gas_cost_usd"),
             il_usd=num("il_usd"),
-            risk_scalar_applied=isinstance(result.get("risk_scalar_applied"), (int, float)),
+            # A skipped episode deployed nothing: no scalar was applied to anything.
+            risk_scalar_applied=status != "skipped"
+            and isinstance(result.get("risk_scalar_applied"), (int, float)),
             fresh_pct=fresh,
         )
     if (episode_dir / "failure.json").exists():

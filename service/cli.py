@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("registry", help="print the query catalogue by priority")
 
+    vp = sub.add_parser("validate-pool", help="check a proposal's pool before execution")
+    vp.add_argument("--proposal-path", type=Path, required=True)
+    vp.add_argument("--run-id", required=True)
+    vp.add_argument("--episode-id", required=True)
+    vp.add_argument("--exec-mode", choices=["mock", "real"])
+
     refresh = sub.add_parser("refresh", help="refresh due cache keys")
     refresh.add_argument(
         "--once", action="store_true", required=True, help="refresh what is due and exit"
@@ -134,6 +140,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         if sub == "show":
             return commands.runs_show(settings, args.run)
         return commands.runs_list(settings)
+    if args.command == "validate-pool":
+        settings = _settings(args)
+        return asyncio.run(
+            commands.validate_pool(
+                settings, args.proposal_path, args.run_id, args.episode_id, args.exec_mode
+            )
+        )
     if args.command == "registry":
         return commands.registry()
     if args.command == "refresh":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,9 +11,10 @@ import structlog
 
 from artifacts.layout import list_runs, resolve_run
 from artifacts.validate import validate_run
+from env.base import ClmmEnv
 from env.mock import MockClmmEnv
 from service.campaign import CampaignError, resolve_seed, run_campaign
-from service.clock import SystemClock
+from service.clock import Clock, SystemClock
 from service.config import ConfigError, Settings
 from service.logging import REDACTOR, SINKS, configure_logging
 from service.warmup import warm_mock_intel
@@ -34,8 +36,8 @@ def _err(message: str) -> None:
 async def campaign(settings: Settings, *, warm: bool = True) -> int:
     """Run a campaign; 0 when every episode ended with an artifact folder."""
     _start_logging(settings)
-    env = build_env(settings)
     clock = SystemClock()
+    env = build_env(settings, clock)
     seed = resolve_seed(settings)
     settings = settings.model_copy(update={"seed": seed})
     try:
@@ -62,6 +64,7 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
         return 1
     finally:
         stack.close()
+        await close_env(env)
     ok = sum(r.status == "success" for r in result.records)
     _err(
         f"campaign {result.run_id}: {len(result.records)}/{result.requested} episodes "
@@ -78,18 +81,56 @@ async def run_daemon(settings: Settings, *, once: bool = False) -> int:
 
     _start_logging(settings)
     SINKS.add_file(settings.data_dir / "logs" / "clmmd.log")
-    env = build_env(settings)
-    return await Daemon(settings, env=env, once=once).run()
+    env = build_env(settings, SystemClock())
+    try:
+        return await Daemon(settings, env=env, once=once).run()
+    finally:
+        await close_env(env)
 
 
-def build_env(settings: Settings) -> MockClmmEnv:
-    """The execution environment for the effective EXEC_MODE."""
-    if settings.exec_mode == "real":
-        raise ConfigError(
-            "invalid configuration: EXEC_MODE='real' is not available in this build yet; "
-            "use HB_ENV=mock (real mode through Gateway is a separate feature)"
+def build_env(settings: Settings, clock: Clock) -> ClmmEnv:
+    """The execution environment for the effective EXEC_MODE (mock never builds a client)."""
+    if settings.exec_mode != "real":
+        return MockClmmEnv()
+    missing = [
+        name
+        for name, value in (
+            ("GATEWAY_WALLET_ADDRESS", settings.gateway_wallet_address),
+            ("CLMMD_MAX_POSITION_USD", settings.max_position_usd),
         )
-    return MockClmmEnv()
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(
+            f"invalid configuration: {', '.join(missing)} NOT SET but EXEC_MODE='real' "
+            "(real mode needs a wallet and a position cap)"
+        )
+    from env.real import real_env_from_settings
+
+    if settings.gateway_api_key is not None:
+        REDACTOR.register(settings.gateway_api_key.get_secret_value())
+    try:
+        return real_env_from_settings(settings, clock)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"invalid configuration: real mode: {exc}") from None
+
+
+async def close_env(env: ClmmEnv) -> None:
+    client = getattr(env, "client", None)
+    if client is not None:
+        await client.close()
+
+
+async def validate_pool(
+    settings: Settings, proposal_path: Path, run_id: str, episode_id: str, exec_mode: str | None
+) -> int:
+    """``clmmd validate-pool``: the seed runbook's pool check, one line per check."""
+    from env.validator import validate_pool_command
+
+    _start_logging(settings)
+    return await validate_pool_command(
+        proposal_path, run_id, episode_id, exec_mode or settings.exec_mode, settings
+    )
 
 
 def runs_list(settings: Settings) -> int:

@@ -31,7 +31,7 @@ _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 #: Variables whose value is never shown: logs and the config summary say set / NOT SET.
-SECRET_FIELDS = frozenset({"dune_api_key"})
+SECRET_FIELDS = frozenset({"dune_api_key", "gateway_api_key"})
 
 
 class ConfigError(Exception):
@@ -212,6 +212,43 @@ class Settings(BaseSettings):
                 raise ValueError(f"risk profile factor for {key!r} must be in (0, 1], got {scalar}")
         return value
 
+    # --- real mode (Hummingbot Gateway) ---
+    gateway_wallet_address: str | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_WALLET_ADDRESS")
+    )
+    max_position_usd: float | None = Field(
+        None, gt=0, validation_alias=AliasChoices("CLMMD_MAX_POSITION_USD")
+    )
+    gateway_chain: str = Field("ethereum", validation_alias=AliasChoices("GATEWAY_CHAIN"))
+    gateway_network: str = Field("mainnet", validation_alias=AliasChoices("GATEWAY_NETWORK"))
+    gateway_connector: str = Field("uniswap", validation_alias=AliasChoices("GATEWAY_CONNECTOR"))
+    gateway_slippage_pct: float = Field(
+        1.0, gt=0, le=50, validation_alias=AliasChoices("GATEWAY_SLIPPAGE_PCT")
+    )
+    gateway_ca_file: Path | None = Field(None, validation_alias=AliasChoices("GATEWAY_CA_FILE"))
+    gateway_client_cert_file: Path | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_CLIENT_CERT_FILE")
+    )
+    gateway_client_key_file: Path | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_CLIENT_KEY_FILE")
+    )
+    gateway_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_API_KEY")
+    )
+    gateway_read_timeout_s: float = Field(
+        15.0, gt=0, le=600, validation_alias=AliasChoices("GATEWAY_READ_TIMEOUT_S")
+    )
+    gateway_write_timeout_s: float = Field(
+        180.0, gt=0, le=3600, validation_alias=AliasChoices("GATEWAY_WRITE_TIMEOUT_S")
+    )
+
+    @field_validator("gateway_wallet_address")
+    @classmethod
+    def _wallet(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value.strip()):
+            raise ValueError(f"not a 0x-prefixed 20-byte hex address: {value!r}")
+        return value.strip() if value else None
+
     @field_validator("enable_queries", "disable_queries", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
@@ -356,7 +393,7 @@ def _one_line(exc: ValidationError, raw: dict[str, Any]) -> str:
         name = _variable_name(err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         value = err.get("input")
-        shown = "<hidden>" if name == "DUNE_API_KEY" else repr(value)
+        shown = "<hidden>" if name in ("DUNE_API_KEY", "GATEWAY_API_KEY") else repr(value)
         if "got" in msg:
             parts.append(f"{name}: {msg}")
         else:

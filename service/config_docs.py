@@ -51,6 +51,19 @@ DESCRIPTIONS: dict[str, str] = {
     "CLMMD_RISK_PROFILE": "risk-scalar factors per regime component over the defaults, e.g. "
     "`vol=high:0.5,flow=toxic:0.4`",
     "CLMMD_REWARD_WEIGHTS": "reward weights, e.g. `pnl=1,fees=1,gas=1,range=0.5`",
+    "GATEWAY_WALLET_ADDRESS": "real mode: the wallet Gateway signs with (required for real mode)",
+    "CLMMD_MAX_POSITION_USD": "real mode: cap on the deployed position size in USD (required "
+    "for real mode)",
+    "GATEWAY_CHAIN": "real mode: Gateway chain name",
+    "GATEWAY_NETWORK": "real mode: Gateway network name",
+    "GATEWAY_CONNECTOR": "real mode: Gateway connector",
+    "GATEWAY_SLIPPAGE_PCT": "real mode: slippage tolerance sent with writes",
+    "GATEWAY_CA_FILE": "real mode: CA bundle that signed Gateway's certificate (HTTPS)",
+    "GATEWAY_CLIENT_CERT_FILE": "real mode: client certificate for Gateway (HTTPS)",
+    "GATEWAY_CLIENT_KEY_FILE": "real mode: client key for Gateway (HTTPS)",
+    "GATEWAY_API_KEY": "real mode: Gateway API key if it requires one (secret)",
+    "GATEWAY_READ_TIMEOUT_S": "real mode: deadline of a Gateway read",
+    "GATEWAY_WRITE_TIMEOUT_S": "real mode: deadline of a Gateway write",
     "CLMMD_REFRESH_DEADLINE_S": "deadline of one whole refresh of a key (execute, poll, pages)",
 }
 
