@@ -139,7 +139,7 @@ def record_for(index: int, outcome: Outcome) -> EpisodeRecord:
         fees_usd=r.fees_usd,
         gas_cost_usd=r.gas_cost_usd,
         il_usd=r.il_usd,
-        risk_scalar_applied=True,
+        risk_scalar_applied=outcome != "skipped",  # a skipped episode deployed nothing
         fresh_pct=fresh,
     )
 
