@@ -17,8 +17,8 @@ from typing import Literal
 
 import structlog
 
+from agent.persistence import LearningAgent, PersistentAgent, default_state_path
 from agent.reward import RewardWeights
-from agent.state import AgentState
 from artifacts.layout import RunLayout, new_run_id
 from artifacts.models import RunInfo
 from artifacts.recovery import recover_all
@@ -28,7 +28,7 @@ from artifacts.writer import TEMP_MARKER, fsync_dir, write_json_new
 from env.base import ClmmEnv, PoolSpec, pool_by_address
 from service.clock import Clock, SystemClock, utc_iso
 from service.config import Settings
-from service.episodes import AgentHandle, EpisodeRunner, EpisodeSettings, IntelReader
+from service.episodes import EpisodeRunner, EpisodeSettings, IntelReader
 from service.logging import SINKS
 
 log = structlog.get_logger(__name__)
@@ -69,6 +69,11 @@ def episode_settings(settings: Settings, run_id: str, seed: int) -> EpisodeSetti
         fresh_pct_floor=settings.fresh_pct_floor,
         reward_weights=RewardWeights(**settings.reward_weights),
     )
+
+
+def learning_enabled(settings: Settings) -> bool:
+    """Whether episodes of this configuration may update the agent at all."""
+    return settings.exec_mode == "real" or settings.learn_from_mock
 
 
 def resolve_seed(settings: Settings) -> int:
@@ -116,18 +121,25 @@ async def run_campaign(
     intel: IntelReader,
     episodes: int | None = None,
     clock: Clock | None = None,
-    agent: AgentHandle | None = None,
+    agent: LearningAgent | None = None,
     pool: PoolSpec | None = None,
     runner_factory: Callable[..., EpisodeRunner] = EpisodeRunner,
+    on_episode_done: Callable[[EpisodeRecord], None] | None = None,
 ) -> CampaignReport:
-    """Run one campaign to completion and return what happened."""
+    """Run one campaign to completion and return what happened.
+
+    ``on_episode_done`` is called with each finished episode's record (progress display).
+    """
     clock = clock or SystemClock()
     count = episodes if episodes is not None else settings.episodes
     if count < 1:
         raise CampaignError(f"episodes must be at least 1, got {count}")
     seed = resolve_seed(settings)
     pool = pool or pool_by_address(settings.pools[0])
-    agent = agent or AgentHandle(AgentState())
+    if agent is None:
+        agent = await PersistentAgent.open(
+            default_state_path(settings.data_dir), clock, durable=settings.durable_writes
+        )
     data_dir = settings.data_dir
     try:
         recovered = await asyncio.to_thread(recover_all, data_dir, clock.now())
@@ -167,7 +179,13 @@ async def run_campaign(
             pool=pool,
             clock=clock,
         )
-        await _run_pool(runner, store, report, settings.episode_workers, clock)
+        workers = settings.episode_workers
+        if learning_enabled(settings) and workers > 1:
+            # Each episode proposes from the state the previous ones learned into; running them
+            # concurrently would make the result depend on timing, not on the seed.
+            log.info("learning_serialises_episodes", configured_workers=workers)
+            workers = 1
+        await _run_pool(runner, store, report, workers, clock, on_episode_done)
     finally:
         layout.active_marker.unlink(missing_ok=True)
         structlog.contextvars.unbind_contextvars("run_id")
@@ -185,7 +203,12 @@ async def run_campaign(
 
 
 async def _run_pool(
-    runner: EpisodeRunner, store: ArtifactStore, report: CampaignReport, workers: int, clock: Clock
+    runner: EpisodeRunner,
+    store: ArtifactStore,
+    report: CampaignReport,
+    workers: int,
+    clock: Clock,
+    on_episode_done: Callable[[EpisodeRecord], None] | None = None,
 ) -> None:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(1, report.requested + 1):
@@ -211,6 +234,11 @@ async def _run_pool(
                 report.lost.append(f"episode {index}: {type(exc).__name__}: {exc}")
                 continue
             report.records.append(record)
+            if on_episode_done is not None:
+                try:
+                    on_episode_done(record)
+                except Exception as exc:  # a display must never stop the campaign
+                    log.warning("progress_callback_failed", error=f"{type(exc).__name__}: {exc}")
             async with summary_lock:
                 summary = summarize(report.run_id, report.records, clock.now())
                 try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from agent.state import AgentState
+from agent.persistence import PersistentAgent, default_state_path
 from artifacts.layout import RunLayout, new_run_id
 from artifacts.recovery import recover_all, recover_run
 from artifacts.store import ArtifactStore
@@ -34,7 +34,7 @@ from scheduler.trigger_tail import TriggerTail
 from service.campaign import episode_settings, open_run_folder, resolve_seed
 from service.clock import Clock, SystemClock
 from service.config import Settings
-from service.episodes import AgentHandle, EpisodeRunner
+from service.episodes import EpisodeRunner
 from service.logging import SINKS
 from service.metrics import ServiceMetrics
 from service.notify import SystemdNotifier, watchdog_interval_s, watchdog_loop
@@ -178,7 +178,9 @@ class Daemon:
         )
         self._stack = stack
         seed = resolve_seed(s)
-        agent = AgentHandle(AgentState())
+        agent = await PersistentAgent.open(
+            default_state_path(s.data_dir), self.clock, durable=s.durable_writes
+        )
         self.layout = RunLayout(s.data_dir, new_run_id(self.clock.now()))
         await asyncio.to_thread(
             open_run_folder, s, self.layout, seed, self.clock, agent.state.agent_version, "daemon"

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from agent.learner import LearningDecision, decide_learning
+from agent.persistence import LearningAgent
 from agent.proposer import ProposalContext, propose
 from agent.regime import MarketView, classify
 from agent.reward import RewardWeights, compute_reward
@@ -145,7 +146,7 @@ class EpisodeRunner:
         store: ArtifactStore,
         env: ClmmEnv,
         intel: IntelReader,
-        agent: AgentHandle,
+        agent: LearningAgent,
         pool: PoolSpec,
         clock: Clock,
         proposer: Callable[[ProposalContext, AgentState], Proposal] = propose,

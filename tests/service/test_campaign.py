@@ -205,3 +205,32 @@ async def test_reward_weights_reach_reward_json(data_dir: Path, clock: FakeClock
     for folder in layout.episode_dirs():
         reward = orjson.loads((folder / "reward.json").read_bytes())
         assert reward["weights"]["range"] == 3.0
+
+
+async def test_learning_campaigns_are_reproducible_despite_workers(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    runs = []
+    for name in ("a", "b"):
+        layout = await campaign(
+            tmp_path / name,
+            FakeClock(clock.now()),
+            12,
+            seed=21,
+            learn_from_mock=True,
+            episode_workers=4,
+            fresh_pct_floor=0.0,
+        )
+        runs.append(layout)
+    a, b = (
+        [strip(orjson.loads((d / "proposal.json").read_bytes())) for d in r.episode_dirs()]
+        for r in runs
+    )
+    assert a == b
+    states = [orjson.loads((tmp_path / n / "agent" / "state.json").read_bytes()) for n in "ab"]
+    assert states[0]["regimes"] == states[1]["regimes"]
+    applied = [
+        orjson.loads((d / "metadata.json").read_bytes())["learning_update_applied"]
+        for d in runs[0].episode_dirs()
+    ]
+    assert any(applied)
