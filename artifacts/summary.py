@@ -31,23 +31,52 @@ class EpisodeRecord:
 
 def summarize(run_id: str, records: Iterable[EpisodeRecord], now: datetime) -> MetricsSummary:
     """Fold episode records into the run summary."""
-    items = list(records)
-    fresh = [r.fresh_pct for r in items if r.fresh_pct is not None]
-    applied = sum(1 for r in items if r.risk_scalar_applied)
-    return MetricsSummary(
-        run_id=run_id,
-        updated_at=now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        episodes=len(items),
-        successful=sum(1 for r in items if r.status == "success"),
-        failed=sum(1 for r in items if r.status == "failed"),
-        skipped=sum(1 for r in items if r.status == "skipped"),
-        total_pnl_usd=round(sum(r.pnl_usd for r in items), 6),
-        total_fees_usd=round(sum(r.fees_usd for r in items), 6),
-        total_gas_usd=round(sum(r.gas_cost_usd for r in items), 6),
-        total_il_usd=round(sum(r.il_usd for r in items), 6),
-        risk_scalar_applied=f"{applied}/{len(items)}",
-        mean_fresh_pct=round(sum(fresh) / len(fresh), 2) if fresh else None,
-    )
+    totals = SummaryAccumulator()
+    for record in records:
+        totals.add(record)
+    return totals.summary(run_id, now)
+
+
+class SummaryAccumulator:
+    """Running totals, so a long-lived run updates its summary in O(1) per episode."""
+
+    def __init__(self) -> None:
+        self.counts = {"success": 0, "failed": 0, "skipped": 0}
+        self.sums = {"pnl": 0.0, "fees": 0.0, "gas": 0.0, "il": 0.0}
+        self.applied = 0
+        self.fresh_total = 0.0
+        self.fresh_n = 0
+
+    @property
+    def episodes(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, record: EpisodeRecord) -> None:
+        self.counts[record.status] += 1
+        self.sums["pnl"] += record.pnl_usd
+        self.sums["fees"] += record.fees_usd
+        self.sums["gas"] += record.gas_cost_usd
+        self.sums["il"] += record.il_usd
+        self.applied += int(record.risk_scalar_applied)
+        if record.fresh_pct is not None:
+            self.fresh_total += record.fresh_pct
+            self.fresh_n += 1
+
+    def summary(self, run_id: str, now: datetime) -> MetricsSummary:
+        return MetricsSummary(
+            run_id=run_id,
+            updated_at=now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            episodes=self.episodes,
+            successful=self.counts["success"],
+            failed=self.counts["failed"],
+            skipped=self.counts["skipped"],
+            total_pnl_usd=round(self.sums["pnl"], 6),
+            total_fees_usd=round(self.sums["fees"], 6),
+            total_gas_usd=round(self.sums["gas"], 6),
+            total_il_usd=round(self.sums["il"], 6),
+            risk_scalar_applied=f"{self.applied}/{self.episodes}",
+            mean_fresh_pct=round(self.fresh_total / self.fresh_n, 2) if self.fresh_n else None,
+        )
 
 
 def _load(path: Path) -> dict[str, object] | None:

@@ -23,13 +23,14 @@ from artifacts.layout import RunLayout, new_run_id
 from artifacts.models import RunInfo
 from artifacts.recovery import recover_all
 from artifacts.store import ArtifactStore
-from artifacts.summary import EpisodeRecord, summarize
+from artifacts.summary import EpisodeRecord
 from artifacts.writer import TEMP_MARKER, fsync_dir, write_json_new
 from env.base import ClmmEnv, PoolSpec, pool_by_address
 from service.clock import Clock, SystemClock, utc_iso
 from service.config import Settings
 from service.episodes import EpisodeRunner, EpisodeSettings, IntelReader
 from service.logging import SINKS
+from service.summary_writer import SummaryWriter
 
 log = structlog.get_logger(__name__)
 
@@ -213,7 +214,7 @@ async def _run_pool(
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(1, report.requested + 1):
         queue.put_nowait(index)
-    summary_lock = asyncio.Lock()
+    summary = SummaryWriter(store, clock)
 
     async def worker() -> None:
         while True:
@@ -239,15 +240,13 @@ async def _run_pool(
                     on_episode_done(record)
                 except Exception as exc:  # a display must never stop the campaign
                     log.warning("progress_callback_failed", error=f"{type(exc).__name__}: {exc}")
-            async with summary_lock:
-                summary = summarize(report.run_id, report.records, clock.now())
-                try:
-                    await asyncio.to_thread(store.write_summary, summary)
-                except OSError as exc:
-                    log.error("summary_write_failed", error=str(exc))
+            summary.add(record)
 
     tasks = [
         asyncio.create_task(worker(), name=f"episode-worker-{i}")
         for i in range(min(workers, report.requested))
     ]
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await summary.close()

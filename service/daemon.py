@@ -25,7 +25,7 @@ from agent.persistence import PersistentAgent, default_state_path
 from artifacts.layout import RunLayout, new_run_id
 from artifacts.recovery import recover_all, recover_run
 from artifacts.store import ArtifactStore
-from artifacts.summary import EpisodeRecord, summarize
+from artifacts.summary import EpisodeRecord
 from env.base import ClmmEnv, pool_by_address
 from scheduler.refresher import Refresher
 from scheduler.scheduling import RefreshScheduler
@@ -38,6 +38,7 @@ from service.episodes import EpisodeRunner
 from service.logging import SINKS
 from service.metrics import ServiceMetrics
 from service.notify import SystemdNotifier, watchdog_interval_s, watchdog_loop
+from service.summary_writer import SummaryWriter
 from service.wiring import IntelStack, build_source, open_intel
 
 log = structlog.get_logger(__name__)
@@ -69,7 +70,7 @@ class Daemon:
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._next_index = 0
         self._running_episodes: set[asyncio.Task[EpisodeRecord]] = set()
-        self._records: list[EpisodeRecord] = []
+        self._summary: SummaryWriter | None = None
         self._recent_pools: deque[str] = deque(maxlen=RECENT_POOLS)
         self._refresh_tasks: set[asyncio.Task[Any]] = set()
         self.layout: RunLayout | None = None
@@ -187,6 +188,7 @@ class Daemon:
         )
         SINKS.add_run(self.layout.run_id, self.layout.campaign_log)
         store = ArtifactStore(self.layout, durable=s.durable_writes)
+        self._summary = SummaryWriter(store, self.clock)
         runner = EpisodeRunner(
             settings=episode_settings(s, self.layout.run_id, seed),
             store=store,
@@ -326,17 +328,12 @@ class Daemon:
             finally:
                 if task.done():
                     self._running_episodes.discard(task)
-            self._records.append(record)
-            self.metrics.episode_finished(record.status)
-            await self._write_summary(store)
+            self._finished(record)
 
-    async def _write_summary(self, store: ArtifactStore) -> None:
-        assert self.layout is not None
-        summary = summarize(self.layout.run_id, self._records, self.clock.now())
-        try:
-            await asyncio.to_thread(store.write_summary, summary)
-        except OSError as exc:
-            log.error("summary_write_failed", error=str(exc))
+    def _finished(self, record: EpisodeRecord) -> None:
+        self.metrics.episode_finished(record.status)
+        if self._summary is not None:
+            self._summary.add(record)
 
     async def _shutdown(self, runner: EpisodeRunner, store: ArtifactStore) -> None:
         self.stop_event.set()
@@ -366,11 +363,13 @@ class Daemon:
             await asyncio.gather(*pending, return_exceptions=True)
             for task in done:
                 with contextlib.suppress(Exception):
-                    self._records.append(task.result())
+                    self._finished(task.result())
             if pending:
                 log.warning("episodes_interrupted", count=len(pending))
         if self.tail is not None:
             self.tail.close()
+        if self._summary is not None:
+            await self._summary.close()
         # 4. complete interrupted folders, final summary, release the run.
         if self.layout is not None:
             report = await asyncio.to_thread(recover_run, self.layout, self.clock.now())
@@ -379,12 +378,15 @@ class Daemon:
             log.info(
                 "daemon_stopped",
                 run_id=self.layout.run_id,
-                episodes=len(self._records),
+                episodes=self._episodes_finished(),
                 not_started=not_started,
             )
             SINKS.remove_run(self.layout.run_id)
 
     # ------------------------------------------------------------------ status
+
+    def _episodes_finished(self) -> int:
+        return self._summary.totals.episodes if self._summary is not None else 0
 
     def health(self) -> list[str]:
         """Reasons the daemon is unhealthy (empty when healthy), for ``/healthz``."""
@@ -437,7 +439,7 @@ class Daemon:
             "run_id": self.layout.run_id if self.layout else None,
             "stopping": self.stop_event.is_set(),
             "episodes": {
-                "finished": len(self._records),
+                "finished": self._episodes_finished(),
                 "running": sum(1 for t in self._running_episodes if not t.done()),
                 "queued": self._queue.qsize(),
             },

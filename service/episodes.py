@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import structlog
+from pydantic import BaseModel
 
 from agent.learner import LearningDecision, decide_learning
 from agent.persistence import LearningAgent
@@ -28,6 +29,7 @@ from artifacts.models import (
     EpisodeFailure,
     EpisodeMetadata,
     EpisodeResult,
+    LogLine,
     MetadataExtra,
     Proposal,
     Reward,
@@ -188,6 +190,7 @@ class _Episode:
         self.proposal: Proposal | None = None
         self.learning = LearningDecision(False, "episode did not reach the learning step")
         self.health: EnvHealth | None = None
+        self._logs: list[LogLine] = []
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
@@ -200,10 +203,13 @@ class _Episode:
             await asyncio.wait([task])
             raise
 
-    async def _log(self, event: str, **payload: Any) -> None:
-        await self._io(
-            self.r.store.append_log, self.episode_id, utc_iso(self.r.clock.now()), event, payload
-        )
+    def _log(self, event: str, **payload: Any) -> None:
+        """Buffer a logs.jsonl line; it is appended with the episode's next write."""
+        self._logs.append(LogLine(ts=utc_iso(self.r.clock.now()), event=event, payload=payload))
+
+    async def _write(self, *artifacts: tuple[str, BaseModel]) -> None:
+        logs, self._logs = self._logs, []
+        await self._io(self.r.store.write_batch, self.episode_id, logs, list(artifacts))
 
     def _mark(self, stage: str, t_start: float) -> None:
         self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)
@@ -242,7 +248,7 @@ class _Episode:
             await self._io(self.r.store.create_episode, self.episode_id, placeholder)
             return await self._fail(stage, exc)
         await self._io(self.r.store.create_episode, self.episode_id, self.proposal)
-        await self._log(
+        self._log(
             "proposed",
             regime_key=self.proposal.regime_key,
             width_ticks=self.proposal.action.width_ticks if self.proposal.action else None,
@@ -262,7 +268,7 @@ class _Episode:
                 self._mark("execute", t)
                 return await self._skip(exc)
             self._mark("execute", t)
-            await self._log(
+            self._log(
                 "executed",
                 pnl_usd=outcome.pnl_usd,
                 fees_usd=outcome.fees_usd,
@@ -282,8 +288,7 @@ class _Episode:
             result = self._result(outcome)
             # reward.json first: a crash between the two leaves reward without result, which
             # recovery completes with failure.json; the reverse could never validate.
-            await self._io(self.r.store.write, self.episode_id, "reward.json", reward)
-            await self._io(self.r.store.write, self.episode_id, "result.json", result)
+            await self._write(("reward.json", reward), ("result.json", result))
             self._mark("write_result", t)
         except Exception as exc:
             return await self._fail(stage, exc)
@@ -364,7 +369,7 @@ class _Episode:
                 )
             except Exception as exc:
                 self.learning = LearningDecision(False, f"learning update failed: {exc}")
-        await self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
+        self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
         self._mark("learn", t)
 
     async def _skip(self, exc: ExecutionSkipped) -> EpisodeRecord:
@@ -390,9 +395,8 @@ class _Episode:
             components=RewardComponents(pnl=0.0, fees=0.0, gas_penalty=0.0, range_penalty=0.0),
             weights=self.s.reward_weights.as_dict(),
         )
-        await self._io(self.r.store.write, self.episode_id, "reward.json", reward)
-        await self._io(self.r.store.write, self.episode_id, "result.json", result)
-        await self._log("skipped", gate=exc.gate, reason=str(exc))
+        self._log("skipped", gate=exc.gate, reason=str(exc))
+        await self._write(("reward.json", reward), ("result.json", result))
         self.learning = LearningDecision(False, f"gate: episode skipped ({exc.gate})")
         await self._finish()
         return EpisodeRecord(status="skipped", fresh_pct=self._fresh_pct())
@@ -415,8 +419,8 @@ class _Episode:
         )
         self.learning = LearningDecision(False, f"gate: episode failed at {stage}")
         try:
-            await self._io(self.r.store.write, self.episode_id, "failure.json", failure)
-            await self._log("failed", stage=stage, error_type=type(exc).__name__)
+            self._log("failed", stage=stage, error_type=type(exc).__name__)
+            await self._write(("failure.json", failure))
         except Exception as write_exc:  # the metadata below may still succeed
             log.error("failure_artifact_write_failed", error=str(write_exc))
         await self._finish()
@@ -454,5 +458,4 @@ class _Episode:
             started_at=utc_iso(self.started),
             ended_at=utc_iso(ended),
         )
-        await self._io(self.r.store.write, self.episode_id, "timings.json", timings)
-        await self._io(self.r.store.write, self.episode_id, "metadata.json", metadata)
+        await self._write(("timings.json", timings), ("metadata.json", metadata))

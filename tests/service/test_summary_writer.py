@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from artifacts.layout import RunLayout
+from artifacts.models import MetricsSummary
+from artifacts.store import ArtifactStore
+from artifacts.summary import EpisodeRecord
+from service.clock import FakeClock
+from service.summary_writer import SummaryWriter
+
+
+class CountingStore(ArtifactStore):
+    writes = 0
+
+    def write_summary(self, summary: MetricsSummary) -> None:
+        self.writes += 1
+        super().write_summary(summary)
+
+
+async def test_bursts_are_coalesced_and_the_last_state_lands(tmp_path: Path) -> None:
+    store = CountingStore(RunLayout(tmp_path, "run_20260101_000000_abcd"), durable=False)
+    store.open_run()
+    writer = SummaryWriter(store, FakeClock())
+    for i in range(200):
+        writer.add(EpisodeRecord(status="success" if i % 4 else "failed", pnl_usd=1.0))
+    await writer.close()
+    on_disk = orjson.loads(store.layout.summary_path.read_bytes())
+    assert (on_disk["episodes"], on_disk["successful"], on_disk["failed"]) == (200, 150, 50)
+    assert on_disk["total_pnl_usd"] == 200.0
+    assert 1 <= store.writes < 200
