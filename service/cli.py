@@ -37,6 +37,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _workers(text: str) -> int:
     value = _positive_int(text)
     if not 1 <= value <= 16:
@@ -76,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     val = runs_sub.add_parser("validate", help="check every artifact invariant of a run")
     val.add_argument("run", nargs="?", default="latest")
     val.add_argument("--all", action="store_true", help="validate every run")
+
+    rep = sub.add_parser("report", help="HTML report with plots (and the plots as PNG)")
+    rep.add_argument("run", nargs="?", default="latest")
+    rep.add_argument("--out", type=Path, help="output folder (default <run>/report/)")
+
+    clean = sub.add_parser("clean", help="remove all but the newest N runs")
+    clean.add_argument("--keep", type=_non_negative_int, required=True, help="runs to keep")
+    clean.add_argument("--dry-run", action="store_true", help="show what would be removed")
 
     sub.add_parser("registry", help="print the query catalogue by priority")
 
@@ -147,6 +165,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                 settings, args.proposal_path, args.run_id, args.episode_id, args.exec_mode
             )
         )
+    if args.command == "report":
+        return commands.report(_settings(args), args.run, args.out)
+    if args.command == "clean":
+        return commands.clean(_settings(args), args.keep, dry_run=args.dry_run)
     if args.command == "registry":
         return commands.registry()
     if args.command == "refresh":

@@ -17,6 +17,7 @@ from service.campaign import CampaignError, resolve_seed, run_campaign
 from service.clock import Clock, SystemClock
 from service.config import ConfigError, Settings
 from service.logging import REDACTOR, SINKS, configure_logging
+from service.progress import CampaignProgress
 from service.warmup import warm_mock_intel
 from service.wiring import build_source, load_configured_registry, open_intel
 
@@ -46,6 +47,7 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
     except OSError as exc:
         _err(f"clmmd: cannot use data dir {settings.data_dir}: {exc}")
         return 1
+    progress = CampaignProgress(settings.episodes, clock)
     try:
         if warm and settings.intel_data_source == "mock":
             # Mock intel is local and instant: warm the cache so episodes see fresh data.
@@ -58,11 +60,18 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
                 keys=sum(r.ok for r in reports),
                 failed=sum(r.failed for r in reports),
             )
-        result = await run_campaign(settings, env=env, intel=stack.intel, clock=clock)
+        result = await run_campaign(
+            settings,
+            env=env,
+            intel=stack.intel,
+            clock=clock,
+            on_episode_done=progress.episode_done,
+        )
     except CampaignError as exc:
         _err(f"clmmd: campaign could not run: {exc}")
         return 1
     finally:
+        progress.close()
         stack.close()
         await close_env(env)
     ok = sum(r.status == "success" for r in result.records)
@@ -223,6 +232,53 @@ def runs_validate(settings: Settings, run: str | None) -> int:
         print(f"{layout.run_id}: {episodes} episodes, {len(violations)} violation(s)")
         total += len(violations)
     return 1 if total else 0
+
+
+def report(settings: Settings, run: str, out_dir: Path | None) -> int:
+    """``clmmd report``: write the run's HTML report and PNG plots, print where they are."""
+    from service.report import write_report
+
+    try:
+        layout = resolve_run(settings.data_dir, run)
+    except LookupError as exc:
+        _err(f"clmmd: {exc} (run `clmmd campaign` first, or check --data-dir/CLMMD_DATA_DIR)")
+        return 2
+    try:
+        files = write_report(layout, SystemClock().now(), out_dir)
+    except OSError as exc:
+        _err(f"clmmd: cannot write the report: {exc} (check the output folder's permissions)")
+        return 1
+    print(f"report: {files.html}")
+    for png in files.pngs:
+        print(f"plot:   {png}")
+    return 0
+
+
+def clean(settings: Settings, keep: int, *, dry_run: bool = False) -> int:
+    """``clmmd clean --keep N``: remove old runs; exit 1 if something could not be removed."""
+    from artifacts.retention import RetentionError
+    from artifacts.retention import clean as clean_runs
+
+    _start_logging(settings)
+    try:
+        result = clean_runs(settings.data_dir, keep, SystemClock().now(), dry_run=dry_run)
+    except RetentionError as exc:
+        _err(f"clmmd clean: {exc}")
+        return 2
+    verb = "would remove" if dry_run else "removed"
+    for run_id in result.removed:
+        print(f"{verb} {run_id}")
+    for run_id in result.skipped_active:
+        print(f"kept    {run_id} (still being written by a live process)")
+    for run_id in result.skipped_symlink:
+        print(f"kept    {run_id} (a symbolic link: not followed; remove it by hand)")
+    for error in result.errors:
+        print(f"ERROR   {error} (check ownership and permissions of the data dir)")
+    print(
+        f"{verb} {len(result.removed)} run(s), kept {len(result.kept)} newest"
+        f" + {len(result.skipped_active) + len(result.skipped_symlink)} protected"
+    )
+    return 1 if result.errors else 0
 
 
 def registry() -> int:
