@@ -380,9 +380,14 @@ async def stop_run(task: asyncio.Task[None], stop: asyncio.Event) -> None:
     await asyncio.wait_for(task, 30.0)
 
 
-async def test_run_wakes_on_appends_and_rotation_via_watchfiles(
-    data_dir: Path, make_tail: Any
+@pytest.mark.parametrize("watcher", ["inotify", "watchfiles"])
+async def test_run_wakes_on_appends_and_rotation_via_the_directory_watch(
+    watcher: str, data_dir: Path, make_tail: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if watcher == "watchfiles":
+        monkeypatch.setattr(trigger_tail, "_inotify", None)
+    elif trigger_tail._inotify is None:
+        pytest.skip("asyncinotify is Linux-only")
     recorder = Recorder()
     # An hour between polls: only the directory watch can deliver the later lines in time.
     tail = make_tail(recorder, clock=SystemClock(), poll_interval_s=3600)
@@ -415,7 +420,11 @@ async def test_run_falls_back_to_polling_when_the_watch_fails(
         raise OSError("inotify watch limit reached")
         yield set()  # pragma: no cover - makes this an async generator
 
+    async def broken_inotify(*args: Any, **kwargs: Any) -> None:
+        raise OSError("inotify watch limit reached")
+
     monkeypatch.setattr(trigger_tail, "awatch", broken_awatch)
+    monkeypatch.setattr(trigger_tail.TriggerTail, "_watch_inotify", broken_inotify)
     recorder = Recorder()
     tail = make_tail(recorder, poll_interval_s=2.0)
     append(data_dir, episodes(1))
