@@ -7,7 +7,9 @@ import io
 import math
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from artifacts.models import (
 )
 from artifacts.summary import summarize_folders
 from artifacts.validate import validate_run
-from artifacts.writer import create_episode_dir, replace_json, write_json_new
+from artifacts.writer import TEMP_MARKER, create_episode_dir, replace_json, write_json_new
 from service.cli import main
 from service.report import FIGURE_ACCENT, PLOTS, episode_row, load_run, render_html, write_report
 
@@ -312,3 +314,78 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         assert colourful[top:bottom, 100:1250].sum() > 1500
     # Copy kept beside the report for a person to look at.
     shutil.copy(shot, files.html.with_name("screenshot.png"))
+
+
+# --- the run commands on an empty data dir and on a run a live process is writing -----------
+
+
+def test_run_commands_on_an_empty_data_dir(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["runs", "list"]) == 0
+    assert "no runs under" in capsys.readouterr().out
+    for argv in (["runs", "show"], ["runs", "validate"], ["report"]):
+        assert main(argv) == 2, argv
+        assert "no runs under" in capsys.readouterr().err
+    assert main(["runs", "validate", "--all"]) == 0
+    assert main(["clean", "--keep", "1"]) == 0
+    assert not (data_dir / "runs").exists()
+
+
+def _wait_for_episodes(data_dir: Path, proc: subprocess.Popen[bytes], count: int) -> RunLayout:
+    deadline = 60.0
+    waited = 0.0
+    while waited < deadline:
+        runs = list_runs(data_dir)
+        if runs and len(runs[0].episode_dirs()) >= count:
+            return runs[0]
+        assert proc.poll() is None, "the campaign ended before it could be observed"
+        subprocess.run(["sleep", "0.05"], check=True)  # a real process: real time
+        waited += 0.05
+    raise AssertionError("no episodes appeared within 60 s")
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "clmmd").exists(), reason="no clmmd script")
+def test_run_commands_on_a_run_still_being_written(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**os.environ, "CLMMD_DATA_DIR": str(data_dir), "CLMMD_DURABLE_WRITES": "false"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "clmmd"), "campaign", "--episodes", "100000"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        run = _wait_for_episodes(data_dir, proc, 3)
+        # Freeze the writer mid-run (it stays alive, so the run is still "being written") and
+        # the folder holds still while the commands look at it.
+        os.kill(proc.pid, signal.SIGSTOP)
+        assert run.active_marker.read_text().strip() == str(proc.pid)
+        in_flight = [
+            entry.name
+            for entry in run.episodes_dir.iterdir()
+            if TEMP_MARKER in entry.name or not (entry / "metadata.json").exists()
+        ]
+        assert main(["runs", "list"]) == 0
+        assert run.run_id in capsys.readouterr().out
+        assert main(["runs", "show", "latest"]) == 0
+        assert "ep_000001" in capsys.readouterr().out
+        main(["runs", "validate", run.run_id])
+        out = capsys.readouterr().out
+        # Finished episodes are valid; only the episodes in flight are incomplete, and the
+        # summary (rewritten as episodes end) is not held against a run being written.
+        violations = [line for line in out.splitlines() if line.startswith("VIOLATION")]
+        assert all(any(f"/{name}" in v for name in in_flight) for v in violations), violations
+        assert main(["report", "--out", str(tmp_path / "live")]) == 0
+        page = (tmp_path / "live" / "report.html").read_text()
+        assert f"still being written (process {proc.pid})" in page
+        assert main(["clean", "--keep", "0"]) == 0
+        assert "still being written by a live process" in capsys.readouterr().out
+        assert run.run_dir.is_dir()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    # Its writer is gone now: the run is no longer protected.
+    assert main(["clean", "--keep", "0"]) == 0
+    assert not run.run_dir.exists()
