@@ -4,17 +4,12 @@
 range → live-risk gates → open → hold for the horizon (sampling the pool price on the injected
 clock) → close (or remove 100 % + collect fees when close fails) → outcome from the amounts.
 
-Ambiguous writes are never re-sent. An open that comes back without a transaction hash (Gateway
-answers 500 while the transaction is still pending, or the answer is lost) is reconciled with
-positions-owned: a new position in our range means it went through; none means it failed. A
-close that fails is checked the same way before falling back. A reverted transaction (receipt
-status 0, Gateway's -1) raises :class:`~env.gateway_errors.TransactionReverted` with the reason.
+The writes and the reconciliation of ambiguous ones (never re-sent) are in
+:mod:`env.real_positions`; valuation and the outcome record in :mod:`env.real_outcome`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -28,71 +23,34 @@ from env.base import (
     PoolValidationError,
 )
 from env.gates import GATE_QUOTE, check_gates
-from env.gateway import (
-    TX_CONFIRMED,
-    TX_FAILED,
-    GatewayClient,
-    PoolInfo,
-    PositionInfo,
-    PositionQuote,
-    Venue,
-    WriteResult,
-    client_from_settings,
-)
-from env.gateway_errors import (
-    GatewayError,
-    GatewayServerError,
-    GatewayUnreachable,
-    TransactionNotConfirmed,
-    TransactionReverted,
-)
+from env.gateway import GatewayClient, PoolInfo, PositionQuote, Venue, client_from_settings
+from env.gateway_errors import GatewayError, GatewayUnreachable
 from env.mock import validate_request
-from env.pricing import liquidity_for_value_usd, token_usd_prices
-from env.uniswap_math import price_to_tick, tick_to_price
-from env.validator import human_price_at_tick, validate_pool
+from env.pricing import liquidity_for_value_usd
+from env.real_outcome import (
+    LiveRun,
+    current_tick,
+    gateway_price_range,
+    live_outcome,
+    value_usd,
+    volatile_usd_price,
+)
+from env.real_positions import Legs, LiveExecutionError, LivePositionWriter
+from env.uniswap_math import tick_to_price
+from env.validator import validate_pool
 from service.clock import Clock
 
+# These were defined here before the split; callers and tests import them from this module.
+__all__ = [
+    "LiveExecutionError",
+    "RealClmmEnv",
+    "current_tick",
+    "gateway_price_range",
+    "real_env_from_settings",
+    "volatile_usd_price",
+]
+
 log = structlog.get_logger(__name__)
-
-
-class LiveExecutionError(Exception):
-    """A live step failed in a way the operator must look at (message says what to check)."""
-
-
-@dataclass
-class _Legs:
-    """What the writes reported, in base/quote human units."""
-
-    transactions: list[str]
-    gas_native: float = 0.0
-    base_added: float = 0.0
-    quote_added: float = 0.0
-    base_removed: float = 0.0
-    quote_removed: float = 0.0
-    base_fees: float = 0.0
-    quote_fees: float = 0.0
-
-
-def volatile_usd_price(pool: PoolSpec, info: PoolInfo) -> float:
-    """USD price of the pool's non-stable token from Gateway's quote-per-base price."""
-    token1_per_token0 = info.price if info.base_is_token0 else 1.0 / info.price
-    return 1.0 / token1_per_token0 if pool.stable_token == 0 else token1_per_token0
-
-
-def gateway_price_range(
-    pool: PoolSpec, tick_lower: int, tick_upper: int, base_is_token0: bool
-) -> tuple[float, float]:
-    """``(lowerPrice, upperPrice)`` in Gateway's orientation (quote per base, human units)."""
-    a = human_price_at_tick(pool, tick_lower, base_is_token0)
-    b = human_price_at_tick(pool, tick_upper, base_is_token0)
-    return (a, b) if a <= b else (b, a)
-
-
-def current_tick(pool: PoolSpec, info: PoolInfo) -> int:
-    if info.active_tick is not None:
-        return info.active_tick
-    token1_per_token0 = info.price if info.base_is_token0 else 1.0 / info.price
-    return price_to_tick(token1_per_token0 * 10.0 ** (pool.decimals1 - pool.decimals0))
 
 
 class RealClmmEnv:
@@ -128,12 +86,20 @@ class RealClmmEnv:
         self.clock = clock
         self.slippage_pct = slippage_pct
         self.sample_interval_s = sample_interval_s
-        self.reconcile_checks = reconcile_checks
-        self.reconcile_interval_s = reconcile_interval_s
-        self.confirm_timeout_s = confirm_timeout_s
-        self.poll_interval_s = poll_interval_s
+        self.positions = LivePositionWriter(
+            client,
+            self.venue,
+            wallet_address,
+            clock,
+            slippage_pct=slippage_pct,
+            reconcile_checks=reconcile_checks,
+            reconcile_interval_s=reconcile_interval_s,
+            confirm_timeout_s=confirm_timeout_s,
+            poll_interval_s=poll_interval_s,
+        )
 
     async def health(self) -> EnvHealth:
+        """``ok`` with Gateway's round trip in ms, ``unreachable``, or ``error: ...``."""
         try:
             latency = await self.client.health()
         except GatewayUnreachable:
@@ -143,6 +109,7 @@ class RealClmmEnv:
         return EnvHealth("ok", round(latency, 3))
 
     async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
+        """Run ``request`` live: the steps in this module's docstring, in that order."""
         validate_request(request)
         pool = request.pool
         for field, ours, theirs in (
@@ -182,7 +149,7 @@ class RealClmmEnv:
         except GatewayError as exc:
             quote_error = str(exc)
         quoted_usd = (
-            self._value_usd(pool, info, quote.base_token_amount, quote.quote_token_amount, usd_open)
+            value_usd(pool, info, quote.base_token_amount, quote.quote_token_amount, usd_open)
             if quote
             else 0.0
         )
@@ -201,12 +168,12 @@ class RealClmmEnv:
             raise
         assert quote is not None
         log.info("live_open", pool=pool.address, lower=lower, upper=upper, size_usd=size)
-        legs = _Legs(transactions=[])
-        position, reconciled = await self._open(pool, request, lower, upper, quote, legs)
+        legs = Legs(transactions=[])
+        position, reconciled = await self.positions.open(pool, request, lower, upper, quote, legs)
         tick_open = current_tick(pool, info)
         try:
             in_range, samples, info_close = await self._hold(pool, request, info)
-            close_method = await self._close(pool, position, legs)
+            close_method = await self.positions.close(pool, position, legs)
         except BaseException as exc:
             # Say loudly what is left on chain: the operator has to deal with it.
             log.error(
@@ -216,160 +183,30 @@ class RealClmmEnv:
                 error=f"{type(exc).__name__}: {exc}",
             )
             raise
-        usd_close = volatile_usd_price(pool, info_close)
-        eth_usd, eth_source = self._eth_price(pool, request, usd_close)
-        gas_usd = legs.gas_native * eth_usd
-        initial = self._value_usd(pool, info, legs.base_added, legs.quote_added, usd_open)
-        lp_end = self._value_usd(pool, info, legs.base_removed, legs.quote_removed, usd_close)
-        fees = self._value_usd(pool, info, legs.base_fees, legs.quote_fees, usd_close)
-        hold_end = self._value_usd(pool, info, legs.base_added, legs.quote_added, usd_close)
-        if samples:
-            time_in_range = 100.0 * in_range / samples
-        else:
-            time_in_range = 100.0 if request.tick_lower <= tick_open < request.tick_upper else 0.0
-        simulation: dict[str, Any] = {
-            "source": "live",
-            "transactions": list(legs.transactions),
-            "position_id": position,
-            "open_reconciled": reconciled,
-            "close_method": close_method,
-            "route_family": self.client.route_family,
-            "chain": self.venue.chain,
-            "network": self.venue.network,
-            "connector": self.venue.connector,
-            "pool_address": pool.address,
-            "wallet_address": self.wallet,
-            "tick_lower": request.tick_lower,
-            "tick_upper": request.tick_upper,
-            "lower_price": lower,
-            "upper_price": upper,
-            "price_open": info.price,
-            "price_close": info_close.price,
-            "base_is_token0": info.base_is_token0,
-            "quote": {
-                "base_token_amount": quote.base_token_amount,
-                "quote_token_amount": quote.quote_token_amount,
-                "base_token_amount_max": quote.base_token_amount_max,
-                "quote_token_amount_max": quote.quote_token_amount_max,
-                "value_usd": quoted_usd,
-            },
-            "base_token_amount_added": legs.base_added,
-            "quote_token_amount_added": legs.quote_added,
-            "base_token_amount_removed": legs.base_removed,
-            "quote_token_amount_removed": legs.quote_removed,
-            "base_fee_collected": legs.base_fees,
-            "quote_fee_collected": legs.quote_fees,
-            "initial_value_usd": initial,
-            "lp_value_end_usd": lp_end,
-            "hold_value_end_usd": hold_end,
-            "gas_paid_native": legs.gas_native,
-            "gas_paid_usd": gas_usd,
-            "eth_price_usd": eth_usd,
-            "eth_price_source": eth_source,
-            "price_samples": samples,
-            "horizon_hours": request.horizon_hours,
-        }
-        return ExecutionOutcome(
-            pnl_usd=lp_end + fees - initial - gas_usd,
-            fees_usd=fees,
-            gas_cost_usd=gas_usd,
-            il_usd=hold_end - lp_end,
-            time_in_range_pct=time_in_range,
-            risk_scalar_applied=request.risk_scalar,
-            size_usd_applied=size,
-            simulation=simulation,
+        run = LiveRun(
+            pool=pool,
+            request=request,
+            venue=self.venue,
+            wallet_address=self.wallet,
+            route_family=self.client.route_family,
+            info=info,
+            info_close=info_close,
+            lower=lower,
+            upper=upper,
+            size=size,
+            quote=quote,
+            quoted_usd=quoted_usd,
+            legs=legs,
+            position=position,
+            reconciled=reconciled,
+            close_method=close_method,
+            tick_open=tick_open,
+            in_range=in_range,
+            samples=samples,
         )
+        return live_outcome(run)
 
     # --- steps ---
-
-    async def _open(
-        self,
-        pool: PoolSpec,
-        request: ExecutionRequest,
-        lower: float,
-        upper: float,
-        quote: PositionQuote,
-        legs: _Legs,
-    ) -> tuple[str, bool]:
-        """Open once; returns (position id, whether it had to be reconciled)."""
-        before = {
-            p.address
-            for p in await self.client.positions_owned(self.venue, self.wallet, pool.address)
-        }
-        try:
-            result = await self.client.open_position(
-                self.venue,
-                self.wallet,
-                pool.address,
-                lower,
-                upper,
-                quote.base_token_amount or None,
-                quote.quote_token_amount or None,
-                self.slippage_pct,
-            )
-        except (GatewayServerError, GatewayUnreachable) as exc:
-            # No hash: the transaction may be pending. Look for it; never send it again.
-            log.warning("live_open_ambiguous", error=str(exc))
-            found = await self._find_new_position(request, pool, before, (lower, upper), str(exc))
-            legs.base_added, legs.quote_added = found.base_token_amount, found.quote_token_amount
-            return found.address, True
-        result = await self._settle(result, legs)
-        position_id = result.data.get("positionAddress")
-        legs.base_added = result.amount("baseTokenAmountAdded")
-        legs.quote_added = result.amount("quoteTokenAmountAdded")
-        if not position_id:  # confirmed by polling: the answer had no data
-            found = await self._find_new_position(
-                request, pool, before, (lower, upper), "confirmed without a position id"
-            )
-            position_id = found.address
-            if not (legs.base_added or legs.quote_added):
-                legs.base_added = found.base_token_amount
-                legs.quote_added = found.quote_token_amount
-        return str(position_id), False
-
-    async def _find_new_position(
-        self,
-        request: ExecutionRequest,
-        pool: PoolSpec,
-        before: set[str],
-        prices: tuple[float, float],
-        why: str,
-    ) -> PositionInfo:
-        for check in range(1, self.reconcile_checks + 1):
-            try:
-                owned = await self.client.positions_owned(self.venue, self.wallet, pool.address)
-            except GatewayError as exc:
-                log.warning("live_reconcile_read_failed", check=check, error=str(exc))
-                owned = []
-            for position in owned:
-                if position.address not in before and _same_range(position, request, prices):
-                    log.info("live_open_reconciled", position=position.address, check=check)
-                    return position
-            if check < self.reconcile_checks:
-                await self.clock.sleep(self.reconcile_interval_s)
-        raise LiveExecutionError(
-            f"open failed ({why}); no new position in ticks [{request.tick_lower}, "
-            f"{request.tick_upper}) appeared after {self.reconcile_checks} checks. The open was "
-            "not re-sent; check the wallet's pending transactions before retrying"
-        )
-
-    async def _settle(self, result: WriteResult, legs: _Legs) -> WriteResult:
-        """Wait out a pending write; raise on a reverted one. Records hash and gas."""
-        legs.transactions.append(result.signature)
-        if result.status == TX_FAILED:
-            poll = await self.client.poll(self.venue, result.signature)
-            raise TransactionReverted(result.signature, poll.error or "Gateway reported failure")
-        if result.status != TX_CONFIRMED:
-            poll = await self.client.wait_confirmed(
-                self.venue,
-                result.signature,
-                interval_s=self.poll_interval_s,
-                timeout_s=self.confirm_timeout_s,
-            )
-            legs.gas_native += poll.fee_native or result.fee_native
-            return result
-        legs.gas_native += result.fee_native
-        return result
 
     async def _hold(
         self, pool: PoolSpec, request: ExecutionRequest, info_open: PoolInfo
@@ -390,126 +227,6 @@ class RealClmmEnv:
             tick = current_tick(pool, last)
             in_range += request.tick_lower <= tick < request.tick_upper
         return in_range, samples, last
-
-    async def _close(self, pool: PoolSpec, position: str, legs: _Legs) -> str:
-        """Close; if that fails and the position still exists, remove 100 % and collect fees."""
-        snapshot: PositionInfo | None = None
-        try:
-            snapshot = await self.client.position_info(
-                self.venue, self.wallet, position, pool.address
-            )
-        except GatewayError as exc:
-            log.warning("live_position_snapshot_failed", error=str(exc))
-        try:
-            result = await self._settle(
-                await self.client.close_position(self.venue, self.wallet, position, pool.address),
-                legs,
-            )
-            self._removed(legs, result, snapshot, fees_in_answer=True)
-            return "close"
-        except TransactionNotConfirmed as exc:
-            # A pending close must not race a second write from the same wallet.
-            raise LiveExecutionError(
-                f"close of position {position} is still pending ({exc}); not falling back: "
-                "check the transaction, then close by hand if it is dropped"
-            ) from exc
-        except GatewayError as exc:
-            close_error = exc
-        log.warning("live_close_failed", position=position, error=str(close_error))
-        # A close answered 500 without a hash may still be mining: give it the same checks
-        # as an open before sending anything else. A definite failure needs one look only.
-        ambiguous = isinstance(close_error, (GatewayServerError, GatewayUnreachable))
-        checks = self.reconcile_checks if ambiguous else 1
-        for check in range(1, checks + 1):
-            try:
-                owned = await self.client.positions_owned(self.venue, self.wallet, pool.address)
-            except GatewayError as exc:
-                log.warning("live_reconcile_read_failed", check=check, error=str(exc))
-            else:
-                if not any(p.address == position for p in owned):
-                    log.info("live_close_reconciled", position=position, check=check)
-                    self._removed(legs, None, snapshot, fees_in_answer=False)
-                    return "close_reconciled"
-            if check < checks:
-                await self.clock.sleep(self.reconcile_interval_s)
-        try:
-            removed = await self._settle(
-                await self.client.remove_liquidity(
-                    self.venue, self.wallet, position, pool.address, 100.0
-                ),
-                legs,
-            )
-            collected = await self._settle(
-                await self.client.collect_fees(self.venue, self.wallet, position, pool.address),
-                legs,
-            )
-        except GatewayError as exc:
-            raise LiveExecutionError(
-                f"close failed ({close_error}) and remove+collect failed ({exc}); "
-                f"position {position} may still hold liquidity: close it by hand"
-            ) from exc
-        self._removed(legs, removed, snapshot, fees_in_answer=False)
-        legs.base_fees = collected.amount("baseFeeAmountCollected") or legs.base_fees
-        legs.quote_fees = collected.amount("quoteFeeAmountCollected") or legs.quote_fees
-        return "remove+collect"
-
-    @staticmethod
-    def _removed(
-        legs: _Legs, result: WriteResult | None, snapshot: PositionInfo | None, fees_in_answer: bool
-    ) -> None:
-        """Amounts out of the position: from the answer, else the pre-close snapshot."""
-        if result is not None and (
-            "baseTokenAmountRemoved" in result.data or "quoteTokenAmountRemoved" in result.data
-        ):
-            legs.base_removed = result.amount("baseTokenAmountRemoved")
-            legs.quote_removed = result.amount("quoteTokenAmountRemoved")
-        elif snapshot is not None:
-            legs.base_removed = snapshot.base_token_amount
-            legs.quote_removed = snapshot.quote_token_amount
-        if fees_in_answer and result is not None and "baseFeeAmountCollected" in result.data:
-            legs.base_fees = result.amount("baseFeeAmountCollected")
-            legs.quote_fees = result.amount("quoteFeeAmountCollected")
-        elif snapshot is not None:
-            legs.base_fees, legs.quote_fees = snapshot.base_fee_amount, snapshot.quote_fee_amount
-
-    # --- valuation ---
-
-    @staticmethod
-    def _value_usd(
-        pool: PoolSpec, info: PoolInfo, base: float, quote: float, usd_price: float
-    ) -> float:
-        amt0, amt1 = (base, quote) if info.base_is_token0 else (quote, base)
-        usd0, usd1 = token_usd_prices(pool, usd_price)
-        return amt0 * usd0 + amt1 * usd1
-
-    @staticmethod
-    def _eth_price(
-        pool: PoolSpec, request: ExecutionRequest, usd_close: float
-    ) -> tuple[float, str]:
-        given = request.market.eth_price_usd
-        if given is not None and math.isfinite(given) and given > 0:
-            return float(given), "intel"
-        volatile = pool.token1 if pool.stable_token == 0 else pool.token0
-        if volatile.upper() in ("WETH", "ETH"):
-            return usd_close, "pool_price"
-        return pool.reference_price_usd, "reference_price"
-
-
-def _same_range(
-    position: PositionInfo, request: ExecutionRequest, prices: tuple[float, float]
-) -> bool:
-    """Our range: same ticks when Gateway reports them, else the same prices within 0.5 %."""
-    if position.lower_tick is not None and position.upper_tick is not None:
-        return (position.lower_tick, position.upper_tick) == (
-            request.tick_lower,
-            request.tick_upper,
-        )
-    lower, upper = prices
-    return (
-        position.lower_price > 0
-        and abs(position.lower_price / lower - 1) <= 0.005
-        and abs(position.upper_price / upper - 1) <= 0.005
-    )
 
 
 def real_env_from_settings(settings_like: Any, clock: Clock) -> RealClmmEnv:

@@ -6,90 +6,56 @@ errors, timeouts, garbled 200 bodies) are retried with exponential backoff and f
 honouring ``Retry-After``; client errors (400/401/402/403/404/409) are raised at once. Requests
 are paced by two clock-driven limiters (execute vs reads) so the plan's per-minute limits are
 never exceeded. The API key never appears in a repr, a log line or an exception message.
-See ``docs/dune-client.md`` for the policy and the error table.
+See ``docs/dune-client.md`` for the policy and the error table. The errors live in
+:mod:`scheduler.dune_errors` (re-exported here), answer parsing in :mod:`scheduler.dune_responses`
+and the backoff policy, shared with the Gateway client, in :mod:`scheduler.retry`.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-import orjson
 import structlog
 from pydantic import SecretStr
 
+from scheduler.dune_errors import (
+    DuneApiError,
+    DuneDeadlineError,
+    DuneError,
+    DuneExecutionError,
+    DuneProtocolError,
+)
+from scheduler.dune_responses import (
+    DONE_STATES,
+    RUNNING_STATES,
+    STATE_COMPLETED_PARTIAL,
+    STATUS_ADVICE,
+    error_text,
+    execution_error,
+    json_object,
+)
 from scheduler.ratelimit import RateLimitWaitTooLong, SlidingWindowLimiter
-from scheduler.source import IntelFetchError
+from scheduler.retry import backoff_delay, parse_retry_after
 from service.clock import Clock
+
+# The error classes lived here first: callers and tests import them from this module.
+__all__ = [
+    "DuneApiError",
+    "DuneClient",
+    "DuneDeadlineError",
+    "DuneError",
+    "DuneExecutionError",
+    "DuneProtocolError",
+    "ParamValue",
+]
 
 log = structlog.get_logger(__name__)
 
 ParamValue = str | int | float
-
-STATE_PENDING = "QUERY_STATE_PENDING"
-STATE_EXECUTING = "QUERY_STATE_EXECUTING"
-STATE_COMPLETED = "QUERY_STATE_COMPLETED"
-STATE_COMPLETED_PARTIAL = "QUERY_STATE_COMPLETED_PARTIAL"
-RUNNING_STATES = frozenset({STATE_PENDING, STATE_EXECUTING})
-DONE_STATES = frozenset({STATE_COMPLETED, STATE_COMPLETED_PARTIAL})
-# Terminal failures -> (word for the message, whether a later refresh could succeed).
-# Dune's docs spell the cancelled state CANCELED; other clients use CANCELLED. Accept both.
-FAILED_STATES: dict[str, tuple[str, bool]] = {
-    "QUERY_STATE_FAILED": ("failed", False),
-    "QUERY_STATE_EXPIRED": ("expired", True),
-    "QUERY_STATE_CANCELLED": ("was cancelled", True),
-    "QUERY_STATE_CANCELED": ("was cancelled", True),
-}
-
-NOT_RETRIED_STATUSES = frozenset({400, 401, 402, 403, 404, 409})
-_ADVICE = {
-    401: "the API key was rejected: check DUNE_API_KEY",
-    402: "out of Dune credits: top up the plan or refresh less often",
-    403: "forbidden: the API key may not run or read this query (private query or key scope)",
-    404: "not found: check the query id in the registry",
-    409: "conflict: Dune refused the request in the query's current state",
-}
-
-
-class DuneError(IntelFetchError):
-    """Base of every error this client raises (all are :class:`IntelFetchError`)."""
-
-
-class DuneApiError(DuneError):
-    """An HTTP call failed: an error status, no answer, or an unreadable answer.
-
-    ``status`` is None when no HTTP answer arrived (connection error, timeout). The server's
-    ``{"error": ...}`` text is kept verbatim inside ``message``.
-    """
-
-    def __init__(self, status: int | None, message: str, *, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable, status=status)
-
-
-class DuneExecutionError(DuneError):
-    """The execution ended in a state with no usable rows (failed, expired, cancelled, unknown)."""
-
-    def __init__(self, message: str, *, state: str | None, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
-        self.state = state
-
-
-class DuneDeadlineError(DuneError):
-    """The overall refresh deadline passed before the rows were in."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=True)
-
-
-class DuneProtocolError(DuneError):
-    """Dune answered 200 with JSON whose shape we do not understand."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=True)
 
 
 class _RetryableFailure(Exception):
@@ -227,7 +193,7 @@ class DuneClient:
             if state in DONE_STATES:
                 return str(state)
             if state not in RUNNING_STATES:
-                raise _execution_error(f"Dune execution {execution_id}", state, status)
+                raise execution_error(f"Dune execution {execution_id}", state, status)
             if self._clock.monotonic() + interval >= deadline:
                 raise DuneDeadlineError(
                     f"Dune execution {execution_id} still {state} at the "
@@ -252,7 +218,7 @@ class DuneClient:
             result = page.get("result")
             state = page.get("state")
             if state is not None and state not in DONE_STATES and state not in RUNNING_STATES:
-                raise _execution_error(f"Dune results at {urlsplit(url).path}", state, page)
+                raise execution_error(f"Dune results at {urlsplit(url).path}", state, page)
             if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
                 raise DuneProtocolError(f"Dune results at {urlsplit(url).path}: no result rows")
             if first_page:
@@ -339,11 +305,14 @@ class DuneClient:
                 attempt += 1
 
     def _retry_delay(self, attempt: int, retry_after_s: float | None) -> float:
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self._retry_after_cap_s)
-        # Full jitter: spreads the retries of concurrent workers instead of synchronising them.
-        ceiling = min(self._backoff_cap_s, self._backoff_base_s * 2.0**attempt)
-        return self._rng.uniform(0.0, ceiling)
+        return backoff_delay(
+            attempt,
+            retry_after_s,
+            base_s=self._backoff_base_s,
+            cap_s=self._backoff_cap_s,
+            retry_after_cap_s=self._retry_after_cap_s,
+            rng=self._rng,
+        )
 
     async def _send_once(
         self,
@@ -380,7 +349,7 @@ class DuneClient:
             text = self._scrub(f"{type(exc).__name__}: {exc}")
             error = DuneApiError(None, f"{label}: connection failed: {text}", retryable=True)
             raise _RetryableFailure(error) from None
-        payload = _json_object(raw)
+        payload = json_object(raw)
         if 200 <= status < 300:
             if payload is None:
                 error = DuneApiError(
@@ -388,32 +357,15 @@ class DuneClient:
                 )
                 raise _RetryableFailure(error)
             return payload
-        server_text = self._scrub(_error_text(payload.get("error") if payload else None, raw))
-        advice = _ADVICE.get(status)
+        server_text = self._scrub(error_text(payload.get("error") if payload else None, raw))
+        advice = STATUS_ADVICE.get(status)
         message = f"{label}: HTTP {status}: {server_text}" + (f" ({advice})" if advice else "")
         if status == 429 or status >= 500:
             error = DuneApiError(status, message, retryable=True)
-            raise _RetryableFailure(error, self._parse_retry_after(retry_after))
+            raise _RetryableFailure(error, parse_retry_after(retry_after, self._clock.now()))
         raise DuneApiError(status, message, retryable=False)
 
     # ----------------------------------------------------------------- helpers
-
-    def _parse_retry_after(self, header: str | None) -> float | None:
-        """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
-        if not header:
-            return None
-        header = header.strip()
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        return max(0.0, (when - self._clock.now()).total_seconds())
 
     def _url(self, path: str) -> str:
         return self._base_url + path
@@ -424,40 +376,3 @@ class DuneClient:
     def _scrub(self, text: str) -> str:
         # Belt and braces: nothing we raise or log may carry the key, even if echoed back.
         return text.replace(self._api_key.get_secret_value(), "***")
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _error_text(error: Any, raw: bytes = b"") -> str:
-    """Dune's error text: a string, or an object with ``message`` (status of a failed run)."""
-    if isinstance(error, str) and error:
-        return error
-    if isinstance(error, dict):
-        message = error.get("message")
-        kind = error.get("type")
-        if isinstance(message, str) and message:
-            return f"{kind}: {message}" if isinstance(kind, str) and kind else message
-    text = raw.decode("utf-8", "replace").strip()
-    return text[:300] if text else "(no error text)"
-
-
-def _execution_error(where: str, state: Any, answer: Mapping[str, Any]) -> DuneExecutionError:
-    if isinstance(state, str) and state in FAILED_STATES:
-        word, retryable = FAILED_STATES[state]
-        detail = answer.get("error")
-        text = f": {_error_text(detail)}" if detail else ""
-        return DuneExecutionError(
-            f"{where} {word} ({state}){text}", state=state, retryable=retryable
-        )
-    shown = repr(state)[:80]
-    return DuneExecutionError(
-        f"{where}: unknown execution state {shown}; treating this refresh as failed",
-        state=state if isinstance(state, str) else None,
-        retryable=True,
-    )
