@@ -47,6 +47,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _workers(text: str) -> int:
     value = _positive_int(text)
     if not 1 <= value <= 16:
@@ -94,6 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove all but the newest N runs")
     clean.add_argument("--keep", type=_non_negative_int, required=True, help="runs to keep")
     clean.add_argument("--dry-run", action="store_true", help="show what would be removed")
+
+    ev = sub.add_parser("evaluate", help="learned policy vs a static range on the same paths")
+    ev.add_argument("--episodes", type=_positive_int, required=True)
+    ev.add_argument("--seed", type=int, required=True)
+    ev.add_argument(
+        "--baseline-pct",
+        type=_positive_float,
+        default=5.0,
+        help="the static baseline range, ± this % around the price",
+    )
+    ev.add_argument(
+        "--train",
+        type=_positive_int,
+        metavar="N",
+        help="first train on N mock episodes (LEARN_FROM_MOCK) into the saved state",
+    )
+
+    ex = sub.add_parser("export", help="episodes grouped by time window for offline RL")
+    ex.add_argument("--window", required=True, help="window length, e.g. 15m, 1h, 1d")
+    ex.add_argument(
+        "--run",
+        action="append",
+        dest="runs",
+        metavar="RUN",
+        help="a run to export (repeatable; default: every run)",
+    )
+    ex.add_argument("--out", type=Path, required=True, help="output JSONL file")
 
     sub.add_parser("registry", help="print the query catalogue by priority")
 
@@ -169,6 +206,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.report(_settings(args), args.run, args.out)
     if args.command == "clean":
         return commands.clean(_settings(args), args.keep, dry_run=args.dry_run)
+    if args.command == "evaluate":
+        settings = _settings(args)
+        return asyncio.run(
+            commands.evaluate(settings, args.episodes, args.seed, args.baseline_pct, args.train)
+        )
+    if args.command == "export":
+        return commands.export(_settings(args), args.window, args.runs, args.out)
     if args.command == "registry":
         return commands.registry()
     if args.command == "refresh":

@@ -142,6 +142,54 @@ async def validate_pool(
     )
 
 
+async def evaluate(
+    settings: Settings, episodes: int, seed: int, baseline_pct: float, train: int | None
+) -> int:
+    """``clmmd evaluate``: print the learned-vs-baseline comparison."""
+    from agent.persistence import StateFormatError
+    from service.evaluation import evaluate as run_evaluation
+    from service.evaluation import format_report, train_then_evaluate
+
+    configure_logging("warning")
+    try:
+        if train:
+            trained = await train_then_evaluate(
+                settings,
+                train_episodes=train,
+                eval_episodes=episodes,
+                seed=seed,
+                baseline_width_pct=baseline_pct,
+            )
+            report = trained.evaluation
+            print(f"trained on {train} mock episodes into {trained.state_path}")
+        else:
+            report = await run_evaluation(
+                settings, episodes=episodes, seed=seed, baseline_width_pct=baseline_pct
+            )
+    except StateFormatError as exc:
+        _err(f"clmmd evaluate: the saved agent state is unreadable: {exc}")
+        return 2
+    print(format_report(report))
+    return 0
+
+
+def export(settings: Settings, window: str, runs: list[str] | None, out: Path) -> int:
+    """``clmmd export``: grouped training data, one JSON line per time window."""
+    from service.export import export_runs
+
+    configure_logging("warning")
+    try:
+        report = export_runs(settings.data_dir, runs, window, out)
+    except ValueError as exc:
+        _err(f"clmmd export: {exc}")
+        return 2
+    except LookupError as exc:
+        _err(f"clmmd export: {exc}")
+        return 2
+    print(report.summary_line())
+    return 0
+
+
 def runs_list(settings: Settings) -> int:
     runs = list_runs(settings.data_dir)
     if not runs:

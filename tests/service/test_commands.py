@@ -126,3 +126,38 @@ def test_dune_source_without_key_is_a_config_error(
     monkeypatch.setenv("INTEL_DATA_SOURCE", "dune")
     assert main(["refresh", "--once"]) == 2
     assert "DUNE_API_KEY" in capsys.readouterr().err
+
+
+def test_evaluate_and_export_commands(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLMMD_DURABLE_WRITES", "false")
+    assert main(["evaluate", "--episodes", "20", "--seed", "3", "--train", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "trained on 20 mock episodes" in out
+    assert "learned - baseline" in out and "reward" in out
+    assert (data_dir / "agent" / "state.json").exists()
+    out_file = data_dir / "export.jsonl"
+    assert main(["export", "--window", "1h", "--out", str(out_file)]) == 0
+    assert "exported 20 episodes" in capsys.readouterr().out
+    lines = [orjson.loads(x) for x in out_file.read_bytes().splitlines()]
+    assert sum(len(w["episodes"]) for w in lines) == 20
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["export", "--window", "7q", "--out", "x.jsonl"], "7q"),
+        (["export", "--window", "1h", "--run", "run_nope", "--out", "x.jsonl"], "run_nope"),
+        (["evaluate", "--episodes", "5", "--seed", "1", "--baseline-pct", "-3"], "-3"),
+    ],
+)
+def test_evaluate_export_bad_input_exit_2(
+    argv: list[str], named: str, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code  # argparse rejects before dispatch
+    assert code == 2
+    assert named in capsys.readouterr().err
