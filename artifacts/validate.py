@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from artifacts.layout import RunLayout
 from artifacts.models import ARTIFACT_MODELS, LogLine, MetricsSummary
+from artifacts.recovery import writer_alive
 from artifacts.summary import record_from_folder, summarize
 from artifacts.writer import TEMP_MARKER
 
@@ -53,18 +54,27 @@ def _check_json(path: Path, model: type[BaseModel], out: list[Violation]) -> Bas
         return None
 
 
-def validate_episode(episode_dir: Path, run_id: str) -> list[Violation]:
-    """All violations of one episode folder."""
+def validate_episode(
+    episode_dir: Path, run_id: str, *, writer_alive: bool = False
+) -> list[Violation]:
+    """All violations of one episode folder.
+
+    With ``writer_alive`` (the run is still being written by a live process), an episode that
+    has not finished yet is not a violation: its outcome, metadata and temp files may still come.
+    """
     out: list[Violation] = []
     names = {p.name for p in episode_dir.iterdir()}
+    running = writer_alive and "metadata.json" not in names
+    if running:
+        names = {n for n in names if TEMP_MARKER not in n}
     for leftover in sorted(n for n in names if TEMP_MARKER in n):
         out.append(Violation(episode_dir / leftover, "leftover temporary file (crash residue)"))
     for required in ("proposal.json", "metadata.json"):
-        if required not in names:
+        if required not in names and not (running and required == "metadata.json"):
             out.append(Violation(episode_dir, f"missing {required}"))
     has_result = "result.json" in names
     has_failure = "failure.json" in names
-    if has_result == has_failure:
+    if has_result == has_failure and not (running and not has_result):
         what = (
             "both result.json and failure.json"
             if has_result
@@ -118,13 +128,14 @@ def validate_run(layout: RunLayout) -> list[Violation]:
     for entry in sorted(layout.run_dir.iterdir()):
         if TEMP_MARKER in entry.name:  # e.g. a metrics_summary.json replace cut short
             out.append(Violation(entry, "leftover temporary file (crash residue)"))
+    alive = writer_alive(layout)
     if layout.episodes_dir.is_dir():
         for entry in sorted(layout.episodes_dir.iterdir()):
-            if TEMP_MARKER in entry.name:
+            if TEMP_MARKER in entry.name and not alive:
                 what = "staging folder" if entry.is_dir() else "temporary file"
                 out.append(Violation(entry, f"leftover {what} (crash residue)"))
     for episode_dir in layout.episode_dirs():
-        out.extend(validate_episode(episode_dir, layout.run_id))
+        out.extend(validate_episode(episode_dir, layout.run_id, writer_alive=alive))
     active = layout.active_marker.exists()
     episodes = layout.episode_dirs()
     if episodes and not layout.summary_path.exists() and not active:

@@ -486,3 +486,26 @@ def test_unreadable_summary_is_reported(tmp_path: Path) -> None:
     v = only(validate_run(layout))
     assert v.path == layout.summary_path
     assert v.message == "empty file"
+
+
+def test_unfinished_episodes_of_a_live_writer_are_not_violations(tmp_path: Path) -> None:
+    import subprocess
+
+    from artifacts.layout import episode_id as make_episode_id
+
+    layout = build_run(tmp_path, ("success",))
+    store = ArtifactStore(layout, durable=False)
+    running = make_episode_id(2)
+    store.create_episode(running, make_proposal(layout.run_id, running, 2))
+    (layout.episode_dir(running) / ".result.json.tmp-1-abcd").write_bytes(b"{")
+    writer = subprocess.Popen(["sleep", "30"])
+    try:
+        layout.active_marker.write_text(str(writer.pid))
+        assert validate_run(layout) == []
+    finally:
+        writer.kill()
+        writer.wait()
+    # Once the writer is gone the same folder is an interrupted episode: violations.
+    messages = [v.message for v in validate_run(layout)]
+    assert "missing metadata.json" in messages
+    assert any("neither result.json nor failure.json" in m for m in messages)
