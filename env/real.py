@@ -181,6 +181,7 @@ class RealClmmEnv:
                 position=position,
                 pool=pool.address,
                 error=f"{type(exc).__name__}: {exc}",
+                hint="check the position in Gateway (positions-owned) and close it by hand",
             )
             raise
         run = LiveRun(

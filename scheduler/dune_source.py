@@ -59,6 +59,7 @@ class DuneSource:
                 key=request.key,
                 error_type=type(exc).__name__,
                 error=str(exc)[:300],
+                hint="a bug, not a Dune error: report it; the key keeps its last good data",
             )
             raise IntelFetchError(
                 f"{request.key}: unexpected {type(exc).__name__} while fetching from Dune: "

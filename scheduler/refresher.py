@@ -241,7 +241,12 @@ class Refresher:
             error = f"fetch timed out after {self.fetch_timeout_s:g}s"
         except Exception as exc:  # the source broke its contract; still never crash a tick
             error = f"unexpected {type(exc).__name__}: {exc}"
-            log.error("refresh_source_contract_broken", key=key, error=error)
+            log.error(
+                "refresh_source_contract_broken",
+                key=key,
+                error=error,
+                hint="a bug in the intel source: report it; the key keeps its last good data",
+            )
         else:
             try:
                 await asyncio.shield(
@@ -256,7 +261,12 @@ class Refresher:
                 )
             except Exception as exc:
                 error = f"cache write failed: {type(exc).__name__}: {exc}"
-                log.error("refresh_cache_write_failed", key=key, error=error)
+                log.error(
+                    "refresh_cache_write_failed",
+                    key=key,
+                    error=error,
+                    hint="check disk space and permissions of <data_dir>/cache",
+                )
                 return FetchOutcome(key, "failed", self._elapsed(started), error)
             duration = self._elapsed(started)
             log.info("refresh_fetch_ok", key=key, reason=item.reason, duration_s=duration)
@@ -275,7 +285,12 @@ class Refresher:
                 )
             )
         except Exception as exc:
-            log.error("refresh_cache_write_failed", key=key, error=f"{type(exc).__name__}: {exc}")
+            log.error(
+                "refresh_cache_write_failed",
+                key=key,
+                error=f"{type(exc).__name__}: {exc}",
+                hint="check disk space and permissions of <data_dir>/cache",
+            )
         return FetchOutcome(key, "failed", duration, error)
 
     def _elapsed(self, started: float) -> float:

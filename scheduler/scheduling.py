@@ -282,6 +282,7 @@ class RefreshScheduler:
                 "refresh_tick_error",
                 error=f"{type(exc).__name__}: {exc}",
                 errors=self._errors,
+                hint="the next tick retries; if it repeats, check `clmmd status` and the cache",
             )
 
     def _report_after_timeout(

@@ -162,7 +162,11 @@ class TriggerTail:
                 try:
                     await self.drain_once()
                 except Exception as exc:
-                    log.error("trigger_drain_failed", error=f"{type(exc).__name__}: {exc}")
+                    log.error(
+                        "trigger_drain_failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                        hint="check the trigger file and disk; retried at the next wake-up",
+                    )
                 await self._wait_for_work(stop, wake)
         finally:
             watch_stop.set()
@@ -291,6 +295,7 @@ class TriggerTail:
                 id=parsed.id,
                 line_no=parsed.line_no,
                 error=f"{type(exc).__name__}: {exc}",
+                hint="this trigger was skipped; append it again once the cause is fixed",
                 exc_info=True,
             )
             return
@@ -312,6 +317,7 @@ class TriggerTail:
                 id=trigger.id,
                 line_no=trigger.line_no,
                 error=f"{type(exc).__name__}: {exc}",
+                hint="the cache is unreadable (disk?); the trigger was skipped, append it again",
             )
             return False
         if not added:

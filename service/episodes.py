@@ -422,7 +422,11 @@ class _Episode:
             self._log("failed", stage=stage, error_type=type(exc).__name__)
             await self._write(("failure.json", failure))
         except Exception as write_exc:  # the metadata below may still succeed
-            log.error("failure_artifact_write_failed", error=str(write_exc))
+            log.error(
+                "failure_artifact_write_failed",
+                error=str(write_exc),
+                hint="check disk space; the next start records this episode as interrupted",
+            )
         await self._finish()
         return EpisodeRecord(status="failed", fresh_pct=self._fresh_pct())
 

@@ -102,7 +102,11 @@ class StatusServer:
             try:
                 reasons = [str(r) for r in self._health()]
             except Exception as exc:
-                log.error("health_check_failed", error=self._describe(exc))
+                log.error(
+                    "health_check_failed",
+                    error=self._describe(exc),
+                    hint="a bug in the health check; /healthz answers 503 until it is fixed",
+                )
                 reasons = [f"health check raised {type(exc).__name__}"]
         if reasons:
             return self._json({"status": "unhealthy", "reasons": reasons}, status=503)
@@ -113,7 +117,11 @@ class StatusServer:
             try:
                 self._on_scrape()
             except Exception as exc:  # stale gauges beat no metrics at all
-                log.error("metrics_scrape_hook_failed", error=self._describe(exc))
+                log.error(
+                    "metrics_scrape_hook_failed",
+                    error=self._describe(exc),
+                    hint="gauges may be stale; counters are still served",
+                )
         body = await asyncio.to_thread(self._metrics.exposition)  # process_* reads /proc
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -121,7 +129,11 @@ class StatusServer:
         try:
             payload = dict(self._status_provider())
         except Exception as exc:
-            log.error("status_provider_failed", error=self._describe(exc))
+            log.error(
+                "status_provider_failed",
+                error=self._describe(exc),
+                hint="use `clmmd status` (reads the cache directly) meanwhile",
+            )
             return self._json(
                 {"status": "error", "error": f"status unavailable ({type(exc).__name__})"},
                 status=500,
