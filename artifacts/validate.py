@@ -125,10 +125,11 @@ def validate_run(layout: RunLayout) -> list[Violation]:
     out: list[Violation] = []
     if not layout.run_dir.is_dir():
         return [Violation(layout.run_dir, "run folder does not exist")]
-    for entry in sorted(layout.run_dir.iterdir()):
-        if TEMP_MARKER in entry.name:  # e.g. a metrics_summary.json replace cut short
-            out.append(Violation(entry, "leftover temporary file (crash residue)"))
     alive = writer_alive(layout)
+    for entry in sorted(layout.run_dir.iterdir()):
+        # e.g. a metrics_summary.json replace cut short (or under way, while the writer lives)
+        if TEMP_MARKER in entry.name and not alive:
+            out.append(Violation(entry, "leftover temporary file (crash residue)"))
     if layout.episodes_dir.is_dir():
         for entry in sorted(layout.episodes_dir.iterdir()):
             if TEMP_MARKER in entry.name and not alive:
