@@ -23,6 +23,7 @@ import orjson
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from artifacts.layout import RunLayout
 from artifacts.models import MetricsSummary
@@ -308,6 +309,8 @@ def render_plot(draw: PlotFn, rows: list[EpisodeRow]) -> bytes:
         draw(ax, rows)
         if draw is not _plot_widths:
             ax.set_xlabel("episode")
+            # Episodes are counted: no "2.5" ticks on the axis.
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "no episodes yet", ha="center", transform=ax.transAxes)
     buffer = io.BytesIO()
