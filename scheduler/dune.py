@@ -193,7 +193,9 @@ class DuneClient:
             if state in DONE_STATES:
                 return str(state)
             if state not in RUNNING_STATES:
-                raise execution_error(f"Dune execution {execution_id}", state, status)
+                raise self._scrub_error(
+                    execution_error(f"Dune execution {execution_id}", state, status)
+                )
             if self._clock.monotonic() + interval >= deadline:
                 raise DuneDeadlineError(
                     f"Dune execution {execution_id} still {state} at the "
@@ -218,7 +220,9 @@ class DuneClient:
             result = page.get("result")
             state = page.get("state")
             if state is not None and state not in DONE_STATES and state not in RUNNING_STATES:
-                raise execution_error(f"Dune results at {urlsplit(url).path}", state, page)
+                raise self._scrub_error(
+                    execution_error(f"Dune results at {urlsplit(url).path}", state, page)
+                )
             if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
                 raise DuneProtocolError(f"Dune results at {urlsplit(url).path}: no result rows")
             if first_page:
@@ -372,6 +376,12 @@ class DuneClient:
 
     def _same_origin(self, uri: str) -> bool:
         return urlsplit(urljoin(self._base_url + "/", uri))[:2] == self._origin
+
+    def _scrub_error(self, error: DuneExecutionError) -> DuneExecutionError:
+        # Dune's own error text about an execution is quoted in the message: scrub it too.
+        return DuneExecutionError(
+            self._scrub(error.message), state=error.state, retryable=error.retryable
+        )
 
     def _scrub(self, text: str) -> str:
         # Belt and braces: nothing we raise or log may carry the key, even if echoed back.

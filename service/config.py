@@ -419,6 +419,11 @@ def load_settings(**overrides: Any) -> Settings:
     does not mask the environment.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
+    config_file = os.environ.get("CLMMD_CONFIG_FILE")
+    if config_file and not Path(config_file).is_file():
+        # pydantic-settings skips a missing TOML file silently: the operator's settings would
+        # be ignored without a word.
+        raise ConfigError(f"invalid configuration: CLMMD_CONFIG_FILE={config_file!r}: no such file")
     credential = _credential("dune_api_key")
     if credential is not None and "DUNE_API_KEY" not in os.environ:
         given.setdefault("dune_api_key", credential)

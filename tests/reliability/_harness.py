@@ -1,0 +1,249 @@
+"""Shared machinery of the fault-injection tests: the daemon as a real process, its JSON log,
+a fake Dune server on its own thread, a stepped simulated clock, and whole-data-dir checks.
+
+Nothing here asserts; the tests do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from artifacts.layout import list_runs
+from artifacts.validate import validate_run
+from artifacts.writer import TEMP_MARKER
+from tests.fakes.dune_server import FakeDuneServer
+
+REPO = Path(__file__).resolve().parents[2]
+LONG = os.environ.get("CLMMD_LONG_TESTS") == "1"
+long_only = pytest.mark.skipif(not LONG, reason="long version: set CLMMD_LONG_TESTS=1 to run it")
+
+POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
+OTHER_POOL = "0x8ad599c3A0ff1De082011EFDDc58f1908eb6e6D8"
+#: Where the measured figures of a long run are appended (docs/reliability.md quotes them).
+FIGURES_FILE = os.environ.get("CLMMD_RELIABILITY_FIGURES")
+
+
+def record_figures(name: str, **figures: Any) -> None:
+    """Append one JSON line of measured figures when ``CLMMD_RELIABILITY_FIGURES`` names a file."""
+    if FIGURES_FILE:
+        line = orjson.dumps({"test": name, "long": LONG, **figures}) + b"\n"
+        with open(FIGURES_FILE, "ab") as out:
+            out.write(line)
+
+
+def daemon_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a daemon process: nothing inherited from the machine's clmmd config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLMMD_", "HB_", "DUNE_"))}
+    env.update(
+        {
+            "CLMMD_DATA_DIR": str(data_dir),
+            "CLMMD_HTTP_LISTEN": "off",
+            "CLMMD_DURABLE_WRITES": "false",
+            "CLMMD_DRAIN_TIMEOUT_S": "5",
+            "HB_SEED": "11",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class DaemonProcess:
+    """``clmmd run`` as a child process; stdout and stderr go to files beside the data dir."""
+
+    def __init__(self, env: dict[str, str], out_dir: Path, name: str, *args: str) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = out_dir / f"{name}.stdout"
+        self.stderr_path = out_dir / f"{name}.stderr"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "run", *args],
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=err,
+            )
+
+    def events(self) -> list[dict[str, Any]]:
+        return parse_json_lines(self.stdout_path.read_bytes())
+
+    def wait_for_event(self, name: str, timeout: float) -> bool:
+        return wait_until(
+            lambda: any(e.get("event") == name for e in self.events()) or not self.alive(),
+            timeout,
+        ) and any(e.get("event") == name for e in self.events())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill9(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return -9
+
+
+def parse_json_lines(data: bytes) -> list[dict[str, Any]]:
+    """Every complete JSON object line; a torn last line (killed mid-write) is skipped."""
+    out = []
+    for line in data.splitlines():
+        if line.startswith(b"{"):
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                out.append(value)
+    return out
+
+
+def daemon_log_events(data_dir: Path) -> list[dict[str, Any]]:
+    """Events of ``<data_dir>/logs/clmmd.log`` and its rotated siblings, oldest first."""
+    logs = data_dir / "logs"
+    files = sorted(
+        logs.glob("clmmd.log*"),
+        key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+    )
+    events: list[dict[str, Any]] = []
+    for path in files:
+        events += parse_json_lines(path.read_bytes())
+    return events
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+# -- whole data-dir checks ------------------------------------------------------------------
+
+
+def json_file_problems(data_dir: Path, *, skip: tuple[Path, ...] = ()) -> list[str]:
+    """Every ``*.json`` file outside the cache that is empty or not JSON, and temp residue."""
+    problems = []
+    for path in sorted(data_dir.rglob("*")):
+        if any(path.is_relative_to(s) for s in skip) or path.is_relative_to(data_dir / "cache"):
+            continue
+        if TEMP_MARKER in path.name:
+            problems.append(f"{path}: leftover temporary file")
+        elif path.is_file() and path.suffix == ".json":
+            raw = path.read_bytes()
+            if not raw.strip():
+                problems.append(f"{path}: empty JSON file")
+                continue
+            try:
+                orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                problems.append(f"{path}: partial or invalid JSON: {exc}")
+    return problems
+
+
+def run_violations(data_dir: Path, *, skip_runs: tuple[str, ...] = ()) -> list[str]:
+    """Validator violations of every run (except ``skip_runs``, e.g. a live daemon's)."""
+    out = []
+    for layout in list_runs(data_dir):
+        if layout.run_id not in skip_runs:
+            out += [str(v) for v in validate_run(layout)]
+    return out
+
+
+# -- a fake Dune server on its own loop thread (for daemons in other processes / loops) -------
+
+
+@contextmanager
+def dune_server_thread(api_key: str) -> Iterator[tuple[FakeDuneServer, asyncio.AbstractEventLoop]]:
+    loop = asyncio.new_event_loop()
+    server = FakeDuneServer(api_key=api_key)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield server, loop
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+# -- simulated time -------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class _Sleeper:
+    due: float
+    seq: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class SteppedClock:
+    """Simulated time that moves only when the test calls :meth:`advance`.
+
+    Unlike ``FakeClock`` (whose ``sleep`` jumps time forward), a sleeper here waits until the
+    driver has moved the clock past its wake-up time, so concurrent pollers cannot race time
+    ahead and every backoff, poll and rate-limit wait takes simulated time as in production.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._mono = 1000.0
+        self._sleepers: list[_Sleeper] = []
+        self._seq = itertools.count()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, _Sleeper(self._mono + seconds, next(self._seq), future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+        while self._sleepers and self._sleepers[0].due <= self._mono:
+            sleeper = heapq.heappop(self._sleepers)
+            if not sleeper.future.done():
+                sleeper.future.set_result(None)
