@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -377,7 +378,15 @@ def status(settings: Settings) -> int:
     from scheduler.planner import candidate_requests
 
     clock = SystemClock()
-    stack = open_intel(settings, clock)
+    try:
+        stack = open_intel(settings, clock)
+    except (sqlite3.Error, OSError) as exc:
+        # Opening diskcache writes to SQLite, so a full disk fails here; say so plainly.
+        _err(
+            f"clmmd status: cannot open the cache at {settings.data_dir / 'cache'}: {exc} "
+            "(free disk space; a running daemon still serves /status)"
+        )
+        return 1
     try:
         now = clock.now()
         print(f"{'key':<62} {'quality':<8} {'age_s':>9}  last_error")

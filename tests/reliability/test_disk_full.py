@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -209,14 +208,11 @@ async def test_real_full_tmpfs(small_tmpfs: Path, captured_logs: CapturedLogs) -
     record_figures("disk_full_tmpfs", **figures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sqlite3.OperationalError,
-    reason="KNOWN GAP: opening the diskcache (clmmd status, a second IntelCache) writes to "
-    "SQLite at open, so on a full disk it raises 'database or disk is full' instead of "
-    "reading; the daemon's already-open handle keeps reading (test_real_full_tmpfs)",
-)
-async def test_status_on_a_full_disk(small_tmpfs: Path, captured_logs: CapturedLogs) -> None:
+async def test_status_on_a_full_disk_says_so_in_one_line(
+    small_tmpfs: Path, captured_logs: CapturedLogs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Opening diskcache writes to SQLite, so `clmmd status` cannot read on a full disk; it
+    # must say why in one line (the daemon's already-open handle keeps serving /status).
     filler = small_tmpfs / "filler"
     data_dir = small_tmpfs / "data"
     settings = load_settings(data_dir=data_dir, http_listen="off")
@@ -225,6 +221,10 @@ async def test_status_on_a_full_disk(small_tmpfs: Path, captured_logs: CapturedL
     cache.close()
     _fill(filler)
     try:
-        assert commands.status(settings) == 0
+        assert commands.status(settings) == 1
     finally:
         filler.unlink()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "cannot open the cache" in err and "free disk space" in err
+    assert commands.status(settings) == 0  # space is back: it reads again
