@@ -25,18 +25,26 @@ async def real_campaign(
     data_dir: Path, gateway: FakeGatewayServer, clock: FakeClock, episodes: int, **kw: Any
 ) -> RunLayout:
     settings = load_settings(
-        data_dir=data_dir, seed=4, durable_writes=False, hb_env="real",
-        gateway_url=gateway.base_url, gateway_wallet_address=WALLET,
-        max_position_usd=5_000.0, position_size_usd=2_000.0, horizon_hours=1.0,
-        episode_workers=2, **kw,
+        data_dir=data_dir,
+        seed=4,
+        durable_writes=False,
+        hb_env="real",
+        gateway_url=gateway.base_url,
+        gateway_wallet_address=WALLET,
+        max_position_usd=5_000.0,
+        position_size_usd=2_000.0,
+        horizon_hours=1.0,
+        episode_workers=2,
+        **kw,
     )
     assert settings.exec_mode == "real"
     stack = open_intel(settings, clock)
     env = real_env_from_settings(settings, clock)
     try:
         await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 4)
-        report = await run_campaign(settings, env=env, intel=stack.intel, episodes=episodes,
-                                    clock=clock)
+        report = await run_campaign(
+            settings, env=env, intel=stack.intel, episodes=episodes, clock=clock
+        )
     finally:
         await env.client.close()
         stack.close()
