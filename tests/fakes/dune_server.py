@@ -21,9 +21,11 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -430,6 +432,33 @@ _DEFAULT_TEXT = {
 
 def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": text}, status=status, headers=headers)
+
+
+@contextmanager
+def dune_server_thread(
+    api_key: str,
+) -> Iterator[tuple[FakeDuneServer, asyncio.AbstractEventLoop]]:
+    """The fake server on its own event-loop thread, for code that runs its own loop (the CLI,
+    a daemon in another process)."""
+    loop = asyncio.new_event_loop()
+    server = FakeDuneServer(api_key=api_key)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield server, loop
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,10 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +26,6 @@ import pytest
 from artifacts.layout import list_runs
 from artifacts.validate import validate_run
 from artifacts.writer import TEMP_MARKER
-from tests.fakes.dune_server import FakeDuneServer
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = os.environ.get("CLMMD_LONG_TESTS") == "1"
@@ -174,32 +171,6 @@ def run_violations(data_dir: Path, *, skip_runs: tuple[str, ...] = ()) -> list[s
         if layout.run_id not in skip_runs:
             out += [str(v) for v in validate_run(layout)]
     return out
-
-
-# -- a fake Dune server on its own loop thread (for daemons in other processes / loops) -------
-
-
-@contextmanager
-def dune_server_thread(api_key: str) -> Iterator[tuple[FakeDuneServer, asyncio.AbstractEventLoop]]:
-    loop = asyncio.new_event_loop()
-    server = FakeDuneServer(api_key=api_key)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield server, loop
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 # -- simulated time -------------------------------------------------------------------------

@@ -13,13 +13,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.fakes.dune_server import FAILED, Fault
+from tests.fakes.dune_server import FAILED, Fault, dune_server_thread
 from tests.reliability._harness import (
     POOL,
     REPO,
     DaemonProcess,
     daemon_env,
-    dune_server_thread,
     record_figures,
 )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import orjson
 import pytest
 
 from service.cli import main
-from tests.fakes.dune_server import FakeDuneServer
+from tests.fakes.dune_server import FakeDuneServer, dune_server_thread
 
 KEY = "fake-dune-key-for-cli-tests-0001"
 
@@ -19,23 +17,8 @@ KEY = "fake-dune-key-for-cli-tests-0001"
 @pytest.fixture
 def dune() -> Iterator[FakeDuneServer]:
     """A fake Dune server on its own event loop thread (the CLI runs its own loop)."""
-    loop = asyncio.new_event_loop()
-    server = FakeDuneServer(api_key=KEY)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield server
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with dune_server_thread(KEY) as (server, _loop):
+        yield server
 
 
 @pytest.fixture
