@@ -374,8 +374,8 @@ async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
 
 
 def status(settings: Settings) -> int:
-    """Each enabled key with quality, age and last error (reads the cache only)."""
-    from scheduler.planner import candidate_requests
+    """Cache quality per key with age and last error, the trigger position, the daemon."""
+    from service import status_report
 
     clock = SystemClock()
     try:
@@ -387,20 +387,19 @@ def status(settings: Settings) -> int:
             "(free disk space; a running daemon still serves /status)"
         )
         return 1
+    running = status_report.daemon_status(settings.http_listen_address)
+    pools = list(settings.pools)
+    if running and isinstance(running.get("active_pools"), list):
+        pools = [str(p) for p in running["active_pools"]]
     try:
-        now = clock.now()
-        print(f"{'key':<62} {'quality':<8} {'age_s':>9}  last_error")
-        for spec, request in candidate_requests(stack.registry, list(settings.pools)):
-            _, meta = stack.cache.get_with_quality(request.key, now, spec.max_age_seconds)
-            envelope = stack.cache.get_envelope(request.key)
-            error = (envelope["error"] if envelope else None) or ""
-            age = meta["age_s"]
-            print(
-                f"{request.key:<62} {meta['quality']:<8} "
-                f"{'-' if age is None else f'{age:.0f}':>9}  {error}"
-            )
+        for line in status_report.cache_lines(
+            stack.cache, stack.registry, pools, settings.pool_cap, clock.now()
+        ):
+            print(line)
     finally:
         stack.close()
+    print(status_report.trigger_line(settings.data_dir))
+    print(status_report.daemon_line(running, settings.http_listen))
     return 0
 
 

@@ -178,6 +178,17 @@ def test_real_process_ready_watchdog_triggers_sigterm(tmp_path: Path) -> None:
             metrics = resp.read().decode()
         assert 'clmmd_episodes_total{status="success"}' in metrics
         assert "clmmd_refreshes_total" in metrics
+        status_out = subprocess.run(
+            [sys.executable, "-m", "service.cli", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        assert "daemon: running" in status_out
+        assert "triggers: read up to line 2 " in status_out
+        assert f"pool_health_score:{OTHER_POOL.lower()}:1h" in status_out
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
