@@ -9,11 +9,8 @@ metadata.json is always written last. Disk writes run in worker threads (fsync b
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from pydantic import BaseModel
@@ -21,121 +18,46 @@ from pydantic import BaseModel
 from agent.learner import LearningDecision, decide_learning
 from agent.persistence import LearningAgent
 from agent.proposer import ProposalContext, propose
-from agent.regime import MarketView, classify
-from agent.reward import RewardWeights, compute_reward
+from agent.regime import classify
+from agent.reward import compute_reward
 from agent.state import AgentState
 from artifacts.layout import episode_id as make_episode_id
-from artifacts.models import (
-    EpisodeFailure,
-    EpisodeMetadata,
-    EpisodeResult,
-    LogLine,
-    MetadataExtra,
-    Proposal,
-    Reward,
-    RewardComponents,
-    Simulation,
-    Timings,
-)
+from artifacts.models import EpisodeResult, LogLine, Proposal, Reward
 from artifacts.store import ArtifactStore
 from artifacts.summary import EpisodeRecord
 from env.base import (
     ClmmEnv,
     EnvHealth,
-    ExecutionOutcome,
     ExecutionRequest,
     ExecutionSkipped,
     MarketInputs,
     PoolSpec,
     PoolValidationError,
 )
+from service import episode_artifacts as build
 from service.clock import Clock, utc_iso
+from service.episode_artifacts import STAGE_HINTS
+from service.episode_context import (
+    AgentHandle,
+    EpisodeSettings,
+    IntelReader,
+    IntelSnapshotView,
+    derive_seed,
+    market_view,
+)
+
+__all__ = [
+    "STAGE_HINTS",
+    "AgentHandle",
+    "EpisodeRunner",
+    "EpisodeSettings",
+    "IntelReader",
+    "IntelSnapshotView",
+    "derive_seed",
+    "market_view",
+]
 
 log = structlog.get_logger(__name__)
-
-#: What to tell the operator for a failure in each step (the runbook's fixes table agrees).
-STAGE_HINTS: dict[str, str] = {
-    "snapshot": "the intel cache could not be read: check the cache folder and disk space",
-    "propose": "the agent failed to propose: see the traceback; the agent state may be corrupt",
-    "validate": "the pool failed validation: check the pool address, chain and network",
-    "execute": "execution failed: in mock mode see the traceback, in real mode check Gateway",
-    "reward": "the outcome could not be scored: see the traceback",
-    "write_result": "the result could not be written: check disk space and permissions",
-}
-
-
-class IntelSnapshotView(Protocol):
-    """What the runner needs of an intel snapshot (scheduler.intel provides it)."""
-
-    @property
-    def hygiene(self) -> Mapping[str, Any]: ...
-
-    def as_metadata_extra(self) -> dict[str, Any]: ...
-
-    def market_inputs(self) -> MarketInputs: ...
-
-    def value(self, query: str, field: str) -> Any: ...
-
-
-class IntelReader(Protocol):
-    """Cache-only snapshot provider: never touches the network, never waits on a refresh."""
-
-    def snapshot(
-        self, pool_address: str, pair: str, lookback_hours: float
-    ) -> IntelSnapshotView: ...
-
-
-class AgentHandle:
-    """The shared agent state; updates from concurrent episodes are serialised by a lock."""
-
-    def __init__(self, state: AgentState | None = None) -> None:
-        self.state = state or AgentState()
-        self._lock = asyncio.Lock()
-
-    async def learn(self, regime_key: str, width_ticks: int, reward: float) -> AgentState:
-        async with self._lock:
-            self.state = self.state.with_reward(regime_key, width_ticks, reward)
-            return self.state
-
-
-@dataclass(frozen=True)
-class EpisodeSettings:
-    """Everything an episode needs from the configuration (checked where it is used)."""
-
-    run_id: str
-    campaign_seed: int
-    config_hash: str
-    exec_mode: Literal["mock", "real"]
-    learn_from_mock: bool
-    size_usd: float
-    horizon_hours: float
-    lookback_hours: float = 1.0
-    risk_scalar_override: float | None = None
-    risk_profile: Mapping[str, float] = field(default_factory=dict)
-    fresh_pct_floor: float = 50.0
-    reward_weights: RewardWeights = field(default_factory=RewardWeights)
-
-
-def derive_seed(campaign_seed: int, index: int) -> int:
-    """Per-episode seed: a stable hash of the campaign seed and the episode index."""
-    digest = hashlib.blake2b(f"{campaign_seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & (2**63 - 1)
-
-
-def market_view(snapshot: IntelSnapshotView | None) -> MarketView:
-    if snapshot is None:
-        return MarketView()
-    inputs = snapshot.market_inputs()
-    toxic = snapshot.value("toxic_flow", "toxic_share")
-    gas = snapshot.value("gas_regime", "regime")
-    fresh = snapshot.hygiene.get("fresh_pct", 0.0)
-    return MarketView(
-        price_usd=inputs.price_usd,
-        gas_regime=gas if isinstance(gas, str) else None,
-        volatility_daily=inputs.volatility_daily,
-        toxic_share=float(toxic) if isinstance(toxic, (int, float)) else None,
-        fresh_pct=float(fresh) if isinstance(fresh, (int, float)) else 0.0,
-    )
 
 
 class EpisodeRunner:
@@ -285,7 +207,7 @@ class _Episode:
             )
             self._mark("reward", t)
             stage, t = "write_result", self.r.clock.monotonic()
-            result = self._result(outcome)
+            result = build.success_result(outcome, self.r.env.name, self.stages)
             # reward.json first: a crash between the two leaves reward without result, which
             # recovery completes with failure.json; the reverse could never validate.
             await self._write(("reward.json", reward), ("result.json", result))
@@ -327,22 +249,6 @@ class _Episode:
             market=self.snapshot.market_inputs() if self.snapshot else MarketInputs(),
         )
 
-    def _result(self, outcome: ExecutionOutcome) -> EpisodeResult:
-        simulation = dict(outcome.simulation)
-        source = simulation.pop("source", "mock" if self.r.env.name == "mock" else "live")
-        return EpisodeResult(
-            status="success",
-            simulation=Simulation(source=source, **simulation),
-            pnl_usd=outcome.pnl_usd,
-            fees_usd=outcome.fees_usd,
-            gas_cost_usd=outcome.gas_cost_usd,
-            il_usd=outcome.il_usd,
-            time_in_range_pct=outcome.time_in_range_pct,
-            risk_scalar_applied=outcome.risk_scalar_applied,
-            size_usd_applied=outcome.size_usd_applied,
-            timings_ms=dict(self.stages),
-        )
-
     def _fresh_pct(self) -> float | None:
         if self.snapshot is None:
             return None
@@ -375,25 +281,8 @@ class _Episode:
     async def _skip(self, exc: ExecutionSkipped) -> EpisodeRecord:
         """A live-risk gate refused: result.json says ``skipped`` and names the gate."""
         log.warning("episode_skipped", gate=exc.gate, reason=str(exc))
-        result = EpisodeResult(
-            status="skipped",
-            reason=str(exc),
-            simulation=Simulation(
-                source="live" if self.r.env.name == "real" else "mock", gate=exc.gate
-            ),
-            pnl_usd=0.0,
-            fees_usd=0.0,
-            gas_cost_usd=0.0,
-            il_usd=0.0,
-            time_in_range_pct=0.0,
-            risk_scalar_applied=0.0,
-            size_usd_applied=0.0,
-            timings_ms=dict(self.stages),
-        )
-        reward = Reward(
-            total=0.0,
-            components=RewardComponents(pnl=0.0, fees=0.0, gas_penalty=0.0, range_penalty=0.0),
-            weights=self.s.reward_weights.as_dict(),
+        result, reward = build.skipped_result(
+            exc, self.r.env.name, self.stages, self.s.reward_weights
         )
         self._log("skipped", gate=exc.gate, reason=str(exc))
         await self._write(("reward.json", reward), ("result.json", result))
@@ -407,16 +296,9 @@ class _Episode:
             stage=stage,
             error_type=type(exc).__name__,
             error=str(exc),
-            hint=STAGE_HINTS.get(stage),
+            hint=build.STAGE_HINTS.get(stage),
         )
-        failure = EpisodeFailure(
-            stage=stage,
-            error_type=type(exc).__name__,
-            error_message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-            hint=STAGE_HINTS.get(stage),
-            timestamp=utc_iso(self.r.clock.now()),
-        )
+        failure = build.failure(stage, exc, self.r.clock.now())
         self.learning = LearningDecision(False, f"gate: episode failed at {stage}")
         try:
             self._log("failed", stage=stage, error_type=type(exc).__name__)
@@ -431,35 +313,21 @@ class _Episode:
         return EpisodeRecord(status="failed", fresh_pct=self._fresh_pct())
 
     async def _finish(self) -> None:
-        """Write metadata.json and timings.json: the last files of every episode."""
-        extra = (
-            MetadataExtra(**self.snapshot.as_metadata_extra()) if self.snapshot else MetadataExtra()
-        )
-        proposal = self.proposal
-        metadata = EpisodeMetadata(
+        """Write timings.json and metadata.json: the last files of every episode."""
+        metadata = build.metadata(
             run_id=self.s.run_id,
             episode_id=self.episode_id,
-            agent_version=(
-                proposal.agent_version
-                if proposal and proposal.agent_version
-                else self.r.agent.state.agent_version
-            ),
+            agent_version=self.r.agent.state.agent_version,
             config_hash=self.s.config_hash,
             exec_mode=self.s.exec_mode,
-            timestamp=utc_iso(self.started),
-            regime_key=proposal.regime_key if proposal else None,
+            started=self.started,
+            proposal=self.proposal,
             seed=self.seed,
-            learning_update_applied=self.learning.apply,
-            learning_update_reason=self.learning.reason,
-            gateway_health=self.health.status if self.health else None,
-            gateway_latency_ms=self.health.latency_ms if self.health else None,
-            extra=extra,
+            learning=self.learning,
+            health=self.health,
+            intel_extra=self.snapshot.as_metadata_extra() if self.snapshot else None,
         )
-        ended = self.r.clock.now()
-        timings = Timings(
-            stages_ms=dict(self.stages),
-            total_ms=round((self.r.clock.monotonic() - self.t0) * 1000.0, 3),
-            started_at=utc_iso(self.started),
-            ended_at=utc_iso(ended),
+        timings = build.timings(
+            self.stages, self.r.clock.monotonic() - self.t0, self.started, self.r.clock.now()
         )
         await self._write(("timings.json", timings), ("metadata.json", metadata))
