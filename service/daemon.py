@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -34,6 +32,7 @@ from scheduler.trigger_tail import TriggerTail
 from service.campaign import episode_settings, open_run_folder, resolve_seed
 from service.clock import Clock, SystemClock
 from service.config import Settings
+from service.daemon_status import DaemonObserver
 from service.episodes import EpisodeRunner
 from service.logging import SINKS
 from service.metrics import ServiceMetrics
@@ -77,7 +76,7 @@ class Daemon:
         self.scheduler: RefreshScheduler | None = None
         self.tail: TriggerTail | None = None
         self.metrics = ServiceMetrics()
-        self._seen_triggers = (0, 0)
+        self.observer = DaemonObserver(self)
         self._stack: IntelStack | None = None
         self._tasks_to_stop: list[asyncio.Task[Any]] = []
 
@@ -283,11 +282,11 @@ class Daemon:
 
         server = StatusServer(
             self.metrics,
-            self.status,
+            self.observer.status,
             host=address[0],
             port=address[1],
-            health=self.health,
-            on_scrape=self.update_gauges,
+            health=self.observer.health,
+            on_scrape=self.observer.update_gauges,
         )
         await server.start()
         return server
@@ -378,76 +377,34 @@ class Daemon:
             log.info(
                 "daemon_stopped",
                 run_id=self.layout.run_id,
-                episodes=self._episodes_finished(),
+                episodes=self.episodes_finished(),
                 not_started=not_started,
             )
             SINKS.remove_run(self.layout.run_id)
 
     # ------------------------------------------------------------------ status
 
-    def _episodes_finished(self) -> int:
+    def episodes_finished(self) -> int:
         return self._summary.totals.episodes if self._summary is not None else 0
 
+    def episodes_running(self) -> int:
+        return sum(1 for t in self._running_episodes if not t.done())
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def stack(self) -> IntelStack | None:
+        return self._stack
+
     def health(self) -> list[str]:
-        """Reasons the daemon is unhealthy (empty when healthy), for ``/healthz``."""
-        reasons = []
-        if self.stop_event.is_set():
-            reasons.append("stopping")
-        if self.scheduler is not None and not self.scheduler.running and not self.once:
-            reasons.append("refresh scheduler not running")
-        return reasons
-
-    def cache_quality(self) -> dict[str, Any]:
-        """Quality of every key the scheduler keeps fresh (what ``clmmd status`` shows)."""
-        from scheduler.planner import candidate_requests
-
-        if self._stack is None:
-            return {}
-        now = self.clock.now()
-        out: dict[str, Any] = {}
-        for spec, request in candidate_requests(
-            self._stack.registry, self.active_pools(), pool_cap=self.settings.pool_cap
-        ):
-            _, meta = self._stack.cache.get_with_quality(request.key, now, spec.max_age_seconds)
-            envelope = self._stack.cache.get_envelope(request.key)
-            out[request.key] = {**meta, "error": envelope["error"] if envelope else None}
-        return out
-
-    def update_gauges(self) -> None:
-        """Refresh the gauges from live state (called on each /metrics scrape)."""
-        counts: dict[str, int] = {}
-        for entry in self.cache_quality().values():
-            counts[entry["quality"]] = counts.get(entry["quality"], 0) + 1
-        self.metrics.set_cache_quality(counts)
-        self.metrics.set_episode_queue_depth(self._queue.qsize())
-        if self.scheduler is not None:
-            self.metrics.set_fetches_in_flight(len(self.scheduler.stats().get("in_flight", [])))
-        if self.tail is not None:
-            stats = self.tail.stats
-            processed, rejected = self._seen_triggers
-            if stats.dispatched > processed:
-                self.metrics.trigger_processed(stats.dispatched - processed)
-            if stats.rejected > rejected:
-                self.metrics.trigger_rejected("invalid", stats.rejected - rejected)
-            self._seen_triggers = (stats.dispatched, stats.rejected)
-            if stats.last_lag_s is not None:
-                self.metrics.set_trigger_lag(stats.last_lag_s)
+        """Reasons the daemon is unhealthy (empty when healthy)."""
+        return self.observer.health()
 
     def status(self) -> dict[str, Any]:
         """What ``/status`` serves."""
-        return {
-            "run_id": self.layout.run_id if self.layout else None,
-            "stopping": self.stop_event.is_set(),
-            "episodes": {
-                "finished": self._episodes_finished(),
-                "running": sum(1 for t in self._running_episodes if not t.done()),
-                "queued": self._queue.qsize(),
-            },
-            "refresh": self.scheduler.stats() if self.scheduler else None,
-            "triggers": dataclasses.asdict(self.tail.stats) if self.tail else None,
-            "active_pools": self.active_pools(),
-            "cache": self.cache_quality(),
-        }
+        return self.observer.status()
 
-
-StatusProvider = Callable[[], dict[str, Any]]
+    def cache_quality(self) -> dict[str, Any]:
+        """Quality of every key the scheduler keeps fresh."""
+        return self.observer.cache_quality()
