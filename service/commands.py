@@ -5,13 +5,9 @@ from __future__ import annotations
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
 
-import orjson
 import structlog
 
-from artifacts.layout import list_runs, resolve_run
-from artifacts.validate import validate_run
 from env.base import ClmmEnv
 from env.mock import MockClmmEnv
 from service.campaign import CampaignError, resolve_seed, run_campaign
@@ -19,16 +15,30 @@ from service.clock import Clock, SystemClock
 from service.config import ConfigError, Settings
 from service.logging import REDACTOR, SINKS, configure_logging
 from service.progress import CampaignProgress
+from service.run_commands import clean, report, runs_list, runs_show, runs_validate
 from service.warmup import warm_mock_intel
-from service.wiring import build_source, load_configured_registry, open_intel
+from service.wiring import build_source, load_configured_registry, open_intel, start_logging
 
 log = structlog.get_logger(__name__)
 
-
-def _start_logging(settings: Settings) -> None:
-    configure_logging(settings.log_level)
-    if settings.dune_api_key is not None:
-        REDACTOR.register(settings.dune_api_key.get_secret_value())
+__all__ = [
+    "build_env",
+    "campaign",
+    "clean",
+    "evaluate",
+    "export",
+    "refresh_once",
+    "registry",
+    "report",
+    "run_daemon",
+    "runs_list",
+    "runs_show",
+    "runs_validate",
+    "status",
+    "trigger_episodes",
+    "trigger_refresh",
+    "validate_pool",
+]
 
 
 def _err(message: str) -> None:
@@ -37,7 +47,7 @@ def _err(message: str) -> None:
 
 async def campaign(settings: Settings, *, warm: bool = True) -> int:
     """Run a campaign; 0 when every episode ended with an artifact folder."""
-    _start_logging(settings)
+    start_logging(settings)
     clock = SystemClock()
     env = build_env(settings, clock)
     seed = resolve_seed(settings)
@@ -89,7 +99,7 @@ async def run_daemon(settings: Settings, *, once: bool = False) -> int:
     """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``)."""
     from service.daemon import Daemon
 
-    _start_logging(settings)
+    start_logging(settings)
     SINKS.add_file(settings.data_dir / "logs" / "clmmd.log")
     env = build_env(settings, SystemClock())
     try:
@@ -137,7 +147,7 @@ async def validate_pool(
     """``clmmd validate-pool``: the seed runbook's pool check, one line per check."""
     from env.validator import validate_pool_command
 
-    _start_logging(settings)
+    start_logging(settings)
     return await validate_pool_command(
         proposal_path, run_id, episode_id, exec_mode or settings.exec_mode, settings
     )
@@ -191,145 +201,6 @@ def export(settings: Settings, window: str, runs: list[str] | None, out: Path) -
     return 0
 
 
-def runs_list(settings: Settings) -> int:
-    runs = list_runs(settings.data_dir)
-    if not runs:
-        print(f"no runs under {settings.data_dir / 'runs'}")
-        return 0
-    print(
-        f"{'run_id':<28} {'episodes':>8} {'ok':>5} {'failed':>6} {'skipped':>7} "
-        f"{'pnl_usd':>12} {'fees_usd':>10} {'gas_usd':>9} {'fresh%':>6}"
-    )
-    for layout in runs:
-        s = _summary(layout.summary_path)
-        if s is None:
-            print(f"{layout.run_id:<28} {'(no summary yet)':>8}")
-            continue
-        fresh = s.get("mean_fresh_pct")
-        print(
-            f"{layout.run_id:<28} {s['episodes']:>8} {s['successful']:>5} {s['failed']:>6} "
-            f"{s['skipped']:>7} {s['total_pnl_usd']:>12.2f} {s['total_fees_usd']:>10.2f} "
-            f"{s['total_gas_usd']:>9.2f} {'-' if fresh is None else f'{fresh:.1f}':>6}"
-        )
-    return 0
-
-
-def _summary(path: Any) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def runs_show(settings: Settings, run: str) -> int:
-    try:
-        layout = resolve_run(settings.data_dir, run)
-    except LookupError as exc:
-        _err(f"clmmd: {exc}")
-        return 2
-    summary = _summary(layout.summary_path) or {}
-    print(f"run {layout.run_id}  ({layout.run_dir})")
-    for key in (
-        "episodes",
-        "successful",
-        "failed",
-        "skipped",
-        "total_pnl_usd",
-        "total_fees_usd",
-        "total_gas_usd",
-        "total_il_usd",
-        "risk_scalar_applied",
-        "mean_fresh_pct",
-    ):
-        print(f"  {key:<20} {summary.get(key, '-')}")
-    print(f"\n  {'episode':<10} {'outcome':<10} {'pnl_usd':>10} {'fees_usd':>9} {'in_range%':>9}")
-    for episode_dir in layout.episode_dirs():
-        result = _summary(episode_dir / "result.json")
-        failure = _summary(episode_dir / "failure.json")
-        if result is not None:
-            print(
-                f"  {episode_dir.name:<10} {result.get('status', '?'):<10} "
-                f"{result.get('pnl_usd', 0):>10.2f} {result.get('fees_usd', 0):>9.2f} "
-                f"{result.get('time_in_range_pct', 0):>9.1f}"
-            )
-        elif failure is not None:
-            print(
-                f"  {episode_dir.name:<10} failed@{failure.get('stage', '?'):<3} "
-                f"{failure.get('error_type', '')}: {str(failure.get('error_message', ''))[:60]}"
-            )
-        else:
-            print(f"  {episode_dir.name:<10} running")
-    return 0
-
-
-def runs_validate(settings: Settings, run: str | None) -> int:
-    """Print every violation; exit 1 if any, 2 if the run does not exist."""
-    try:
-        layouts = (
-            list_runs(settings.data_dir) if run is None else [resolve_run(settings.data_dir, run)]
-        )
-    except LookupError as exc:
-        _err(f"clmmd: {exc}")
-        return 2
-    total = 0
-    for layout in layouts:
-        violations = validate_run(layout)
-        episodes = len(layout.episode_dirs())
-        for violation in violations:
-            print(f"VIOLATION {violation}")
-        print(f"{layout.run_id}: {episodes} episodes, {len(violations)} violation(s)")
-        total += len(violations)
-    return 1 if total else 0
-
-
-def report(settings: Settings, run: str, out_dir: Path | None) -> int:
-    """``clmmd report``: write the run's HTML report and PNG plots, print where they are."""
-    from service.report import write_report
-
-    try:
-        layout = resolve_run(settings.data_dir, run)
-    except LookupError as exc:
-        _err(f"clmmd: {exc} (run `clmmd campaign` first, or check --data-dir/CLMMD_DATA_DIR)")
-        return 2
-    try:
-        files = write_report(layout, SystemClock().now(), out_dir)
-    except OSError as exc:
-        _err(f"clmmd: cannot write the report: {exc} (check the output folder's permissions)")
-        return 1
-    print(f"report: {files.html}")
-    for png in files.pngs:
-        print(f"plot:   {png}")
-    return 0
-
-
-def clean(settings: Settings, keep: int, *, dry_run: bool = False) -> int:
-    """``clmmd clean --keep N``: remove old runs; exit 1 if something could not be removed."""
-    from artifacts.retention import RetentionError
-    from artifacts.retention import clean as clean_runs
-
-    _start_logging(settings)
-    try:
-        result = clean_runs(settings.data_dir, keep, SystemClock().now(), dry_run=dry_run)
-    except RetentionError as exc:
-        _err(f"clmmd clean: {exc}")
-        return 2
-    verb = "would remove" if dry_run else "removed"
-    for run_id in result.removed:
-        print(f"{verb} {run_id}")
-    for run_id in result.skipped_active:
-        print(f"kept    {run_id} (still being written by a live process)")
-    for run_id in result.skipped_symlink:
-        print(f"kept    {run_id} (a symbolic link: not followed; remove it by hand)")
-    for error in result.errors:
-        print(f"ERROR   {error} (check ownership and permissions of the data dir)")
-    print(
-        f"{verb} {len(result.removed)} run(s), kept {len(result.kept)} newest"
-        f" + {len(result.skipped_active) + len(result.skipped_symlink)} protected"
-    )
-    return 1 if result.errors else 0
-
-
 def registry() -> int:
     from scheduler.registry import format_registry
     from service.config import load_settings
@@ -340,7 +211,7 @@ def registry() -> int:
 
 async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
     """Refresh what is due; exit 1 if something was due and nothing could be refreshed."""
-    _start_logging(settings)
+    start_logging(settings)
     from scheduler.refresher import Refresher
 
     clock = SystemClock()

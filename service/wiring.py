@@ -14,6 +14,7 @@ from scheduler.registry import Registry, RegistryError, load_registry
 from scheduler.source import IntelSource
 from service.clock import Clock
 from service.config import ConfigError, Settings
+from service.logging import REDACTOR, configure_logging
 
 
 @dataclass
@@ -24,6 +25,14 @@ class IntelStack:
 
     def close(self) -> None:
         self.cache.close()
+
+
+def start_logging(settings: Settings) -> None:
+    """Configure JSON logging at the configured level and register every secret to redact."""
+    configure_logging(settings.log_level)
+    for secret in (settings.dune_api_key, settings.gateway_api_key):
+        if secret is not None:
+            REDACTOR.register(secret.get_secret_value())
 
 
 def load_configured_registry(settings: Settings) -> Registry:
