@@ -19,6 +19,7 @@ the other's updates (the file is rewritten whole, not merged).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import math
 import os
 from pathlib import Path
@@ -157,6 +158,14 @@ def move_aside(path: Path, clock: Clock) -> Path:
     return target
 
 
+#: Lock files this process holds (path → fd): ownership of a state file is per process.
+_OWNED_LOCKS: dict[Path, int] = {}
+
+
+class StateLockedError(RuntimeError):
+    """Another live process owns the agent state file."""
+
+
 class PersistentAgent:
     """The shared agent state, saved to ``path`` after every update.
 
@@ -179,6 +188,7 @@ class PersistentAgent:
         self.durable = durable
         self._state = state or AgentState()
         self._lock = asyncio.Lock()
+        self._owner_checked = False
 
     @property
     def state(self) -> AgentState:
@@ -219,6 +229,48 @@ class PersistentAgent:
         """:meth:`load` in a worker thread, for async callers."""
         return await asyncio.to_thread(cls.load, path, clock, durable=durable)
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def acquire_ownership(self) -> bool:
+        """Make this process the one that learns into ``path`` (blocking; idempotent).
+
+        An exclusive ``flock`` on ``<path>.lock``, held until the process exits: a second
+        process (a one-shot campaign while the daemon runs) would otherwise overwrite the
+        other's updates, since each save rewrites the whole file. Ownership is per process, so
+        successive agents of one process (train, then evaluate) share it. Returns True the first
+        time this object checks (the caller then reloads the file: someone may have learned
+        since our load); raises :class:`StateLockedError` when another live process holds it.
+        """
+        if self._owner_checked:
+            return False
+        key = self.lock_path.resolve()
+        if key not in _OWNED_LOCKS:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise StateLockedError(
+                    f"agent state {self.path} is being learned into by another process "
+                    f"(pid {holder}); learn in one process at a time (e.g. give a one-shot "
+                    "campaign its own --data-dir)"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            _OWNED_LOCKS[key] = fd
+        self._owner_checked = True
+        return True
+
+    def _own_and_refresh(self) -> None:
+        if self.acquire_ownership():
+            latest = read_state(self.path)
+            if latest is not None and latest.version > self._state.version:
+                self._state = latest
+
     def save_sync(self, state: AgentState) -> None:
         """Write ``state`` to ``path`` atomically (blocking)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +280,7 @@ class PersistentAgent:
     async def learn(self, regime_key: str, width_ticks: int, reward: float) -> AgentState:
         """Add ``reward`` to one arm, save, then publish the new state; returns it."""
         async with self._lock:
+            await asyncio.to_thread(self._own_and_refresh)
             new = self._state.with_reward(regime_key, width_ticks, reward)
             # Shielded: if the caller is cancelled mid-save, the write still completes and the
             # in-memory state follows the file, so memory and disk never disagree.

@@ -196,3 +196,45 @@ def test_state_from_json_names_the_problem() -> None:
         state_from_json(
             {"format": "clmmd-agent-state", "format_version": 1, "state_version": 0, "regimes": []}
         )
+
+
+async def test_a_second_process_cannot_learn_into_the_same_state(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from agent.persistence import StateLockedError
+
+    path = tmp_path / "agent" / "state.json"
+    path.parent.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(path) + '.lock'!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+            "print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        agent = PersistentAgent(path, FakeClock(), durable=False)
+        with pytest.raises(StateLockedError, match=f"pid {holder.pid}"):
+            await agent.learn("gas=low|vol=low|flow=clean", 1000, 0.5)
+        assert agent.state.version == 0 and not path.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+async def test_first_update_starts_from_what_another_agent_saved_since(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    stale = PersistentAgent(path, FakeClock(), durable=False)  # loaded before the others learned
+    other = PersistentAgent(path, FakeClock(), durable=False)
+    for _ in range(3):
+        await other.learn("gas=low|vol=low|flow=clean", 500, 1.0)
+    state = await stale.learn("gas=low|vol=low|flow=clean", 500, 1.0)
+    assert state.version == 4
+    assert state.arms_for("gas=low|vol=low|flow=clean")[500].n == 4
