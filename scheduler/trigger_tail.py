@@ -2,21 +2,18 @@
 
 :class:`TriggerTail` reads complete lines as they are appended, turns each into a trigger
 (:mod:`scheduler.trigger_lines`) and awaits ``on_refresh`` / ``on_episodes`` for it, in file
-order. ``run`` wakes within milliseconds of an append (watchfiles on the *directory*, so creation
-and rotation are seen too) with a slow stat poll as a fallback for missed events;
-``drain_once`` is the same work done once, for ``--once`` and for tests.
+order. ``run`` wakes within milliseconds of an append (a watch on the *directory*, so creation
+and rotation are seen too) with a slow stat poll as a fallback for missed events
+(:mod:`scheduler.trigger_watch`); ``drain_once`` is the same work done once, for ``--once`` and
+for tests.
 
-Position. After every batch the tail persists ``{"dev", "ino", "offset", "line_no"}`` of the
-next unread line to ``dune_triggers.offset.json`` (temp + fsync + rename, in a worker thread).
-On start it resumes there when (dev, ino) still name the trigger file and the offset fits in
-it. A shorter file means truncation: it starts again at 0 (``trigger_file_truncated``); a file
-truncated and refilled past the old offset between two reads cannot be told apart. Another
-inode means rotation: the old file is read to its end through the descriptor still held (its
-unterminated last line, if any, is taken as a line), then the new file is read from 0
-(``trigger_file_rotated``). A rotation while the daemon was stopped cannot finish the old file:
-its unread tail is not seen. A missing or corrupt offset file makes the tail read the file from
-the start: it never skips triggers, and ids (deduplicated in the cache) keep the replay from
-dispatching a trigger twice; lines without an id may then be dispatched again.
+Position. After every batch the tail saves the position of the next unread line, and resumes
+there on start (:mod:`scheduler.trigger_position`). A shorter file means truncation: it starts
+again at 0 (``trigger_file_truncated``); a file truncated and refilled past the old offset
+between two reads cannot be told apart. Another inode means rotation: the old file is read to
+its end through the descriptor still held (its unterminated last line, if any, is taken as a
+line), then the new file is read from 0 (``trigger_file_rotated``). A rotation while the daemon
+was stopped cannot finish the old file: its unread tail is not seen.
 
 At most once. A trigger with an ``id`` is dispatched only when the cache's atomic
 ``add_if_absent("trigger:<id>")`` says it is new: it is marked *before* its handler runs, so a
@@ -32,24 +29,16 @@ bounded: reads are 64 KiB chunks and no line keeps more than ``max_line_bytes``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import orjson
 import structlog
-from watchfiles import Change, awatch
 
-try:  # Linux: inotify straight into the event loop (no polling thread)
-    import asyncinotify as _inotify
-except ImportError:  # elsewhere: watchfiles
-    _inotify = None  # type: ignore[assignment]
-
-from artifacts.writer import TEMP_MARKER, append_line, replace_json
+from artifacts.writer import append_line
 from scheduler.cache import IntelCache
 from scheduler.trigger_lines import (
     EpisodesTrigger,
@@ -60,19 +49,16 @@ from scheduler.trigger_lines import (
     parse_trigger_line,
     reject_record,
 )
+from scheduler.trigger_position import OFFSET_FILENAME, FileId, PositionFile
+from scheduler.trigger_watch import directory_watch, wait_for_work
 from scheduler.triggers import MAX_LINE_BYTES, TRIGGER_FILENAME
 from service.clock import Clock, utc_iso
 
 log = structlog.get_logger(__name__)
 
-OFFSET_FILENAME = "dune_triggers.offset.json"
 REJECTS_FILENAME = "dune_triggers.rejects.jsonl"
 READ_CHUNK_BYTES = 64 * 1024
 DEDUPE_PREFIX = "trigger:"
-# watchfiles groups events: wait at most this long (ms) for quiet before reporting.
-_WATCH_STEP_MS = 5
-_WATCH_DEBOUNCE_MS = 100
-_WATCH_SHUTDOWN_S = 10.0
 
 
 @dataclass
@@ -103,11 +89,6 @@ class DrainReport:
     truncated: bool = False
 
 
-class _FileId(NamedTuple):
-    dev: int
-    ino: int
-
-
 class TriggerTail:
     """Tails the trigger file of ``data_dir``; see the module docstring."""
 
@@ -128,6 +109,7 @@ class TriggerTail:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / TRIGGER_FILENAME
         self.offset_path = self.data_dir / OFFSET_FILENAME
+        self._position = PositionFile(self.offset_path)
         self.rejects_path = self.data_dir / REJECTS_FILENAME
         self._cache = cache
         self._clock = clock
@@ -137,10 +119,9 @@ class TriggerTail:
         self._dedupe_ttl_s = dedupe_ttl_s
         self._max_line_bytes = max_line_bytes
         self._fd: int | None = None
-        self._file_id: _FileId | None = None
+        self._file_id: FileId | None = None
         self._lines = LineAssembler(max_line_bytes=max_line_bytes)
         self._resumed = False  # the offset file is consulted once, on the first open
-        self._persisted: dict[str, int] | None = None
         self._stats = TailStats()
         self._lock = asyncio.Lock()
 
@@ -153,25 +134,22 @@ class TriggerTail:
         """Drain now, then on every change in ``data_dir`` and every ``poll_interval_s``,
         until ``stop`` is set. Errors are logged and retried at the next wake-up."""
         await asyncio.to_thread(self.data_dir.mkdir, parents=True, exist_ok=True)
-        wake = asyncio.Event()
-        watch_stop = asyncio.Event()
-        watcher = asyncio.create_task(self._watch(wake, watch_stop))
         try:
-            while not stop.is_set():
-                wake.clear()  # before draining: an append during the drain wakes us again
-                try:
-                    await self.drain_once()
-                except Exception as exc:
-                    log.error(
-                        "trigger_drain_failed",
-                        error=f"{type(exc).__name__}: {exc}",
-                        hint="check the trigger file and disk; retried at the next wake-up",
-                    )
-                await self._wait_for_work(stop, wake)
+            async with directory_watch(
+                self.data_dir, TRIGGER_FILENAME, poll_interval_s=self._poll_interval_s
+            ) as wake:
+                while not stop.is_set():
+                    wake.clear()  # before draining: an append during the drain wakes us again
+                    try:
+                        await self.drain_once()
+                    except Exception as exc:
+                        log.error(
+                            "trigger_drain_failed",
+                            error=f"{type(exc).__name__}: {exc}",
+                            hint="check the trigger file and disk; retried at the next wake-up",
+                        )
+                    await wait_for_work(stop, wake, self._clock, self._poll_interval_s)
         finally:
-            watch_stop.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher, _WATCH_SHUTDOWN_S)
             self.close()
 
     async def drain_once(self) -> DrainReport:
@@ -203,23 +181,7 @@ class TriggerTail:
         offset, line_no = 0, 0
         if not self._resumed:
             self._resumed = True
-            # A kill during a position write leaves its temp file; nothing else removes it.
-            await asyncio.to_thread(_remove_stale_temps, self.offset_path)
-            saved, problem = await asyncio.to_thread(_load_position, self.offset_path)
-            if problem is not None:
-                log.warning(
-                    "trigger_offset_corrupt",
-                    path=str(self.offset_path),
-                    error=problem,
-                    action="reading the trigger file from the start; ids prevent repeats",
-                )
-            if saved is not None:
-                if (saved["dev"], saved["ino"]) != self._file_id:
-                    log.info("trigger_file_rotated", previous_ino=saved["ino"], while_stopped=True)
-                elif saved["offset"] > size:
-                    log.warning("trigger_file_truncated", offset=saved["offset"], size=size)
-                else:
-                    offset, line_no = saved["offset"], saved["line_no"]
+            offset, line_no = await self._position.resume_point(self._file_id, size)
         self._lines = LineAssembler(
             offset=offset, line_no=line_no, max_line_bytes=self._max_line_bytes
         )
@@ -259,7 +221,7 @@ class TriggerTail:
             ino=current.ino,
             previous_lines=self._lines.line_no,
         )
-        self._persisted = None
+        self._position.forget_saved()
         self._lines = LineAssembler(max_line_bytes=self._max_line_bytes)
         await self._open_current()
         return self._fd is not None
@@ -341,101 +303,14 @@ class TriggerTail:
             log.warning("trigger_reject_write_failed", line_no=rejection.line_no, error=str(exc))
 
     async def _persist(self) -> None:
-        if self._file_id is None:
-            return
-        position = {
-            "dev": self._file_id.dev,
-            "ino": self._file_id.ino,
-            "offset": self._lines.offset,
-            "line_no": self._lines.line_no,
-        }
-        if position == self._persisted:
-            return
-        try:
-            await asyncio.to_thread(replace_json, self.offset_path, position)
-        except OSError as exc:  # a replay after restart is deduplicated by id
-            log.warning("trigger_offset_write_failed", error=str(exc))
-            return
-        self._persisted = position
-
-    # -- waiting ----------------------------------------------------------------------
-
-    async def _watch(self, wake: asyncio.Event, watch_stop: asyncio.Event) -> None:
-        try:
-            if _inotify is not None:
-                await self._watch_inotify(wake, watch_stop)
-            else:
-                await self._watch_polling_rust(wake, watch_stop)
-        except Exception as exc:  # e.g. out of inotify watches: the stat poll carries on
-            log.warning(
-                "trigger_watch_failed",
-                error=f"{type(exc).__name__}: {exc}",
-                poll_interval_s=self._poll_interval_s,
-            )
-
-    async def _watch_inotify(self, wake: asyncio.Event, watch_stop: asyncio.Event) -> None:
-        # inotify on the *directory*: appends, a new file after rotation and renames all show
-        # up, the wake-up is immediate, and an idle daemon spends no CPU here (watchfiles'
-        # Rust loop wakes every `step` ms, which at the 5 ms needed for latency costs ~1 % CPU).
-        assert _inotify is not None
-        mask = (
-            _inotify.Mask.MODIFY
-            | _inotify.Mask.CLOSE_WRITE
-            | _inotify.Mask.CREATE
-            | _inotify.Mask.MOVED_TO
-            | _inotify.Mask.MOVED_FROM
-            | _inotify.Mask.DELETE
-            | _inotify.Mask.ATTRIB
-        )
-        with _inotify.Inotify() as inotify:
-            inotify.add_watch(self.data_dir, mask)
-            stopper = asyncio.ensure_future(watch_stop.wait())
-            try:
-                while True:
-                    getter = asyncio.ensure_future(inotify.get())
-                    await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    if stopper.done():
-                        getter.cancel()
-                        await asyncio.gather(getter, return_exceptions=True)
-                        return
-                    event = getter.result()
-                    if event.name is None or event.name.name == TRIGGER_FILENAME:
-                        wake.set()
-            finally:
-                stopper.cancel()
-
-    async def _watch_polling_rust(self, wake: asyncio.Event, watch_stop: asyncio.Event) -> None:
-        def is_trigger_file(change: Change, path: str) -> bool:
-            return os.path.basename(path) == TRIGGER_FILENAME
-
-        async for _changes in awatch(
-            self.data_dir,
-            watch_filter=is_trigger_file,
-            debounce=_WATCH_DEBOUNCE_MS,
-            step=_WATCH_STEP_MS,
-            stop_event=watch_stop,
-            recursive=False,
-        ):
-            wake.set()
-
-    async def _wait_for_work(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        waiters = [
-            asyncio.create_task(stop.wait()),
-            asyncio.create_task(wake.wait()),
-            asyncio.create_task(self._clock.sleep(self._poll_interval_s)),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        if self._file_id is not None:
+            await self._position.save(self._file_id, self._lines.offset, self._lines.line_no)
 
 
 # -- blocking helpers (run in worker threads) ---------------------------------------------
 
 
-def _open_regular(path: Path) -> tuple[int, _FileId, int] | None:
+def _open_regular(path: Path) -> tuple[int, FileId, int] | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -445,7 +320,7 @@ def _open_regular(path: Path) -> tuple[int, _FileId, int] | None:
         os.close(fd)
         log.warning("trigger_file_not_regular", path=str(path))
         return None
-    return fd, _FileId(info.st_dev, info.st_ino), info.st_size
+    return fd, FileId(info.st_dev, info.st_ino), info.st_size
 
 
 def _read_at(fd: int, position: int) -> tuple[int, bytes]:
@@ -456,42 +331,12 @@ def _read_at(fd: int, position: int) -> tuple[int, bytes]:
     return size, os.pread(fd, READ_CHUNK_BYTES, position)
 
 
-def _stat_id(path: Path) -> _FileId | None:
+def _stat_id(path: Path) -> FileId | None:
     try:
         info = os.stat(path)
     except FileNotFoundError:
         return None
-    return _FileId(info.st_dev, info.st_ino)
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Delete temp files of ``path``'s atomic replace left by earlier (killed) processes."""
-    mine = f"{TEMP_MARKER}{os.getpid()}-"
-    for temp in path.parent.glob(f".{path.name}{TEMP_MARKER}*"):
-        if mine not in temp.name:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-
-
-def _load_position(path: Path) -> tuple[dict[str, int] | None, str | None]:
-    """(saved position or None, why the file is unusable or None)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, str(exc)
-    try:
-        value: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return None, f"not JSON: {exc}"
-    names = ("dev", "ino", "offset", "line_no")
-    if not isinstance(value, dict) or any(
-        isinstance(value.get(n), bool) or not isinstance(value.get(n), int) or value[n] < 0
-        for n in names
-    ):
-        return None, f"expected non-negative integers {', '.join(names)}"
-    return {n: value[n] for n in names}, None
+    return FileId(info.st_dev, info.st_ino)
 
 
 __all__ = [

@@ -10,7 +10,8 @@ aligned to the Unix epoch (``1h`` windows start on the hour, ``1d`` at 00:00 UTC
 exactly on a boundary belongs to the window that starts there. Successful, failed and skipped
 episodes are all exported (``outcome.status`` says which). An episode without metadata.json
 (still running, or interrupted and not yet recovered) or with an unreadable artifact is left
-out and listed in :attr:`ExportReport.not_exported` with the reason; nothing is guessed.
+out and listed in :attr:`ExportReport.not_exported` with the reason; nothing is guessed. One
+episode's trajectory is built by :mod:`service.export_trajectory`.
 """
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import structlog
-from pydantic import BaseModel, ValidationError
 
 from artifacts.layout import RunLayout, list_runs, resolve_run
-from artifacts.models import EpisodeFailure, EpisodeMetadata, EpisodeResult, Proposal, Reward
 from artifacts.writer import fsync_dir
-from service.clock import parse_utc, utc_iso
+from service.clock import utc_iso
+from service.export_trajectory import PlacedEpisode, UnreadableEpisode, as_number, load_episode
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,6 @@ EXPORT_FORMAT_VERSION = 1
 _WINDOW_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-M = TypeVar("M", bound=BaseModel)
 
 
 def parse_window(text: str) -> timedelta:
@@ -70,6 +69,8 @@ def window_id(start: datetime, window: str) -> str:
 
 @dataclass(frozen=True)
 class NotExported:
+    """An episode left out of the export, and why."""
+
     run_id: str
     episode_id: str
     reason: str
@@ -88,155 +89,13 @@ class ExportReport:
     not_exported: list[NotExported] = field(default_factory=list)
 
     def summary_line(self) -> str:
+        """One line for the terminal: what was exported, where, and how much was left out."""
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items())) or "none"
         return (
             f"exported {self.episodes} episodes ({statuses}) from {len(self.runs)} run(s) into "
             f"{self.windows} window(s) of {self.window} -> {self.out}; "
             f"{len(self.not_exported)} not exported"
         )
-
-
-@dataclass(frozen=True)
-class _Placed:
-    timestamp: datetime
-    trajectory: dict[str, Any]
-
-    @property
-    def order(self) -> tuple[datetime, str, str]:
-        t = self.trajectory
-        return (self.timestamp, t["run_id"], t["episode_id"])
-
-
-class _Unreadable(Exception):
-    pass
-
-
-def _read_model(folder: Path, name: str, model: type[M]) -> M | None:
-    path = folder / name
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _Unreadable(f"{name}: {exc.strerror or exc}") from None
-    try:
-        return model.model_validate(orjson.loads(raw))
-    except orjson.JSONDecodeError as exc:
-        raise _Unreadable(f"{name}: invalid JSON ({exc})") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise _Unreadable(f"{name}: {where}: {first['msg']}") from None
-
-
-def _action(p: Proposal) -> dict[str, Any]:
-    return {
-        "proposed": p.proposed,
-        "reason": p.reason,
-        "pool_address": p.pool_address,
-        "pair": p.pair,
-        "chain": p.chain,
-        "network": p.network,
-        "fee_pips": p.fee_pips,
-        "tick_lower": p.tick_lower,
-        "tick_upper": p.tick_upper,
-        "width_ticks": p.action.width_ticks if p.action else None,
-        "price_lower_usd": p.price_lower_usd,
-        "price_upper_usd": p.price_upper_usd,
-        "price_at_proposal_usd": p.price_at_proposal_usd,
-        "size_usd": p.size_usd,
-        "risk_scalar": p.risk_scalar,
-        "horizon_hours": p.horizon_hours,
-        "expected_reward": p.expected_reward,
-    }
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _outcome(result: EpisodeResult | None, failure: EpisodeFailure | None) -> dict[str, Any]:
-    numbers = ("pnl_usd", "fees_usd", "gas_cost_usd", "il_usd", "time_in_range_pct")
-    extra = ("risk_scalar_applied", "size_usd_applied")
-    if failure is not None or result is None:
-        # failure.json wins over a result.json written before a later step failed: the
-        # episode did not complete, so its numbers are not an outcome to learn from.
-        return {
-            "status": "failed",
-            **dict.fromkeys(numbers + extra),
-            "start_price_usd": None,
-            "end_price_usd": None,
-            "reason": failure.error_message if failure else "no result.json",
-            "failure": (
-                {
-                    "stage": failure.stage,
-                    "error_type": failure.error_type,
-                    "error_message": failure.error_message,
-                }
-                if failure
-                else None
-            ),
-        }
-    simulation = result.simulation.model_dump()
-    return {
-        "status": result.status,
-        **{name: getattr(result, name) for name in numbers + extra},
-        "start_price_usd": _number(simulation.get("start_price_usd")),
-        "end_price_usd": _number(simulation.get("end_price_usd")),
-        "reason": result.reason,
-        "failure": None,
-    }
-
-
-def _observation(metadata: EpisodeMetadata, result: EpisodeResult | None) -> dict[str, Any]:
-    extra = metadata.extra
-    simulation = result.simulation.model_dump() if result is not None else {}
-    inputs = simulation.get("inputs")
-    defaults = simulation.get("defaults_used")
-    return {
-        "regime_key": metadata.regime_key,
-        "intel_snapshot": {k: v.model_dump() for k, v in sorted(extra.intel_snapshot.items())},
-        "intel_hygiene": extra.intel_hygiene.model_dump() if extra.intel_hygiene else None,
-        "intel_inputs": extra.intel_inputs.model_dump() if extra.intel_inputs else None,
-        "market_inputs": dict(inputs) if isinstance(inputs, dict) else None,
-        "defaults_used": list(defaults) if isinstance(defaults, list) else None,
-    }
-
-
-def load_episode(run_id: str, folder: Path) -> _Placed:
-    """One episode folder as a trajectory with its timestamp; ``_Unreadable`` says why not."""
-    metadata = _read_model(folder, "metadata.json", EpisodeMetadata)
-    if metadata is None:
-        raise _Unreadable(
-            "no metadata.json (episode still running, or interrupted and not yet "
-            "recovered: the next campaign or daemon start completes it)"
-        )
-    proposal = _read_model(folder, "proposal.json", Proposal)
-    if proposal is None:
-        raise _Unreadable("no proposal.json")
-    result = _read_model(folder, "result.json", EpisodeResult)
-    failure = _read_model(folder, "failure.json", EpisodeFailure)
-    reward = _read_model(folder, "reward.json", Reward)
-    try:
-        timestamp = parse_utc(metadata.timestamp)
-    except ValueError as exc:
-        raise _Unreadable(f"metadata.json: timestamp: {exc}") from None
-    trajectory = {
-        "run_id": run_id,
-        "episode_id": folder.name,
-        "timestamp": utc_iso(timestamp),
-        "agent_version": metadata.agent_version,
-        "seed": metadata.seed,
-        "exec_mode": metadata.exec_mode,
-        "config_hash": metadata.config_hash,
-        "learning_update_applied": metadata.learning_update_applied,
-        "learning_update_reason": metadata.learning_update_reason,
-        "observation": _observation(metadata, result),
-        "action": _action(proposal),
-        "reward": reward.model_dump() if reward is not None and failure is None else None,
-        "outcome": _outcome(result, failure),
-    }
-    return _Placed(timestamp, trajectory)
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -273,10 +132,10 @@ def market_outcome(trajectories: Sequence[dict[str, Any]]) -> dict[str, Any]:
             [(o["end_price_usd"] / o["start_price_usd"] - 1) * 100 for o in priced]
         ),
         "volume_usd_per_day_mean": _mean(
-            [v for i in inputs if (v := _number(i.get("volume_usd_per_day"))) is not None]
+            [v for i in inputs if (v := as_number(i.get("volume_usd_per_day"))) is not None]
         ),
         "gas_price_gwei_mean": _mean(
-            [v for i in inputs if (v := _number(i.get("gas_price_gwei"))) is not None]
+            [v for i in inputs if (v := as_number(i.get("gas_price_gwei"))) is not None]
         ),
         "gas_cost_usd_total": sum((o["gas_cost_usd"] for o in outcomes), 0.0),
         "fees_usd_total": sum((o["fees_usd"] for o in outcomes), 0.0),
@@ -286,10 +145,10 @@ def market_outcome(trajectories: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def group_windows(placed: Iterable[_Placed], window: str) -> list[dict[str, Any]]:
+def group_windows(placed: Iterable[PlacedEpisode], window: str) -> list[dict[str, Any]]:
     """Pure: the export lines, windows in time order, episodes in (timestamp, run, episode)."""
     width = parse_window(window)
-    buckets: dict[datetime, list[_Placed]] = {}
+    buckets: dict[datetime, list[PlacedEpisode]] = {}
     for item in placed:
         buckets.setdefault(window_start(item.timestamp, width), []).append(item)
     lines = []
@@ -343,12 +202,12 @@ def export_runs(data_dir: Path, run_ids: list[str] | None, window: str, out: Pat
     parse_window(window)  # fail before reading anything
     layouts = _layouts(data_dir, run_ids)
     report = ExportReport(out=out, window=window, runs=[layout.run_id for layout in layouts])
-    placed: list[_Placed] = []
+    placed: list[PlacedEpisode] = []
     for layout in layouts:
         for folder in layout.episode_dirs():
             try:
                 placed.append(load_episode(layout.run_id, folder))
-            except _Unreadable as exc:
+            except UnreadableEpisode as exc:
                 report.not_exported.append(NotExported(layout.run_id, folder.name, str(exc)))
                 log.warning(
                     "export_episode_skipped",
@@ -371,3 +230,18 @@ def export_runs(data_dir: Path, run_ids: list[str] | None, window: str, out: Pat
         not_exported=len(report.not_exported),
     )
     return report
+
+
+# ``load_episode`` stays importable from here, where it was first defined.
+__all__ = [
+    "EXPORT_FORMAT_VERSION",
+    "ExportReport",
+    "NotExported",
+    "export_runs",
+    "group_windows",
+    "load_episode",
+    "market_outcome",
+    "parse_window",
+    "window_id",
+    "window_start",
+]

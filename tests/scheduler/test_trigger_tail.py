@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from scheduler import trigger_tail
+from scheduler import trigger_watch
 from scheduler.cache import IntelCache
 from scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
 from scheduler.trigger_tail import OFFSET_FILENAME, REJECTS_FILENAME, TriggerTail
@@ -385,8 +385,8 @@ async def test_run_wakes_on_appends_and_rotation_via_the_directory_watch(
     watcher: str, data_dir: Path, make_tail: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if watcher == "watchfiles":
-        monkeypatch.setattr(trigger_tail, "_inotify", None)
-    elif trigger_tail._inotify is None:
+        monkeypatch.setattr(trigger_watch, "_inotify", None)
+    elif trigger_watch._inotify is None:
         pytest.skip("asyncinotify is Linux-only")
     recorder = Recorder()
     # An hour between polls: only the directory watch can deliver the later lines in time.
@@ -423,8 +423,8 @@ async def test_run_falls_back_to_polling_when_the_watch_fails(
     async def broken_inotify(*args: Any, **kwargs: Any) -> None:
         raise OSError("inotify watch limit reached")
 
-    monkeypatch.setattr(trigger_tail, "awatch", broken_awatch)
-    monkeypatch.setattr(trigger_tail.TriggerTail, "_watch_inotify", broken_inotify)
+    monkeypatch.setattr(trigger_watch, "awatch", broken_awatch)
+    monkeypatch.setattr(trigger_watch, "watch_inotify", broken_inotify)
     recorder = Recorder()
     tail = make_tail(recorder, poll_interval_s=2.0)
     append(data_dir, episodes(1))
