@@ -55,11 +55,15 @@ def trigger_refresh(
     reason: str,
     pool_address: str,
     *,
-    data_dir: Path,
+    data_dir: Path | None = None,
     priorities: Iterable[str] = ("P0", "P1"),
     clock: Clock | None = None,
 ) -> str:
-    """Ask the daemon to refresh ``pool_address``'s keys of ``priorities`` now; returns the id."""
+    """Ask the daemon to refresh ``pool_address``'s keys of ``priorities`` now; returns the id.
+
+    ``data_dir`` defaults to ``$CLMMD_DATA_DIR`` or ``./data``, as the daemon's does, so
+    another program can simply call ``trigger_refresh("out_of_range", pool)``.
+    """
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
         raise ValueError(
             f"trigger field 'reason': expected 1-{MAX_REASON_CHARS} characters, got {reason!r:.60}"
@@ -85,7 +89,9 @@ def trigger_refresh(
     return record_id
 
 
-def trigger_episodes(count: int, *, data_dir: Path, clock: Clock | None = None) -> str:
+def trigger_episodes(
+    count: int, *, data_dir: Path | None = None, clock: Clock | None = None
+) -> str:
     """Ask the daemon to run ``count`` episodes; returns the record id."""
     if (
         isinstance(count, bool)
@@ -103,6 +109,12 @@ def trigger_episodes(count: int, *, data_dir: Path, clock: Clock | None = None) 
     return record_id
 
 
-def _append_in(data_dir: Path, record: Mapping[str, Any]) -> None:
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    append_trigger(trigger_path(data_dir), record)
+def default_data_dir() -> Path:
+    """``$CLMMD_DATA_DIR`` or ``./data``: where the daemon looks by default."""
+    return Path(os.environ.get("CLMMD_DATA_DIR") or "data")
+
+
+def _append_in(data_dir: Path | None, record: Mapping[str, Any]) -> None:
+    directory = Path(data_dir) if data_dir is not None else default_data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    append_trigger(trigger_path(directory), record)

@@ -240,3 +240,12 @@ def test_fresh_pct_is_rounded_to_one_decimal() -> None:
     ]
     assert hygiene(entries)["fresh_pct"] == 66.7  # type: ignore[arg-type]
     assert not math.isnan(hygiene(entries)["fresh_pct"])  # type: ignore[arg-type]
+
+
+def test_package_public_names_resolve_lazily() -> None:
+    import importlib
+
+    for package in ("scheduler", "env", "agent", "service"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{package}.{name}"

@@ -132,3 +132,14 @@ def test_trigger_episodes(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="trigger field 'count'"):
             trigger_episodes(bad, data_dir=tmp_path)  # type: ignore[arg-type]
     assert len(read_records(trigger_path(tmp_path))) == 1
+
+
+def test_trigger_refresh_defaults_to_the_configured_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler.triggers import trigger_refresh as refresh
+
+    monkeypatch.setenv("CLMMD_DATA_DIR", str(tmp_path / "d"))
+    trigger_id = refresh("out_of_range", "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640")
+    line = (tmp_path / "d" / "dune_triggers.jsonl").read_text()
+    assert trigger_id in line and '"out_of_range"' in line
