@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -86,13 +87,25 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
         stack.close()
         await close_env(env)
     ok = sum(r.status == "success" for r in result.records)
+    prog = _program()
     _err(
         f"campaign {result.run_id}: {len(result.records)}/{result.requested} episodes "
         f"({ok} successful, {len(result.records) - ok} failed/skipped, {len(result.lost)} lost), "
         f"seed {result.seed}\nartifacts: {result.run_dir}/\n"
-        f"inspect:   clmmd runs show {result.run_id}   |   clmmd runs validate {result.run_id}"
+        f"inspect:   {prog} runs show {result.run_id}   |   {prog} report {result.run_id}"
     )
     return 0 if result.complete else 1
+
+
+def _program() -> str:
+    """How the user can type this command again: ``.venv/bin/clmmd`` after ``make run``."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if invoked is None or invoked.name != "clmmd" or shutil.which("clmmd") == str(invoked):
+        return "clmmd"
+    try:
+        return str(invoked.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(invoked)
 
 
 async def run_daemon(settings: Settings, *, once: bool = False) -> int:
