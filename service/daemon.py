@@ -29,7 +29,7 @@ from scheduler.refresher import Refresher
 from scheduler.scheduling import RefreshScheduler
 from scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
 from scheduler.trigger_tail import TriggerTail
-from service.campaign import episode_settings, open_run_folder, resolve_seed
+from service.campaign import episode_settings, learning_enabled, open_run_folder, resolve_seed
 from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.daemon_status import DaemonObserver
@@ -81,6 +81,13 @@ class Daemon:
         self._tasks_to_stop: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------------ wiring
+
+    @property
+    def episode_workers(self) -> int:
+        """Concurrent episodes: one at a time whenever episodes may learn (real mode, or
+        LEARN_FROM_MOCK), so each proposes from what the previous one learned and live
+        exposure is one position at a time; otherwise ``CLMMD_EPISODE_WORKERS``."""
+        return 1 if learning_enabled(self.settings) else self.settings.episode_workers
 
     def active_pools(self) -> list[str]:
         """Configured pools first, then pools recent triggers asked about; unique, capped."""
@@ -232,7 +239,7 @@ class Daemon:
         await asyncio.gather(*list(self._refresh_tasks), return_exceptions=True)
         workers = [
             asyncio.create_task(self._episode_worker(runner, store, burst=True))
-            for _ in range(self.settings.episode_workers)
+            for _ in range(self.episode_workers)
         ]
         await asyncio.gather(*workers)
 
@@ -243,7 +250,7 @@ class Daemon:
             asyncio.create_task(self.tail.run(self.stop_event), name="trigger-tail"),
             *(
                 asyncio.create_task(self._episode_worker(runner, store), name=f"episodes-{i}")
-                for i in range(self.settings.episode_workers)
+                for i in range(self.episode_workers)
             ),
         ]
         if self.settings.episode_interval_s > 0:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -103,24 +104,40 @@ async def test_stop_during_episodes_drains_and_completes_folders(data_dir: Path)
 
 
 class FakeSystemd:
-    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET.
+
+    A thread drains it continuously, as systemd does: an unread socket fills its small datagram
+    queue (net.unix.max_dgram_qlen, often 10) and the daemon's non-blocking sends then fail.
+    """
 
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.1)
         self.messages: list[str] = []
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
 
-    def wait_for(self, needle: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(needle in m for m in self.messages):
-                return True
+    def _drain(self) -> None:
+        while not self._stop.is_set():
             try:
                 self.messages.append(self.sock.recv(4096).decode())
             except TimeoutError:
                 continue
-        return any(needle in m for m in self.messages)
+
+    def wait_for(self, needle: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in m for m in list(self.messages)):
+                return True
+            time.sleep(0.02)
+        return any(needle in m for m in list(self.messages))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join(2)
+        self.sock.close()
 
 
 def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
@@ -202,7 +219,23 @@ def test_real_process_ready_watchdog_triggers_sigterm(tmp_path: Path) -> None:
     assert any(
         e["event"] == "trigger_refresh_started" and e["pool"] == OTHER_POOL.lower() for e in events
     )
-    assert systemd.wait_for("STOPPING=1", 2)
+    assert systemd.wait_for("STOPPING=1", 2), systemd.messages[-5:]
+    systemd.close()
     (run,) = list_runs(data_dir)
     assert validate_run(run) == []
     assert len(run.episode_dirs()) >= 2
+
+
+def test_learning_or_real_mode_runs_one_episode_at_a_time(data_dir: Path) -> None:
+    def workers(**kw: object) -> int:
+        daemon = Daemon(
+            settings_for(data_dir, episode_workers=4, **kw),  # type: ignore[arg-type]
+            env=MockClmmEnv(),
+            install_signals=False,
+            notifier=SystemdNotifier(None),
+        )
+        return daemon.episode_workers
+
+    assert workers() == 4
+    assert workers(learn_from_mock=True) == 1
+    assert workers(hb_env="real") == 1
