@@ -16,6 +16,7 @@ import asyncio
 import os
 import re
 import socket
+import time
 from collections.abc import Mapping
 
 import structlog
@@ -25,6 +26,8 @@ from service.clock import Clock
 log = structlog.get_logger(__name__)
 
 _FIELD_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+#: How long READY/STOPPING may wait for room in systemd's notify queue.
+_STATE_CHANGE_PATIENCE_S = 2.0
 
 
 class SystemdNotifier:
@@ -34,6 +37,7 @@ class SystemdNotifier:
         self.address = address
         self._socket: socket.socket | None = None
         self._failure_logged = False
+        self._last_was_full = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SystemdNotifier:
@@ -55,11 +59,26 @@ class SystemdNotifier:
 
     def ready(self, status: str | None = None) -> bool:
         """Start-up finished (systemd marks the unit active)."""
-        return self.send(READY=1, **({"STATUS": status} if status is not None else {}))
+        fields: dict[str, str | int] = {"READY": 1}
+        if status is not None:
+            fields["STATUS"] = status
+        return self._send_state_change(fields)
 
     def stopping(self) -> bool:
         """Shutdown began (systemd waits for the exit instead of treating it as a crash)."""
-        return self.send(STOPPING=1)
+        return self._send_state_change({"STOPPING": 1})
+
+    def _send_state_change(self, fields: dict[str, str | int]) -> bool:
+        # READY and STOPPING are sent once and matter (a lost READY fails the start): when
+        # systemd is slow and its datagram queue is full, wait a little for room rather than
+        # drop them. Watchdog pings and status lines stay non-blocking.
+        deadline = time.monotonic() + _STATE_CHANGE_PATIENCE_S
+        while True:
+            if self.send(**fields):
+                return True
+            if self.address is None or time.monotonic() >= deadline or not self._last_was_full:
+                return False
+            time.sleep(0.01)
 
     def status(self, text: str) -> bool:
         """One free-text line shown by ``systemctl status``."""
@@ -86,7 +105,12 @@ class SystemdNotifier:
                 sock.setblocking(False)
                 self._socket = sock
             self._socket.sendto("\n".join(lines).encode(), self.address)
+            self._last_was_full = False
+        except BlockingIOError:
+            self._last_was_full = True  # systemd has not read its queue yet
+            return False
         except (OSError, ValueError) as exc:
+            self._last_was_full = False
             if not self._failure_logged:
                 self._failure_logged = True
                 log.warning(

@@ -207,3 +207,34 @@ async def test_watchdog_loop_sends_real_datagrams(listener: tuple[socket.socket,
 async def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="interval_s"):
         await watchdog_loop(SystemdNotifier(None), 0, asyncio.Event(), clock=FakeClock())
+
+
+def test_stopping_waits_for_room_in_a_full_notify_queue(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    path = str(tmp_path / "full.sock")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": path})
+    try:
+        sent = 0
+        while notifier.watchdog():  # nobody reads: fill the queue until the kernel refuses
+            sent += 1
+            assert sent < 100_000
+        received: list[str] = []
+
+        def systemd_catches_up() -> None:
+            time.sleep(0.2)
+            receiver.settimeout(1.0)
+            for _ in range(sent + 1):
+                received.append(receiver.recv(4096).decode())
+
+        reader = threading.Thread(target=systemd_catches_up)
+        reader.start()
+        assert notifier.stopping() is True
+        reader.join(5)
+        assert received[-1] == "STOPPING=1"
+    finally:
+        notifier.close()
+        receiver.close()
