@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from artifacts.models import Reward, RewardComponents
+from env.base import ExecutionOutcome
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,15 @@ def compute_reward(
     )
     total = components.pnl + components.fees + components.gas_penalty + components.range_penalty
     return Reward(total=round(total, 9), components=components, weights=w.as_dict())
+
+
+def outcome_reward(outcome: ExecutionOutcome, weights: RewardWeights | None = None) -> Reward:
+    """:func:`compute_reward` of an executed position (the runner and the evaluation use it)."""
+    return compute_reward(
+        pnl_usd=outcome.pnl_usd,
+        fees_usd=outcome.fees_usd,
+        gas_cost_usd=outcome.gas_cost_usd,
+        time_in_range_pct=outcome.time_in_range_pct,
+        size_usd_applied=outcome.size_usd_applied,
+        weights=weights,
+    )

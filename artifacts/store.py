@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from artifacts.layout import RunLayout
 from artifacts.models import LogLine, MetricsSummary
 from artifacts.writer import (
-    append_json_line,
     append_line,
     create_episode_dir,
     replace_json,
@@ -46,13 +45,9 @@ class ArtifactStore:
         """Write ``name`` (e.g. ``result.json``) once; refuses to overwrite."""
         write_json_new(self.layout.episode_dir(episode_id) / name, artifact, durable=self.durable)
 
-    def exists(self, episode_id: str, name: str) -> bool:
-        return (self.layout.episode_dir(episode_id) / name).exists()
-
     def append_log(self, episode_id: str, ts: str, event: str, payload: dict[str, Any]) -> None:
         """Append one ``{"ts","event","payload"}`` line to the episode's logs.jsonl."""
-        line = LogLine(ts=ts, event=event, payload=payload)
-        append_json_line(self.layout.episode_dir(episode_id) / "logs.jsonl", line)
+        self.write_batch(episode_id, [LogLine(ts=ts, event=event, payload=payload)], [])
 
     def write_batch(
         self,

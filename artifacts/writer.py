@@ -157,10 +157,3 @@ def append_line(path: Path, line: bytes, *, durable: bool = False) -> None:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def append_json_line(path: Path, obj: Any, *, durable: bool = False) -> None:
-    """Append ``obj`` as one compact JSON line."""
-    if hasattr(obj, "model_dump"):
-        obj = obj.model_dump(mode="json")
-    append_line(path, orjson.dumps(obj) + b"\n", durable=durable)

@@ -19,7 +19,7 @@ from agent.learner import LearningDecision, decide_learning
 from agent.persistence import LearningAgent
 from agent.proposer import ProposalContext, propose
 from agent.regime import classify
-from agent.reward import compute_reward
+from agent.reward import outcome_reward
 from agent.state import AgentState
 from artifacts.layout import episode_id as make_episode_id
 from artifacts.models import EpisodeResult, LogLine, Proposal, Reward
@@ -197,14 +197,7 @@ class _Episode:
                 risk_scalar_applied=outcome.risk_scalar_applied,
             )
             stage, t = "reward", self.r.clock.monotonic()
-            reward = compute_reward(
-                pnl_usd=outcome.pnl_usd,
-                fees_usd=outcome.fees_usd,
-                gas_cost_usd=outcome.gas_cost_usd,
-                time_in_range_pct=outcome.time_in_range_pct,
-                size_usd_applied=outcome.size_usd_applied,
-                weights=self.s.reward_weights,
-            )
+            reward = outcome_reward(outcome, self.s.reward_weights)
             self._mark("reward", t)
             stage, t = "write_result", self.r.clock.monotonic()
             result = build.success_result(outcome, self.r.env.name, self.stages)

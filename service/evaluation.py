@@ -20,7 +20,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import structlog
 
@@ -33,7 +32,6 @@ from scheduler.intel import IntelSnapshot, MarketIntelligence
 from service.campaign import CampaignReport, episode_settings, run_campaign
 from service.clock import Clock, SystemClock
 from service.config import Settings
-from service.episodes import AgentHandle
 from service.evaluation_paired import (
     METRICS,
     ArmOutcome,
@@ -161,9 +159,7 @@ async def train_then_evaluate(
             intel=stack.intel,
             episodes=train_episodes,
             clock=clock,
-            # PersistentAgent has AgentHandle's interface (agent.persistence.LearningAgent);
-            # the cast stands until EpisodeRunner/run_campaign take that protocol.
-            agent=cast(AgentHandle, agent),
+            agent=agent,
         )
     finally:
         await asyncio.to_thread(stack.close)

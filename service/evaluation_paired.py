@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from agent.proposer import ProposalContext, propose
-from agent.reward import compute_reward
+from agent.reward import outcome_reward
 from agent.state import AgentState
 from artifacts.layout import episode_id
 from env.base import ExecutionRequest, PoolSpec
@@ -89,14 +89,7 @@ def baseline_ticks(pool: PoolSpec, price_usd: float, width_pct: float) -> tuple[
 
 def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
     outcome = env.run(request)
-    reward = compute_reward(
-        pnl_usd=outcome.pnl_usd,
-        fees_usd=outcome.fees_usd,
-        gas_cost_usd=outcome.gas_cost_usd,
-        time_in_range_pct=outcome.time_in_range_pct,
-        size_usd_applied=outcome.size_usd_applied,
-        weights=s.reward_weights,
-    )
+    reward = outcome_reward(outcome, s.reward_weights)
     return ArmOutcome(
         width_ticks=request.tick_upper - request.tick_lower,
         tick_lower=request.tick_lower,

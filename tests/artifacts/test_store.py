@@ -40,9 +40,9 @@ def test_create_episode_then_write_each_artifact_once(store: ArtifactStore) -> N
     assert folder == store.layout.episode_dir("ep_000001")
     assert Proposal.model_validate_json((folder / "proposal.json").read_bytes()) == proposal
 
-    assert not store.exists("ep_000001", "failure.json")
+    assert not (store.layout.episode_dir("ep_000001") / "failure.json").exists()
     store.write("ep_000001", "failure.json", make_failure())
-    assert store.exists("ep_000001", "failure.json")
+    assert (store.layout.episode_dir("ep_000001") / "failure.json").exists()
     with pytest.raises(ArtifactExistsError):
         store.write("ep_000001", "failure.json", make_failure("other"))
     assert b'"execute"' in (folder / "failure.json").read_bytes()

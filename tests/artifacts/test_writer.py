@@ -19,13 +19,12 @@ import orjson
 import pytest
 
 from artifacts.layout import RunLayout
-from artifacts.models import LogLine, Proposal
+from artifacts.models import Proposal
 from artifacts.recovery import recover_run
 from artifacts.validate import validate_run
 from artifacts.writer import (
     TEMP_MARKER,
     ArtifactExistsError,
-    append_json_line,
     append_line,
     create_episode_dir,
     dumps,
@@ -332,15 +331,14 @@ def test_append_line_terminates_lines_and_keeps_order(tmp_path: Path) -> None:
     log = tmp_path / "logs.jsonl"
     append_line(log, b'{"a":1}')
     append_line(log, b'{"a":2}\n')
-    append_json_line(log, LogLine(ts="2026-03-01T12:00:00Z", event="proposed", payload={"k": 1}))
-    append_json_line(log, {"ts": "t", "event": "e", "payload": {}}, durable=True)
+    append_line(log, b'{"a":3}\n{"a":4}\n', durable=True)  # several lines in one write
     lines = log.read_bytes().split(b"\n")
     assert lines[-1] == b""
     assert [orjson.loads(line) for line in lines[:-1]] == [
         {"a": 1},
         {"a": 2},
-        {"ts": "2026-03-01T12:00:00Z", "event": "proposed", "payload": {"k": 1}},
-        {"ts": "t", "event": "e", "payload": {}},
+        {"a": 3},
+        {"a": 4},
     ]
 
 
