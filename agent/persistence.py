@@ -28,10 +28,10 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
-from agent.policy import ArmStats
-from agent.state import AgentState
-from artifacts.writer import replace_json
-from service.clock import Clock, utc_iso
+from clmmd.agent.policy import ArmStats
+from clmmd.agent.state import AgentState
+from clmmd.artifacts.base.clock import Clock, utc_iso
+from clmmd.artifacts.writer import replace_json
 
 log = structlog.get_logger(__name__)
 

@@ -6,14 +6,14 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agent.policy import DEFAULT_WIDTHS, choose_width
-from agent.regime import MarketView, classify
-from agent.risk import DEFAULT_PROFILE, risk_scalar
-from agent.state import AgentState
-from artifacts.models import Proposal, RangeAction
-from env.base import PoolSpec
-from env.pricing import ticks_to_usd_range, usd_price_to_tick
-from env.uniswap_math import snap_range
+from clmmd.agent.policy import DEFAULT_WIDTHS, choose_width
+from clmmd.agent.regime import MarketView, classify
+from clmmd.agent.risk import DEFAULT_PROFILE, risk_scalar
+from clmmd.agent.state import AgentState
+from clmmd.artifacts.models import Proposal, RangeAction
+from clmmd.env.base import PoolSpec
+from clmmd.env.pricing import ticks_to_usd_range, usd_price_to_tick
+from clmmd.env.uniswap_math import snap_range
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from artifacts.models import Reward, RewardComponents
-from env.base import ExecutionOutcome
+from clmmd.artifacts.models import Reward, RewardComponents
+from clmmd.env.base import ExecutionOutcome
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ result.json (seed 004's lesson: a scalar that never reaches the executor must fa
 
 from __future__ import annotations
 
-from agent.regime import UNKNOWN, Regime
+from clmmd.agent.regime import UNKNOWN, Regime
 
 #: Multiplicative haircut per component value; the scalar is their product, floored.
 DEFAULT_PROFILE: dict[str, float] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from agent.policy import ArmStats
+from clmmd.agent.policy import ArmStats
 
 AGENT_NAME = "clmmd-agent"
 AGENT_RELEASE = "0.1"

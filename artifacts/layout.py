@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from artifacts.writer import TEMP_MARKER
+from clmmd.artifacts.writer import TEMP_MARKER
 
 RUN_ID_RE = re.compile(r"^run_\d{8}_\d{6}_[0-9a-f]{4}$")
 EPISODE_ID_RE = re.compile(r"^ep_\d{6,}$")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import orjson
 
-from artifacts.layout import RunLayout, list_runs
-from artifacts.models import EpisodeFailure, EpisodeMetadata, MetadataExtra, RunInfo
-from artifacts.summary import summarize_folders
-from artifacts.writer import TEMP_MARKER, replace_json, write_json_new
+from clmmd.artifacts.layout import RunLayout, list_runs
+from clmmd.artifacts.models import EpisodeFailure, EpisodeMetadata, MetadataExtra, RunInfo
+from clmmd.artifacts.summary import summarize_folders
+from clmmd.artifacts.writer import TEMP_MARKER, replace_json, write_json_new
 
 
 @dataclass

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import structlog
 
-from artifacts.layout import RunLayout, list_runs, runs_dir
-from artifacts.recovery import writer_alive
+from clmmd.artifacts.layout import RunLayout, list_runs, runs_dir
+from clmmd.artifacts.recovery import writer_alive
 
 log = structlog.get_logger(__name__)
 

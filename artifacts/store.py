@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from artifacts.layout import RunLayout
-from artifacts.models import LogLine, MetricsSummary
-from artifacts.writer import (
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.models import LogLine, MetricsSummary
+from clmmd.artifacts.writer import (
     append_line,
     create_episode_dir,
     replace_json,

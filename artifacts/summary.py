@@ -10,8 +10,8 @@ from typing import Literal
 
 import orjson
 
-from artifacts.layout import RunLayout
-from artifacts.models import MetricsSummary
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.models import MetricsSummary
 
 Status = Literal["success", "failed", "skipped"]
 

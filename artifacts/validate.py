@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from artifacts.layout import RunLayout
-from artifacts.models import ARTIFACT_MODELS, LogLine, MetricsSummary
-from artifacts.recovery import writer_alive
-from artifacts.summary import record_from_folder, summarize
-from artifacts.writer import TEMP_MARKER
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.models import ARTIFACT_MODELS, LogLine, MetricsSummary
+from clmmd.artifacts.recovery import writer_alive
+from clmmd.artifacts.summary import record_from_folder, summarize
+from clmmd.artifacts.writer import TEMP_MARKER
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,15 @@ from pathlib import Path
 
 from _common import Row, print_table, save
 
-from artifacts.layout import RunLayout
-from artifacts.writer import append_line, create_episode_dir, write_new
-from env.mock import MockClmmEnv
-from service.campaign import run_campaign
-from service.clock import SystemClock
-from service.config import load_settings
-from service.logging import configure_logging
-from service.warmup import warm_mock_intel
-from service.wiring import open_intel
+from clmmd.artifacts.base.clock import SystemClock
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.writer import append_line, create_episode_dir, write_new
+from clmmd.env.mock import MockClmmEnv
+from clmmd.service.config import load_settings
+from clmmd.service.logging import configure_logging
+from clmmd.service.runs.campaign import run_campaign
+from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.wiring import open_intel
 
 
 async def in_process(data_dir: Path, episodes: int, workers: int) -> tuple[float, RunLayout]:
@@ -60,7 +60,7 @@ def per_process(data_dir: Path, count: int) -> float:
     start = time.perf_counter()
     for _ in range(count):
         subprocess.run(
-            [sys.executable, "-m", "service.cli", "campaign", "--episodes", "1"],
+            [sys.executable, "-m", "clmmd.service.cli", "campaign", "--episodes", "1"],
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,

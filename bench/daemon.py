@@ -25,16 +25,16 @@ from pathlib import Path
 
 from _common import Row, print_table, save
 
-from scheduler.cache import IntelCache
-from scheduler.mock_source import MockSource
-from scheduler.planner import PlannedFetch, candidate_requests
-from scheduler.refresher import Refresher
-from scheduler.registry import load_registry
-from scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
-from scheduler.trigger_tail import TriggerTail
-from scheduler.triggers import trigger_episodes, trigger_refresh
-from service.clock import SystemClock
-from service.logging import configure_logging
+from clmmd.artifacts.base.clock import SystemClock
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.mock_source import MockSource
+from clmmd.scheduler.planner import PlannedFetch, candidate_requests
+from clmmd.scheduler.refresher import Refresher
+from clmmd.scheduler.registry import load_registry
+from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
+from clmmd.scheduler.trigger_tail import TriggerTail
+from clmmd.scheduler.triggers import trigger_episodes, trigger_refresh
+from clmmd.service.logging import configure_logging
 
 POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
 POOLS = [
@@ -150,7 +150,7 @@ def daemon_memory_and_idle(root: Path, small: int, large: int, idle_s: float) ->
         "HB_SEED": "1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "run"],
+        [sys.executable, "-m", "clmmd.service.cli", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -25,13 +25,13 @@ from _common import Row, print_table, save
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scheduler.cache import IntelCache
-from scheduler.intel import MarketIntelligence
-from scheduler.mock_source import MockSource
-from scheduler.planner import PlannedFetch, candidate_requests
-from scheduler.refresher import Refresher
-from scheduler.registry import load_registry
-from service.clock import SystemClock, parse_utc
+from clmmd.artifacts.base.clock import SystemClock, parse_utc
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.intel import MarketIntelligence
+from clmmd.scheduler.mock_source import MockSource
+from clmmd.scheduler.planner import PlannedFetch, candidate_requests
+from clmmd.scheduler.refresher import Refresher
+from clmmd.scheduler.registry import load_registry
 
 POOLS = [
     "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from env.base import ExecutionSkipped
+from clmmd.env.base import ExecutionSkipped
 
 GATE_EXEC_MODE = "EXEC_MODE"
 GATE_LIVE_RISK = "I_UNDERSTAND_LIVE_RISK"

@@ -15,14 +15,15 @@ from typing import Any
 
 import structlog
 
-from env.gateway_errors import (
+from clmmd.artifacts.base.clock import Clock
+from clmmd.env.gateway_errors import (
     GatewayError,
     GatewayResponseError,
     GatewayRouteMissing,
     TransactionNotConfirmed,
     TransactionReverted,
 )
-from env.gateway_models import (
+from clmmd.env.gateway_models import (
     TX_CONFIRMED,
     TX_FAILED,
     TX_PENDING,
@@ -36,9 +37,8 @@ from env.gateway_models import (
     expect_object,
     parse_amount,
 )
-from env.gateway_routes import ROUTES, RouteFamily, route_params, route_path
-from env.gateway_transport import DEFAULT_GATEWAY_URL, GatewayTransport, build_ssl_context
-from service.clock import Clock
+from clmmd.env.gateway_routes import ROUTES, RouteFamily, route_params, route_path
+from clmmd.env.gateway_transport import DEFAULT_GATEWAY_URL, GatewayTransport, build_ssl_context
 
 # Everything below was defined in this module before the split; callers import it from here.
 __all__ = [

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from env.gateway_errors import GatewayResponseError
+from clmmd.env.gateway_errors import GatewayResponseError
 
 Json = dict[str, Any]
 

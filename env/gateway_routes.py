@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from env.gateway_models import Json, Venue
+from clmmd.env.gateway_models import Json, Venue
 
 RouteFamily = Literal["unified", "legacy"]
 

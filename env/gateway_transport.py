@@ -19,17 +19,17 @@ import aiohttp
 import orjson
 import structlog
 
-from env.gateway_errors import (
+from clmmd.artifacts.base.clock import Clock
+from clmmd.artifacts.base.ratelimit import RateLimitWaitTooLong, SlidingWindowLimiter
+from clmmd.artifacts.base.retry import backoff_delay, parse_retry_after
+from clmmd.env.gateway_errors import (
     GatewayRateLimited,
     GatewayResponseError,
     GatewayServerError,
     GatewayUnreachable,
     error_for_status,
 )
-from env.gateway_models import Json, WriteResult
-from scheduler.ratelimit import RateLimitWaitTooLong, SlidingWindowLimiter
-from scheduler.retry import backoff_delay, parse_retry_after
-from service.clock import Clock
+from clmmd.env.gateway_models import Json, WriteResult
 
 log = structlog.get_logger(__name__)
 

@@ -31,16 +31,16 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from env.base import EnvHealth, ExecutionOutcome, ExecutionRequest, MarketInputs, PoolSpec
-from env.pricepath import DEFAULT_VOLUME_NOISE, price_path, volume_series
-from env.pricing import (
+from clmmd.env.base import EnvHealth, ExecutionOutcome, ExecutionRequest, MarketInputs, PoolSpec
+from clmmd.env.pricepath import DEFAULT_VOLUME_NOISE, price_path, volume_series
+from clmmd.env.pricing import (
     liquidity_for_value_usd,
     position_value_usd,
     raw_price_from_usd,
     raw_prices_from_usd,
     ticks_to_usd_range,
 )
-from env.uniswap_math import amounts_for_liquidity_f, tick_to_price, usable_tick_bounds
+from clmmd.env.uniswap_math import amounts_for_liquidity_f, tick_to_price, usable_tick_bounds
 
 log = structlog.get_logger(__name__)
 

@@ -19,8 +19,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from env.base import PoolSpec
-from env.uniswap_math import (
+from clmmd.env.base import PoolSpec
+from clmmd.env.uniswap_math import (
     LOG_TICK_BASE,
     amounts_for_liquidity_f,
     price_to_tick,

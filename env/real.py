@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import structlog
 
-from env.base import (
+from clmmd.artifacts.base.clock import Clock
+from clmmd.env.base import (
     EnvHealth,
     ExecutionOutcome,
     ExecutionRequest,
@@ -22,12 +23,12 @@ from env.base import (
     PoolSpec,
     PoolValidationError,
 )
-from env.gates import GATE_QUOTE, check_gates
-from env.gateway import GatewayClient, PoolInfo, PositionQuote, Venue, client_from_settings
-from env.gateway_errors import GatewayError, GatewayUnreachable
-from env.mock import validate_request
-from env.pricing import liquidity_for_value_usd
-from env.real_outcome import (
+from clmmd.env.gates import GATE_QUOTE, check_gates
+from clmmd.env.gateway import GatewayClient, PoolInfo, PositionQuote, Venue, client_from_settings
+from clmmd.env.gateway_errors import GatewayError, GatewayUnreachable
+from clmmd.env.mock import validate_request
+from clmmd.env.pricing import liquidity_for_value_usd
+from clmmd.env.real_outcome import (
     LiveRun,
     current_tick,
     gateway_price_range,
@@ -35,10 +36,9 @@ from env.real_outcome import (
     value_usd,
     volatile_usd_price,
 )
-from env.real_positions import Legs, LiveExecutionError, LivePositionWriter
-from env.uniswap_math import tick_to_price
-from env.validator import validate_pool
-from service.clock import Clock
+from clmmd.env.real_positions import Legs, LiveExecutionError, LivePositionWriter
+from clmmd.env.uniswap_math import tick_to_price
+from clmmd.env.validator import validate_pool
 
 # These were defined here before the split; callers and tests import them from this module.
 __all__ = [

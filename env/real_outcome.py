@@ -10,12 +10,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from env.base import ExecutionOutcome, ExecutionRequest, PoolSpec
-from env.gateway import PoolInfo, PositionQuote, RouteFamily, Venue
-from env.pricing import token_usd_prices
-from env.real_positions import Legs
-from env.uniswap_math import price_to_tick
-from env.validator import human_price_at_tick
+from clmmd.env.base import ExecutionOutcome, ExecutionRequest, PoolSpec
+from clmmd.env.gateway import PoolInfo, PositionQuote, RouteFamily, Venue
+from clmmd.env.pricing import token_usd_prices
+from clmmd.env.real_positions import Legs
+from clmmd.env.uniswap_math import price_to_tick
+from clmmd.env.validator import human_price_at_tick
 
 
 def volatile_usd_price(pool: PoolSpec, info: PoolInfo) -> float:

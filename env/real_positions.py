@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from env.base import ExecutionRequest, PoolSpec
-from env.gateway import (
+from clmmd.artifacts.base.clock import Clock
+from clmmd.env.base import ExecutionRequest, PoolSpec
+from clmmd.env.gateway import (
     TX_CONFIRMED,
     TX_FAILED,
     GatewayClient,
@@ -24,14 +25,13 @@ from env.gateway import (
     Venue,
     WriteResult,
 )
-from env.gateway_errors import (
+from clmmd.env.gateway_errors import (
     GatewayError,
     GatewayServerError,
     GatewayUnreachable,
     TransactionNotConfirmed,
     TransactionReverted,
 )
-from service.clock import Clock
 
 log = structlog.get_logger(__name__)
 

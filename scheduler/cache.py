@@ -30,9 +30,9 @@ import diskcache
 import orjson
 import structlog
 
-from scheduler.quality import Quality, age_seconds, is_usable, quality
-from scheduler.source import SourceName
-from service.clock import parse_utc, utc_iso
+from clmmd.artifacts.base.clock import parse_utc, utc_iso
+from clmmd.scheduler.quality import Quality, age_seconds, is_usable, quality
+from clmmd.scheduler.source import SourceName
 
 log = structlog.get_logger(__name__)
 

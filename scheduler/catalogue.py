@@ -6,7 +6,7 @@ A test compares the file with :func:`render_catalogue`, so the docs cannot drift
 
 from __future__ import annotations
 
-from scheduler.registry import PRIORITY_LABELS, QuerySpec, Registry, load_registry
+from clmmd.scheduler.registry import PRIORITY_LABELS, QuerySpec, Registry, load_registry
 
 EXAMPLE_POOL = "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"
 

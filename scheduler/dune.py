@@ -22,14 +22,17 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from scheduler.dune_errors import (
+from clmmd.artifacts.base.clock import Clock
+from clmmd.artifacts.base.ratelimit import RateLimitWaitTooLong, SlidingWindowLimiter
+from clmmd.artifacts.base.retry import backoff_delay, parse_retry_after
+from clmmd.scheduler.dune_errors import (
     DuneApiError,
     DuneDeadlineError,
     DuneError,
     DuneExecutionError,
     DuneProtocolError,
 )
-from scheduler.dune_responses import (
+from clmmd.scheduler.dune_responses import (
     DONE_STATES,
     RUNNING_STATES,
     STATE_COMPLETED_PARTIAL,
@@ -38,9 +41,6 @@ from scheduler.dune_responses import (
     execution_error,
     json_object,
 )
-from scheduler.ratelimit import RateLimitWaitTooLong, SlidingWindowLimiter
-from scheduler.retry import backoff_delay, parse_retry_after
-from service.clock import Clock
 
 # The error classes lived here first: callers and tests import them from this module.
 __all__ = [

@@ -6,7 +6,7 @@ messages never carry the API key. See ``docs/dune-client.md`` for the error tabl
 
 from __future__ import annotations
 
-from scheduler.source import IntelFetchError
+from clmmd.scheduler.source import IntelFetchError
 
 
 class DuneError(IntelFetchError):

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from scheduler.dune_errors import DuneExecutionError
+from clmmd.scheduler.dune_errors import DuneExecutionError
 
 STATE_PENDING = "QUERY_STATE_PENDING"
 STATE_EXECUTING = "QUERY_STATE_EXECUTING"

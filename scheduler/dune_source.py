@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from scheduler.dune import ParamValue
-from scheduler.source import FetchRequest, FetchResult, IntelFetchError
+from clmmd.scheduler.dune import ParamValue
+from clmmd.scheduler.source import FetchRequest, FetchResult, IntelFetchError
 
 log = structlog.get_logger(__name__)
 

@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from env.base import MarketInputs
-from scheduler.cache import IntelCache, QualityMeta
-from scheduler.registry import QuerySpec, Registry, cache_key, window_hours
-from service.clock import Clock
+from clmmd.artifacts.base.clock import Clock
+from clmmd.env.base import MarketInputs
+from clmmd.scheduler.cache import IntelCache, QualityMeta
+from clmmd.scheduler.registry import QuerySpec, Registry, cache_key, window_hours
 
 
 @dataclass(frozen=True)

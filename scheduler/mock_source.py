@@ -39,10 +39,10 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from env.base import KNOWN_POOLS
-from scheduler.registry import window_hours
-from scheduler.source import FetchRequest, FetchResult, IntelFetchError
-from service.clock import Clock
+from clmmd.artifacts.base.clock import Clock
+from clmmd.env.base import KNOWN_POOLS
+from clmmd.scheduler.registry import window_hours
+from clmmd.scheduler.source import FetchRequest, FetchResult, IntelFetchError
 
 #: ETH price used when no known pool gives one.
 _ETH_REFERENCE_USD = 3000.0

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from scheduler.cache import Envelope
-from scheduler.quality import age_seconds, quality
-from scheduler.registry import (
+from clmmd.artifacts.base.clock import parse_utc
+from clmmd.scheduler.cache import Envelope
+from clmmd.scheduler.quality import age_seconds, quality
+from clmmd.scheduler.registry import (
     PRIORITIES,
     Priority,
     QuerySpec,
@@ -26,8 +27,7 @@ from scheduler.registry import (
     cache_key,
     is_pool_address,
 )
-from scheduler.source import FetchRequest
-from service.clock import parse_utc
+from clmmd.scheduler.source import FetchRequest
 
 Reason = Literal["missing", "stale", "too_old", "forced"]
 

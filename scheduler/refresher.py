@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 import structlog
 
-from scheduler.cache import IntelCache
-from scheduler.planner import PlannedFetch, candidate_requests, plan_refresh
-from scheduler.registry import Registry
-from scheduler.source import FetchResult, IntelFetchError, IntelSource
-from service.clock import Clock
+from clmmd.artifacts.base.clock import Clock
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.planner import PlannedFetch, candidate_requests, plan_refresh
+from clmmd.scheduler.registry import Registry
+from clmmd.scheduler.source import FetchResult, IntelFetchError, IntelSource
 
 log = structlog.get_logger(__name__)
 

@@ -198,7 +198,7 @@ def load_registry(
 
 def _read_shipped_file() -> str:
     try:
-        return (importlib.resources.files("scheduler") / "queries.toml").read_text("utf-8")
+        return (importlib.resources.files("clmmd.scheduler") / "queries.toml").read_text("utf-8")
     except (NotADirectoryError, FileNotFoundError, TypeError):
         # Without scheduler/__init__.py the package is a namespace package, and
         # importlib.resources on Python 3.11 cannot always read from one (an editable

@@ -39,17 +39,17 @@ from apscheduler.events import (
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler.cache import Envelope, IntelCache
-from scheduler.planner import (
+from clmmd.artifacts.base.clock import Clock, utc_iso
+from clmmd.scheduler.cache import Envelope, IntelCache
+from clmmd.scheduler.planner import (
     PlannedFetch,
     candidate_requests,
     keys_for_pool,
     plan_pool_refresh,
     plan_refresh,
 )
-from scheduler.refresher import FetchOutcome, OutcomeStatus, Refresher, RefreshReport
-from scheduler.registry import Registry
-from service.clock import Clock, utc_iso
+from clmmd.scheduler.refresher import FetchOutcome, OutcomeStatus, Refresher, RefreshReport
+from clmmd.scheduler.registry import Registry
 
 log = structlog.get_logger(__name__)
 

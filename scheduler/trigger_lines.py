@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import orjson
 
-from scheduler.registry import PRIORITIES, is_pool_address
-from scheduler.triggers import MAX_EPISODES_PER_TRIGGER, MAX_LINE_BYTES, MAX_REASON_CHARS
-from service.clock import parse_utc, utc_iso
+from clmmd.artifacts.base.clock import parse_utc, utc_iso
+from clmmd.scheduler.registry import PRIORITIES, is_pool_address
+from clmmd.scheduler.triggers import MAX_EPISODES_PER_TRIGGER, MAX_LINE_BYTES, MAX_REASON_CHARS
 
 DEFAULT_PRIORITIES: tuple[str, ...] = ("P0", "P1")
 MAX_ID_CHARS = 128

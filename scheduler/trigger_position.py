@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 import structlog
 
-from artifacts.writer import TEMP_MARKER, replace_json
+from clmmd.artifacts.writer import TEMP_MARKER, replace_json
 
 log = structlog.get_logger(__name__)
 

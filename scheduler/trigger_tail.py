@@ -38,9 +38,10 @@ from pathlib import Path
 import orjson
 import structlog
 
-from artifacts.writer import append_line
-from scheduler.cache import IntelCache
-from scheduler.trigger_lines import (
+from clmmd.artifacts.base.clock import Clock, utc_iso
+from clmmd.artifacts.writer import append_line
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.trigger_lines import (
     EpisodesTrigger,
     LineAssembler,
     RawLine,
@@ -49,10 +50,9 @@ from scheduler.trigger_lines import (
     parse_trigger_line,
     reject_record,
 )
-from scheduler.trigger_position import OFFSET_FILENAME, FileId, PositionFile
-from scheduler.trigger_watch import directory_watch, wait_for_work
-from scheduler.triggers import MAX_LINE_BYTES, TRIGGER_FILENAME
-from service.clock import Clock, utc_iso
+from clmmd.scheduler.trigger_position import OFFSET_FILENAME, FileId, PositionFile
+from clmmd.scheduler.trigger_watch import directory_watch, wait_for_work
+from clmmd.scheduler.triggers import MAX_LINE_BYTES, TRIGGER_FILENAME
 
 log = structlog.get_logger(__name__)
 

@@ -16,14 +16,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
-from watchfiles import Change, awatch
 
 try:  # Linux: inotify straight into the event loop (no polling thread)
     import asyncinotify as _inotify
 except ImportError:  # elsewhere: watchfiles
     _inotify = None  # type: ignore[assignment]
 
-from service.clock import Clock
+from clmmd.artifacts.base.clock import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -133,7 +132,10 @@ async def watch_watchfiles(
     directory: Path, filename: str, wake: asyncio.Event, watch_stop: asyncio.Event
 ) -> None:
     """Set ``wake`` on every watchfiles change batch for ``filename`` in ``directory`` until
-    ``watch_stop`` (the portable fallback; its Rust loop polls every few ms)."""
+    ``watch_stop`` (the portable fallback; its Rust loop polls every few ms).
+
+    watchfiles is a dependency only where asyncinotify is not (off Linux): imported here."""
+    from watchfiles import Change, awatch
 
     def is_watched_file(change: Change, path: str) -> bool:
         return os.path.basename(path) == filename

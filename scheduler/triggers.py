@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from scheduler.registry import PRIORITIES, is_pool_address
-from service.clock import Clock, SystemClock, utc_iso
+from clmmd.artifacts.base.clock import Clock, SystemClock, utc_iso
+from clmmd.scheduler.registry import PRIORITIES, is_pool_address
 
 TRIGGER_FILENAME = "dune_triggers.jsonl"
 MAX_LINE_BYTES = 64 * 1024

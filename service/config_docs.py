@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices
 
-from service.config import SECRET_FIELDS, Settings
+from clmmd.service.config import SECRET_FIELDS, Settings
 
 DESCRIPTIONS: dict[str, str] = {
     "HB_ENV": "top-level environment selector",

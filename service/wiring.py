@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.cache import IntelCache
-from scheduler.intel import MarketIntelligence
-from scheduler.registry import Registry, RegistryError, load_registry
-from scheduler.source import IntelSource
-from service.clock import Clock
-from service.config import ConfigError, Settings
-from service.logging import REDACTOR, configure_logging
+from clmmd.artifacts.base.clock import Clock
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.intel import MarketIntelligence
+from clmmd.scheduler.registry import Registry, RegistryError, load_registry
+from clmmd.scheduler.source import IntelSource
+from clmmd.service.config import ConfigError, Settings
+from clmmd.service.logging import REDACTOR, configure_logging
 
 
 @dataclass
@@ -56,7 +56,7 @@ def open_intel(settings: Settings, clock: Clock) -> IntelStack:
 def build_source(settings: Settings, clock: Clock) -> IntelSource:
     """The configured fetch source. INTEL_DATA_SOURCE=dune without a key is a config error."""
     if settings.intel_data_source == "mock":
-        from scheduler.mock_source import MockSource
+        from clmmd.scheduler.mock_source import MockSource
 
         return MockSource(clock)
     if settings.dune_api_key is None:
@@ -64,8 +64,8 @@ def build_source(settings: Settings, clock: Clock) -> IntelSource:
             "invalid configuration: DUNE_API_KEY is NOT SET but INTEL_DATA_SOURCE='dune'; "
             "set the key or use INTEL_DATA_SOURCE=mock"
         )
-    from scheduler.dune import DuneClient
-    from scheduler.dune_source import DuneSource
+    from clmmd.scheduler.dune import DuneClient
+    from clmmd.scheduler.dune_source import DuneSource
 
     client = DuneClient(
         settings.dune_api_base_url,

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.clock import FakeClock
-from service.logging import SINKS, configure_logging
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.service.logging import SINKS, configure_logging
 
 
 class CapturedLogs:
@@ -51,7 +51,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _config_variables() -> list[str]:
     from pydantic import AliasChoices
 
-    from service.config import Settings
+    from clmmd.service.config import Settings
 
     names = ["CLMMD_CONFIG_FILE"]
     for field in Settings.model_fields.values():

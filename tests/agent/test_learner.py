@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.learner import decide_learning
+from clmmd.agent.learner import decide_learning
 
 PASSING: dict[str, Any] = {
     "status": "success",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.persistence import (
+from clmmd.agent.persistence import (
     FORMAT_VERSION,
     LearningAgent,
     PersistentAgent,
@@ -21,9 +21,9 @@ from agent.persistence import (
     state_from_json,
     state_to_json,
 )
-from agent.state import AgentState
-from service.clock import FakeClock, utc_iso
-from service.episodes import AgentHandle
+from clmmd.agent.state import AgentState
+from clmmd.artifacts.base.clock import FakeClock, utc_iso
+from clmmd.service.runs.runner import AgentHandle
 from tests.conftest import CapturedLogs
 
 REGIME = "gas=low|vol=mid|flow=clean"
@@ -202,7 +202,7 @@ async def test_a_second_process_cannot_learn_into_the_same_state(tmp_path: Path)
     import subprocess
     import sys
 
-    from agent.persistence import StateLockedError
+    from clmmd.agent.persistence import StateLockedError
 
     path = tmp_path / "agent" / "state.json"
     path.parent.mkdir()

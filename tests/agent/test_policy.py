@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.policy import (
+from clmmd.agent.policy import (
     DEFAULT_WIDTHS,
     PRIOR_MEAN,
     PRIOR_VAR,
@@ -17,7 +17,7 @@ from agent.policy import (
     choose_width,
     posterior,
 )
-from agent.state import AgentState
+from clmmd.agent.state import AgentState
 
 
 @given(st.lists(st.floats(min_value=-100, max_value=100), min_size=1, max_size=50))

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.policy import DEFAULT_WIDTHS, ArmStats, posterior
-from agent.proposer import ProposalContext, propose
-from agent.regime import MarketView, classify
-from agent.risk import risk_scalar
-from agent.state import AgentState
-from env.base import KNOWN_POOLS, PoolSpec
-from env.pricing import tick_to_usd_price
+from clmmd.agent.policy import DEFAULT_WIDTHS, ArmStats, posterior
+from clmmd.agent.proposer import ProposalContext, propose
+from clmmd.agent.regime import MarketView, classify
+from clmmd.agent.risk import risk_scalar
+from clmmd.agent.state import AgentState
+from clmmd.env.base import KNOWN_POOLS, PoolSpec
+from clmmd.env.pricing import tick_to_usd_price
 
 POOLS = sorted(KNOWN_POOLS.values(), key=lambda p: p.address)
 VIEW = MarketView(price_usd=2500.0, gas_regime="normal", volatility_daily=0.03, toxic_share=0.1)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.regime import TOXIC_EDGE, UNKNOWN, VOL_EDGES, MarketView, Regime, classify
+from clmmd.agent.regime import TOXIC_EDGE, UNKNOWN, VOL_EDGES, MarketView, Regime, classify
 
 KEY_RE = re.compile(
     r"^gas=(low|normal|high|unknown)\|vol=(low|mid|high|unknown)\|flow=(clean|toxic|unknown)$"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.reward import RewardWeights, compute_reward
-from artifacts.models import Reward
+from clmmd.agent.reward import RewardWeights, compute_reward
+from clmmd.artifacts.models import Reward
 
 BASE: dict[str, float] = {
     "pnl_usd": 12.0,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.regime import UNKNOWN, Regime
-from agent.risk import DEFAULT_PROFILE, FLOOR, risk_scalar
+from clmmd.agent.regime import UNKNOWN, Regime
+from clmmd.agent.risk import DEFAULT_PROFILE, FLOOR, risk_scalar
 
 GAS = ["low", "normal", "high", UNKNOWN]
 VOL = ["low", "mid", "high", UNKNOWN]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.policy import ArmStats
-from agent.state import AGENT_NAME, AGENT_RELEASE, AgentState
+from clmmd.agent.policy import ArmStats
+from clmmd.agent.state import AGENT_NAME, AGENT_RELEASE, AgentState
 
 REGIME = "gas=low|vol=mid|flow=clean"
 OTHER = "gas=high|vol=high|flow=toxic"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifacts.layout import (
+from clmmd.artifacts.layout import (
     EPISODE_ID_RE,
     RUN_ID_RE,
     RunLayout,
@@ -18,7 +18,7 @@ from artifacts.layout import (
     new_run_id,
     resolve_run,
 )
-from artifacts.writer import TEMP_MARKER
+from clmmd.artifacts.writer import TEMP_MARKER
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

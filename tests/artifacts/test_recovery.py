@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from artifacts.layout import RunLayout
-from artifacts.models import EpisodeFailure, EpisodeMetadata, MetricsSummary, Proposal
-from artifacts.recovery import recover_all, recover_run, writer_alive
-from artifacts.store import ArtifactStore
-from artifacts.summary import summarize_folders
-from artifacts.validate import validate_run
-from artifacts.writer import TEMP_MARKER
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.models import EpisodeFailure, EpisodeMetadata, MetricsSummary, Proposal
+from clmmd.artifacts.recovery import recover_all, recover_run, writer_alive
+from clmmd.artifacts.store import ArtifactStore
+from clmmd.artifacts.summary import summarize_folders
+from clmmd.artifacts.validate import validate_run
+from clmmd.artifacts.writer import TEMP_MARKER
 from tests.artifacts.test_validate import (
     NOW,
     RUN_ID,

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifacts.layout import RunLayout, list_runs
-from artifacts.retention import DELETING_MARKER, RetentionError, clean, plan_removals
-from service.cli import main
+from clmmd.artifacts.layout import RunLayout, list_runs
+from clmmd.artifacts.retention import DELETING_MARKER, RetentionError, clean, plan_removals
+from clmmd.service.cli.main import main
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

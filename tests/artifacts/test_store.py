@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from artifacts.layout import RunLayout
-from artifacts.models import LogLine, MetricsSummary, Proposal
-from artifacts.store import ArtifactStore
-from artifacts.summary import EpisodeRecord, summarize
-from artifacts.writer import TEMP_MARKER, ArtifactExistsError
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.models import LogLine, MetricsSummary, Proposal
+from clmmd.artifacts.store import ArtifactStore
+from clmmd.artifacts.summary import EpisodeRecord, summarize
+from clmmd.artifacts.writer import TEMP_MARKER, ArtifactExistsError
 from tests.artifacts.test_validate import NOW, RUN_ID, make_failure, make_proposal, make_reward
 
 

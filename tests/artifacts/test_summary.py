@@ -10,8 +10,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifacts.layout import RunLayout
-from artifacts.summary import EpisodeRecord, record_from_folder, summarize, summarize_folders
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.summary import EpisodeRecord, record_from_folder, summarize, summarize_folders
 from tests.artifacts.test_validate import NOW, RUN_ID, Outcome, build_run, record_for
 
 

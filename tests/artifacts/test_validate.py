@@ -15,8 +15,8 @@ from typing import Any, Literal
 import orjson
 import pytest
 
-from artifacts.layout import RunLayout, episode_id
-from artifacts.models import (
+from clmmd.artifacts.layout import RunLayout, episode_id
+from clmmd.artifacts.models import (
     EpisodeFailure,
     EpisodeMetadata,
     EpisodeResult,
@@ -31,10 +31,10 @@ from artifacts.models import (
     Simulation,
     Timings,
 )
-from artifacts.store import ArtifactStore
-from artifacts.summary import EpisodeRecord, summarize, summarize_folders
-from artifacts.validate import Violation, validate_episode, validate_run
-from artifacts.writer import TEMP_MARKER, replace_json
+from clmmd.artifacts.store import ArtifactStore
+from clmmd.artifacts.summary import EpisodeRecord, summarize, summarize_folders
+from clmmd.artifacts.validate import Violation, validate_episode, validate_run
+from clmmd.artifacts.writer import TEMP_MARKER, replace_json
 
 RUN_ID = "run_20260301_120000_abcd"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -491,7 +491,7 @@ def test_unreadable_summary_is_reported(tmp_path: Path) -> None:
 def test_unfinished_episodes_of_a_live_writer_are_not_violations(tmp_path: Path) -> None:
     import subprocess
 
-    from artifacts.layout import episode_id as make_episode_id
+    from clmmd.artifacts.layout import episode_id as make_episode_id
 
     layout = build_run(tmp_path, ("success",))
     store = ArtifactStore(layout, durable=False)

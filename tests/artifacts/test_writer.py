@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from artifacts.layout import RunLayout
-from artifacts.models import Proposal
-from artifacts.recovery import recover_run
-from artifacts.validate import validate_run
-from artifacts.writer import (
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.models import Proposal
+from clmmd.artifacts.recovery import recover_run
+from clmmd.artifacts.validate import validate_run
+from clmmd.artifacts.writer import (
     TEMP_MARKER,
     ArtifactExistsError,
     append_line,

@@ -14,16 +14,16 @@ import orjson
 import pytest
 from aiohttp import web
 
-from env import gateway_models
-from env.gateway_errors import GatewayError
-from scheduler.cache import IntelCache
-from scheduler.dune import DuneClient, DuneError
-from scheduler.registry import RegistryError, load_registry
-from scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
-from scheduler.trigger_tail import REJECTS_FILENAME, TriggerTail
-from scheduler.triggers import trigger_path
-from service.cli import main
-from service.clock import FakeClock
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.env import gateway_models
+from clmmd.env.gateway_errors import GatewayError
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.dune import DuneClient, DuneError
+from clmmd.scheduler.registry import RegistryError, load_registry
+from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
+from clmmd.scheduler.trigger_tail import REJECTS_FILENAME, TriggerTail
+from clmmd.scheduler.triggers import trigger_path
+from clmmd.service.cli.main import main
 from tests.bad_inputs.corpus import (
     ALL,
     CLI,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from scheduler.catalogue import render_catalogue
-from scheduler.registry import PRIORITIES, load_registry
+from clmmd.scheduler.catalogue import render_catalogue
+from clmmd.scheduler.registry import PRIORITIES, load_registry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "queries.md"
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from artifacts.layout import list_runs
-from artifacts.models import ARTIFACT_MODELS
-from artifacts.validate import validate_run
-from service.cli import build_parser
-from service.episodes import STAGE_HINTS
+from clmmd.artifacts.layout import list_runs
+from clmmd.artifacts.models import ARTIFACT_MODELS
+from clmmd.artifacts.validate import validate_run
+from clmmd.service.cli.main import build_parser
+from clmmd.service.runs.runner import STAGE_HINTS
 from tests.conftest import _config_variables
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from env.base import ExecutionSkipped
-from env.gates import GATES, check_gates
+from clmmd.env.base import ExecutionSkipped
+from clmmd.env.gates import GATES, check_gates
 
 ALL_PASS: dict[str, Any] = {
     "exec_mode": "real",

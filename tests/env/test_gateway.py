@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from env.gateway import GatewayClient, Venue, build_ssl_context, parse_amount
-from env.gateway_errors import (
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.env.gateway import GatewayClient, Venue, build_ssl_context, parse_amount
+from clmmd.env.gateway_errors import (
     GatewayNotFound,
     GatewayRateLimited,
     GatewayResponseError,
@@ -23,7 +24,6 @@ from env.gateway_errors import (
     GatewayUnreachable,
     TransactionReverted,
 )
-from service.clock import FakeClock
 from tests.conftest import CapturedLogs
 from tests.fakes.gateway_server import FakeGatewayServer, FakePool
 

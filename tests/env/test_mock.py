@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from env.base import (
+from clmmd.env.base import (
     KNOWN_POOLS,
     ClmmEnv,
     ExecutionOutcome,
@@ -19,7 +19,7 @@ from env.base import (
     MarketInputs,
     PoolSpec,
 )
-from env.mock import (
+from clmmd.env.mock import (
     DEFAULT_ACTIVE_LIQUIDITY_USD,
     DEFAULT_GAS_PRICE_GWEI,
     DEFAULT_VOLATILITY_DAILY,
@@ -30,8 +30,8 @@ from env.mock import (
     resolve_market,
     simulate,
 )
-from env.pricing import raw_price_from_usd, usd_range_to_ticks
-from env.uniswap_math import tick_to_price, usable_tick_bounds
+from clmmd.env.pricing import raw_price_from_usd, usd_range_to_ticks
+from clmmd.env.uniswap_math import tick_to_price, usable_tick_bounds
 
 USDC_WETH = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]  # token1 = WETH
 WETH_USDT = KNOWN_POOLS["0x11b815efb8f581194ae79006d24e0d814b7697f6"]  # token1 = USDT

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from env.pricepath import MINUTES_PER_DAY, price_path, step_count, volume_series
+from clmmd.env.pricepath import MINUTES_PER_DAY, price_path, step_count, volume_series
 
 
 def test_step_count_rounds_up_to_whole_steps() -> None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from env.base import KNOWN_POOLS, PoolSpec
-from env.pricing import (
+from clmmd.env.base import KNOWN_POOLS, PoolSpec
+from clmmd.env.pricing import (
     liquidity_for_value_usd,
     position_value_usd,
     raw_price_from_usd,
@@ -23,7 +23,7 @@ from env.pricing import (
     usd_price_to_tick,
     usd_range_to_ticks,
 )
-from env.uniswap_math import amounts_for_liquidity_f, tick_to_price
+from clmmd.env.uniswap_math import amounts_for_liquidity_f, tick_to_price
 
 # USDC is token0 (6 decimals), WETH token1 (18): a higher ETH price is a lower tick.
 USDC_WETH = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]

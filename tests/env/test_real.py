@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 
-from env import gateway as gateway_module
-from env.base import (
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.env import gateway as gateway_module
+from clmmd.env.base import (
     KNOWN_POOLS,
     ExecutionRequest,
     ExecutionSkipped,
     MarketInputs,
     PoolValidationError,
 )
-from env.gateway import GatewayClient
-from env.gateway_errors import TransactionReverted
-from env.mock import MockClmmEnv
-from env.real import LiveExecutionError, RealClmmEnv, real_env_from_settings
-from service.clock import FakeClock
+from clmmd.env.gateway import GatewayClient
+from clmmd.env.gateway_errors import TransactionReverted
+from clmmd.env.mock import MockClmmEnv
+from clmmd.env.real import LiveExecutionError, RealClmmEnv, real_env_from_settings
 from tests.conftest import CapturedLogs
 from tests.fakes.gateway_server import FakeGatewayServer, FakePool
 

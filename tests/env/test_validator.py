@@ -1,27 +1,23 @@
 """Pool validator: EIP-55 (published vectors), chain/network names, Gateway-backed checks, and
-the validate-pool command's lines and exit codes."""
+(the command's lines and exit codes: tests/service/cli/test_pool_check.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from env import validator
-from env.base import KNOWN_POOLS, PoolSpec, PoolValidationError
-from env.gateway import GatewayClient, Venue
-from env.validator import (
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.env.base import KNOWN_POOLS, PoolSpec, PoolValidationError
+from clmmd.env.gateway import GatewayClient, Venue
+from clmmd.env.validator import (
     normalise_address,
     to_checksum_address,
     validate_chain_network,
     validate_pool,
-    validate_pool_command,
 )
-from service.clock import FakeClock
 from tests.fakes.gateway_server import FakeGatewayServer, FakePool
 
 #: The test vectors published in EIP-55 (all-caps, all-lower and mixed-case groups).
@@ -156,103 +152,3 @@ async def test_unknown_pool_fails_on_pool_with_legacy_routes_too(clock: FakeCloc
 
 
 # --- validate-pool command ---
-
-
-def _proposal(tmp_path: Path, **override: Any) -> Path:
-    body = {
-        "run_id": "run_1",
-        "episode_id": "ep_1",
-        "proposed": True,
-        "pool_address": USDC_WETH.address,
-        "pair": "WETH-USDC",
-        "chain": "ethereum",
-        "network": "mainnet",
-        "fee_pips": 500,
-        **override,
-    }
-    path = tmp_path / "proposal.json"
-    path.write_bytes(orjson.dumps(body))
-    return path
-
-
-class _Settings:
-    gateway_url = "http://127.0.0.1:9"
-
-
-async def test_command_prints_a_line_per_check_and_exits_0(
-    tmp_path: Path, client: GatewayClient
-) -> None:
-    lines: list[str] = []
-    code = await validate_pool_command(
-        _proposal(tmp_path), "run_1", "ep_1", "real", _Settings(), out=lines.append, client=client
-    )
-    assert code == 0
-    assert [line.split()[1].rstrip(":") for line in lines] == [
-        "address",
-        "chain",
-        "network",
-        "pool",
-        "pair",
-        "fee_tier",
-    ]
-    assert all(line.startswith("ok") for line in lines)
-
-
-async def test_command_exits_1_naming_the_failed_check(
-    tmp_path: Path, client: GatewayClient
-) -> None:
-    lines: list[str] = []
-    code = await validate_pool_command(
-        _proposal(tmp_path, fee_pips=3000),
-        "run_1",
-        "ep_1",
-        "real",
-        _Settings(),
-        out=lines.append,
-        client=client,
-    )
-    assert code == 1
-    assert lines[-1].startswith("FAIL fee_tier")
-
-
-@pytest.mark.parametrize(
-    ("args", "write"),
-    [
-        (("run_X", "ep_1", "real"), True),
-        (("run_1", "ep_1", "live"), True),
-        (("run_1", "ep_1", "real"), False),
-    ],
-)
-async def test_command_exits_2_on_bad_input(
-    tmp_path: Path, args: tuple[str, str, str], write: bool
-) -> None:
-    path = _proposal(tmp_path) if write else tmp_path / "missing.json"
-    lines: list[str] = []
-    code = await validate_pool_command(path, *args, _Settings(), out=lines.append)
-    assert code == 2
-    assert lines[0].startswith("bad input")
-
-
-async def test_command_in_mock_mode_checks_offline_only_and_builds_no_client(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_client(*_: object) -> None:
-        raise AssertionError("mock mode must not build a Gateway client")
-
-    monkeypatch.setattr(validator, "client_from_settings", no_client)
-    lines: list[str] = []
-    code = await validate_pool_command(
-        _proposal(tmp_path, pool_address=USDC_WETH.address.lower()),
-        "run_1",
-        "ep_1",
-        "mock",
-        _Settings(),
-        out=lines.append,
-    )
-    assert code == 0
-    assert lines[0] == f"ok   address: {USDC_WETH.address}"
-    assert "skip gateway checks" in lines[-1]
-    bad = await validate_pool_command(
-        _proposal(tmp_path, network="moon"), "run_1", "ep_1", "mock", _Settings(), out=lines.append
-    )
-    assert bad == 1 and lines[-1].startswith("FAIL network")

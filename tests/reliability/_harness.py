@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 import pytest
 
-from artifacts.layout import list_runs
-from artifacts.validate import validate_run
-from artifacts.writer import TEMP_MARKER
+from clmmd.artifacts.layout import list_runs
+from clmmd.artifacts.validate import validate_run
+from clmmd.artifacts.writer import TEMP_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = os.environ.get("CLMMD_LONG_TESTS") == "1"
@@ -71,7 +71,7 @@ class DaemonProcess:
         self.stderr_path = out_dir / f"{name}.stderr"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "run", *args],
+                [sys.executable, "-m", "clmmd.service.cli", "run", *args],
                 env=env,
                 cwd=REPO,
                 stdout=out,

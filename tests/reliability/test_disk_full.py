@@ -19,15 +19,15 @@ from typing import Any
 import orjson
 import pytest
 
-from artifacts import writer
-from artifacts.layout import list_runs
-from env.mock import MockClmmEnv
-from scheduler.cache import IntelCache
-from scheduler.trigger_lines import EpisodesTrigger
-from service import commands
-from service.config import load_settings
-from service.daemon import Daemon
-from service.notify import SystemdNotifier
+from clmmd.artifacts import writer
+from clmmd.artifacts.layout import list_runs
+from clmmd.env.mock import MockClmmEnv
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.trigger_lines import EpisodesTrigger
+from clmmd.service.cli import commands
+from clmmd.service.config import load_settings
+from clmmd.service.host.daemon import Daemon
+from clmmd.service.host.notify import SystemdNotifier
 from tests.conftest import CapturedLogs
 from tests.reliability._harness import json_file_problems, record_figures, run_violations
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from env.mock import MockClmmEnv
-from scheduler.registry import _read_shipped_file
-from service import commands
-from service.clock import parse_utc
-from service.config import Settings, load_settings
-from service.daemon import Daemon
-from service.notify import SystemdNotifier
+from clmmd.artifacts.base.clock import parse_utc
+from clmmd.env.mock import MockClmmEnv
+from clmmd.scheduler.registry import _read_shipped_file
+from clmmd.service.cli import commands
+from clmmd.service.config import Settings, load_settings
+from clmmd.service.host.daemon import Daemon
+from clmmd.service.host.notify import SystemdNotifier
 from tests.fakes.dune_server import (
     CANCELED,
     CANCELLED,

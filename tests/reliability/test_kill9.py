@@ -11,13 +11,13 @@ from pathlib import Path
 
 import orjson
 
-from artifacts.layout import list_runs
-from artifacts.writer import TEMP_MARKER
-from scheduler.cache import IntelCache
-from scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
-from scheduler.trigger_tail import OFFSET_FILENAME, TriggerTail
-from scheduler.triggers import trigger_episodes
-from service.clock import FakeClock
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.artifacts.layout import list_runs
+from clmmd.artifacts.writer import TEMP_MARKER
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
+from clmmd.scheduler.trigger_tail import OFFSET_FILENAME, TriggerTail
+from clmmd.scheduler.triggers import trigger_episodes
 from tests.reliability._harness import (
     DaemonProcess,
     daemon_env,

@@ -27,7 +27,7 @@ CANARY = "dune-CANARY-7f3a9c2e51b84d06e1a0"
 
 def _clmmd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "clmmd.service.cli", *args],
         env=env,
         cwd=REPO,
         capture_output=True,

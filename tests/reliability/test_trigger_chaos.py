@@ -21,9 +21,9 @@ from pathlib import Path
 import diskcache
 import orjson
 
-from scheduler.cache import _DEDUP_PREFIX
-from scheduler.trigger_tail import DEDUPE_PREFIX, OFFSET_FILENAME
-from scheduler.triggers import trigger_path
+from clmmd.scheduler.cache import _DEDUP_PREFIX
+from clmmd.scheduler.trigger_tail import DEDUPE_PREFIX, OFFSET_FILENAME
+from clmmd.scheduler.triggers import trigger_path
 from tests.reliability._harness import (
     POOL,
     REPO,
@@ -40,7 +40,7 @@ DISPATCH_EVENTS = ("trigger_refresh_started", "episodes_enqueued")
 WRITER = """
 import os, sys, time
 from datetime import UTC, datetime
-from scheduler.triggers import append_trigger, trigger_path
+from clmmd.scheduler.triggers import append_trigger, trigger_path
 from pathlib import Path
 data_dir, control, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 count, gap, pool = int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]

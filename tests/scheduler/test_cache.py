@@ -11,8 +11,8 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from scheduler.cache import DEFAULT_SIZE_LIMIT_BYTES, IntelCache, decode_envelope
-from service.clock import FakeClock, utc_iso
+from clmmd.artifacts.base.clock import FakeClock, utc_iso
+from clmmd.scheduler.cache import DEFAULT_SIZE_LIMIT_BYTES, IntelCache, decode_envelope
 
 KEY = "gas_regime"
 DATA = {"rows": [{"gas_price_gwei": 12.5}], "partial": False}

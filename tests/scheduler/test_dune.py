@@ -16,15 +16,15 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from scheduler.dune import (
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.artifacts.base.ratelimit import SlidingWindowLimiter
+from clmmd.scheduler.dune import (
     DuneApiError,
     DuneClient,
     DuneDeadlineError,
     DuneExecutionError,
 )
-from scheduler.ratelimit import SlidingWindowLimiter
-from scheduler.source import IntelFetchError
-from service.clock import FakeClock
+from clmmd.scheduler.source import IntelFetchError
 from tests.fakes.dune_server import (
     CANCELED,
     CANCELLED,

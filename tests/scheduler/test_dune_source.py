@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from scheduler.dune import DuneClient, ParamValue
-from scheduler.dune_source import DuneSource
-from scheduler.source import FetchRequest, IntelFetchError
-from service.clock import FakeClock
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.scheduler.dune import DuneClient, ParamValue
+from clmmd.scheduler.dune_source import DuneSource
+from clmmd.scheduler.source import FetchRequest, IntelFetchError
 from tests.fakes.dune_server import FakeDuneServer, Fault
 
 KEY = "dune-SECRET-source-91b2"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import math
 import subprocess
 import sys
@@ -11,12 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from scheduler.cache import IntelCache
-from scheduler.intel import MarketIntelligence, closest_window, hygiene
-from scheduler.mock_source import MockSource
-from scheduler.refresher import Refresher
-from scheduler.registry import Registry, cache_key, load_registry
-from service.clock import FakeClock
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.intel import MarketIntelligence, closest_window, hygiene
+from clmmd.scheduler.mock_source import MockSource
+from clmmd.scheduler.refresher import Refresher
+from clmmd.scheduler.registry import Registry, cache_key, load_registry
 
 POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
 PAIR = "WETH-USDC"
@@ -173,7 +174,13 @@ async def test_snapshot_reads_what_another_process_wrote(cache: IntelCache) -> N
         reader.close()
 
 
-FORBIDDEN = ("aiohttp", "socket", "scheduler.dune", "scheduler.dune_source", "scheduler.refresher")
+FORBIDDEN = (
+    "aiohttp",
+    "socket",
+    "clmmd.scheduler.dune",
+    "clmmd.scheduler.dune_source",
+    "clmmd.scheduler.refresher",
+)
 
 
 def _repo_imports(module: str, seen: set[str]) -> None:
@@ -181,9 +188,15 @@ def _repo_imports(module: str, seen: set[str]) -> None:
     if module in seen:
         return
     seen.add(module)
-    path = REPO / (module.replace(".", "/") + ".py")
-    if not path.exists():
+    if not module.startswith("clmmd."):
         return
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # "from package.module import Name": Name is no module
+        return
+    if spec is None or spec.origin is None or not spec.origin.startswith(str(REPO)):
+        return
+    path = Path(spec.origin)
     for node in ast.walk(ast.parse(path.read_text())):
         names: list[str] = []
         if isinstance(node, ast.Import):
@@ -194,13 +207,13 @@ def _repo_imports(module: str, seen: set[str]) -> None:
             _repo_imports(name, seen)
 
 
-@pytest.mark.parametrize("root", ["scheduler.intel", "scheduler.cache"])
+@pytest.mark.parametrize("root", ["clmmd.scheduler.intel", "clmmd.scheduler.cache"])
 def test_read_path_imports_no_network_layer_statically(root: str) -> None:
     seen: set[str] = set()
     _repo_imports(root, seen)
     offending = sorted(m for m in seen for bad in FORBIDDEN if m == bad or m.startswith(bad + "."))
     assert offending == []
-    assert "scheduler.cache" in seen
+    assert "clmmd.scheduler.cache" in seen
 
 
 def test_snapshot_works_with_network_blocked() -> None:
@@ -212,10 +225,10 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.create_connection = refuse
-from scheduler.cache import IntelCache
-from scheduler.intel import MarketIntelligence
-from scheduler.registry import load_registry
-from service.clock import FakeClock
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.intel import MarketIntelligence
+from clmmd.scheduler.registry import load_registry
+from clmmd.artifacts.base.clock import FakeClock
 clock = FakeClock()
 cache = IntelCache(pathlib.Path(tempfile.mkdtemp()))
 data = {{"rows": [{{"gas_price_gwei": 9.0, "eth_price_usd": 3000.0}}], "partial": False}}
@@ -223,7 +236,7 @@ asyncio.run(cache.record_success("gas_regime", data, source="mock", now=clock.no
 snap = MarketIntelligence(cache, load_registry(), clock).snapshot({POOL!r}, "WETH-USDC", 1)
 loaded = sorted(
     m for m, mod in sys.modules.items()
-    if mod is not None and m.startswith(("aiohttp", "scheduler.dune"))
+    if mod is not None and m.startswith(("aiohttp", "clmmd.scheduler.dune"))
 )
 print(snap.hygiene["fresh"], snap.market_inputs().gas_price_gwei, loaded)
 """
@@ -240,12 +253,3 @@ def test_fresh_pct_is_rounded_to_one_decimal() -> None:
     ]
     assert hygiene(entries)["fresh_pct"] == 66.7  # type: ignore[arg-type]
     assert not math.isnan(hygiene(entries)["fresh_pct"])  # type: ignore[arg-type]
-
-
-def test_package_public_names_resolve_lazily() -> None:
-    import importlib
-
-    for package in ("scheduler", "env", "agent", "service"):
-        module = importlib.import_module(package)
-        for name in module.__all__:
-            assert getattr(module, name) is not None, f"{package}.{name}"

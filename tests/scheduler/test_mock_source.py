@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from env.base import KNOWN_POOLS
-from scheduler.mock_source import MockSource
-from scheduler.planner import fetch_request
-from scheduler.registry import load_registry
-from scheduler.source import FetchRequest, IntelFetchError
-from service.clock import FakeClock
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.env.base import KNOWN_POOLS
+from clmmd.scheduler.mock_source import MockSource
+from clmmd.scheduler.planner import fetch_request
+from clmmd.scheduler.registry import load_registry
+from clmmd.scheduler.source import FetchRequest, IntelFetchError
 
 POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
 USDT_POOL = "0x11b815efB8f581194ae79006d24E0d814B7697F6"
@@ -89,9 +89,9 @@ async def test_deterministic_within_an_hour_and_varies_across_keys_and_hours() -
 def test_rows_are_the_same_in_another_process() -> None:
     code = (
         "import asyncio, orjson\n"
-        "from scheduler.mock_source import MockSource\n"
-        "from scheduler.source import FetchRequest\n"
-        "from service.clock import FakeClock\n"
+        "from clmmd.scheduler.mock_source import MockSource\n"
+        "from clmmd.scheduler.source import FetchRequest\n"
+        "from clmmd.artifacts.base.clock import FakeClock\n"
         "req = FetchRequest(key='gas_regime', query_name='gas_regime', query_id=1,"
         " method='latest')\n"
         "print(orjson.dumps(MockSource(FakeClock()).rows_for(req)).decode())\n"

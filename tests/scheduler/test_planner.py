@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.cache import Envelope
-from scheduler.planner import (
+from clmmd.artifacts.base.clock import utc_iso
+from clmmd.scheduler.cache import Envelope
+from clmmd.scheduler.planner import (
     candidate_requests,
     keys_for_pool,
     plan_pool_refresh,
     plan_refresh,
 )
-from scheduler.registry import PRIORITIES, load_registry
-from service.clock import utc_iso
+from clmmd.scheduler.registry import PRIORITIES, load_registry
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POOLS = [

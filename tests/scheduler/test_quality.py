@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.quality import QUALITIES, is_usable, quality
+from clmmd.scheduler.quality import QUALITIES, is_usable, quality
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EPS = timedelta(microseconds=1)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.cache import IntelCache
-from scheduler.mock_source import MockSource
-from scheduler.planner import PlannedFetch, plan_refresh
-from scheduler.refresher import Refresher
-from scheduler.registry import load_registry
-from scheduler.source import FetchRequest, FetchResult, IntelFetchError
-from service.clock import FakeClock
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.mock_source import MockSource
+from clmmd.scheduler.planner import PlannedFetch, plan_refresh
+from clmmd.scheduler.refresher import Refresher
+from clmmd.scheduler.registry import load_registry
+from clmmd.scheduler.source import FetchRequest, FetchResult, IntelFetchError
 
 POOLS = [
     "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.registry import (
+from clmmd.scheduler.registry import (
     RegistryError,
     cache_key,
     format_registry,

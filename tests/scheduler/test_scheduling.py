@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.cache import IntelCache
-from scheduler.mock_source import MockSource
-from scheduler.planner import candidate_requests, keys_for_pool
-from scheduler.refresher import Refresher
-from scheduler.registry import PRIORITIES, load_registry
-from scheduler.scheduling import JOB_ID, TICK_TIMED_OUT, RefreshScheduler
-from scheduler.source import FetchRequest, FetchResult, IntelSource
-from service.clock import FakeClock, utc_iso
+from clmmd.artifacts.base.clock import FakeClock, utc_iso
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.mock_source import MockSource
+from clmmd.scheduler.planner import candidate_requests, keys_for_pool
+from clmmd.scheduler.refresher import Refresher
+from clmmd.scheduler.registry import PRIORITIES, load_registry
+from clmmd.scheduler.scheduling import JOB_ID, TICK_TIMED_OUT, RefreshScheduler
+from clmmd.scheduler.source import FetchRequest, FetchResult, IntelSource
 from tests.conftest import CapturedLogs
 
 POOLS = [

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.trigger_lines import (
+from clmmd.artifacts.base.clock import FakeClock, utc_iso
+from clmmd.scheduler.trigger_lines import (
     DEFAULT_PRIORITIES,
     EXCERPT_BYTES,
     EpisodesTrigger,
@@ -22,13 +23,12 @@ from scheduler.trigger_lines import (
     parse_trigger_line,
     reject_record,
 )
-from scheduler.triggers import (
+from clmmd.scheduler.triggers import (
     MAX_LINE_BYTES,
     trigger_episodes,
     trigger_path,
     trigger_refresh,
 )
-from service.clock import FakeClock, utc_iso
 
 POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from scheduler import trigger_watch
-from scheduler.cache import IntelCache
-from scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
-from scheduler.trigger_tail import OFFSET_FILENAME, REJECTS_FILENAME, TriggerTail
-from scheduler.triggers import trigger_episodes, trigger_path, trigger_refresh
-from service.clock import Clock, FakeClock, SystemClock, utc_iso
+from clmmd.artifacts.base.clock import Clock, FakeClock, SystemClock, utc_iso
+from clmmd.scheduler import trigger_watch
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
+from clmmd.scheduler.trigger_tail import OFFSET_FILENAME, REJECTS_FILENAME, TriggerTail
+from clmmd.scheduler.triggers import trigger_episodes, trigger_path, trigger_refresh
 from tests.conftest import CapturedLogs
 
 POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
@@ -385,6 +385,7 @@ async def test_run_wakes_on_appends_and_rotation_via_the_directory_watch(
     watcher: str, data_dir: Path, make_tail: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if watcher == "watchfiles":
+        pytest.importorskip("watchfiles", reason="watchfiles is installed off Linux and by [dev]")
         monkeypatch.setattr(trigger_watch, "_inotify", None)
     elif trigger_watch._inotify is None:
         pytest.skip("asyncinotify is Linux-only")
@@ -416,15 +417,11 @@ async def test_run_falls_back_to_polling_when_the_watch_fails(
     monkeypatch: pytest.MonkeyPatch,
     captured_logs: CapturedLogs,
 ) -> None:
-    async def broken_awatch(*args: Any, **kwargs: Any) -> AsyncIterator[set[Any]]:
-        raise OSError("inotify watch limit reached")
-        yield set()  # pragma: no cover - makes this an async generator
-
-    async def broken_inotify(*args: Any, **kwargs: Any) -> None:
+    async def broken_watch(*args: Any, **kwargs: Any) -> None:
         raise OSError("inotify watch limit reached")
 
-    monkeypatch.setattr(trigger_watch, "awatch", broken_awatch)
-    monkeypatch.setattr(trigger_watch, "watch_inotify", broken_inotify)
+    monkeypatch.setattr(trigger_watch, "watch_watchfiles", broken_watch)
+    monkeypatch.setattr(trigger_watch, "watch_inotify", broken_watch)
     recorder = Recorder()
     tail = make_tail(recorder, poll_interval_s=2.0)
     append(data_dir, episodes(1))

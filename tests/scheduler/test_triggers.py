@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from scheduler.triggers import (
+from clmmd.artifacts.base.clock import FakeClock, utc_iso
+from clmmd.scheduler.triggers import (
     MAX_LINE_BYTES,
     TRIGGER_FILENAME,
     append_trigger,
@@ -16,7 +17,6 @@ from scheduler.triggers import (
     trigger_path,
     trigger_refresh,
 )
-from service.clock import FakeClock, utc_iso
 
 POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
 WRITERS = 4
@@ -137,7 +137,7 @@ def test_trigger_episodes(tmp_path: Path) -> None:
 def test_trigger_refresh_defaults_to_the_configured_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scheduler.triggers import trigger_refresh as refresh
+    from clmmd.scheduler.triggers import trigger_refresh as refresh
 
     monkeypatch.setenv("CLMMD_DATA_DIR", str(tmp_path / "d"))
     trigger_id = refresh("out_of_range", "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
-from service.config import ConfigError, derive_exec_mode, load_settings, parse_bool
+from clmmd.service.cli.main import main
+from clmmd.service.config import ConfigError, derive_exec_mode, load_settings, parse_bool
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from service.config_docs import DESCRIPTIONS, render_reference, variables
+from clmmd.service.config_docs import DESCRIPTIONS, render_reference, variables
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

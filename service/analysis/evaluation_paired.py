@@ -1,0 +1,186 @@
+"""The pure core of ``clmmd evaluate``: both arms of every episode on the same price path.
+
+For every episode, two positions go through :class:`env.mock.MockClmmEnv` directly (no
+artifact folders): the learned policy's greedy choice (posterior-mean argmax, no exploration)
+and a static ±X % range around the price, with the same size and risk scalar. The price path
+depends only on the episode seed and the market inputs, so both positions see the same path.
+CPU only: the snapshot comes in ready-made, nothing is read or written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from clmmd.agent.proposer import ProposalContext, propose
+from clmmd.agent.reward import outcome_reward
+from clmmd.agent.state import AgentState
+from clmmd.artifacts.layout import episode_id
+from clmmd.env.base import ExecutionRequest, PoolSpec
+from clmmd.env.mock import MockClmmEnv
+from clmmd.env.pricing import usd_range_to_ticks
+from clmmd.scheduler.intel import IntelSnapshot
+from clmmd.service.analysis.evaluation_stats import Interval, mean_interval, paired_difference
+from clmmd.service.runs.runner import EpisodeSettings, derive_seed, market_view
+
+#: What is compared per episode: the reward and the outcome figures it is computed from.
+METRICS: tuple[str, ...] = (
+    "reward",
+    "pnl_usd",
+    "fees_usd",
+    "il_usd",
+    "gas_cost_usd",
+    "time_in_range_pct",
+)
+
+
+@dataclass(frozen=True)
+class ArmOutcome:
+    """One simulated position of one evaluation episode."""
+
+    width_ticks: int  # tick_upper − tick_lower after snapping to the tick spacing
+    tick_lower: int
+    tick_upper: int
+    start_price_usd: float
+    end_price_usd: float
+    values: dict[str, float]  # one entry per name in METRICS
+
+
+@dataclass(frozen=True)
+class PairedEpisode:
+    """Both arms of one episode; ``policy_width_ticks`` is the arm the policy chose."""
+
+    index: int
+    seed: int
+    policy_width_ticks: int
+    learned: ArmOutcome
+    baseline: ArmOutcome
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Every paired episode of one evaluation, and per metric the 95 % intervals of each arm
+    and of the paired difference learned − baseline."""
+
+    seed: int
+    first_index: int
+    baseline_width_pct: float
+    regime_key: str
+    agent_version: str
+    pool_address: str
+    episodes: tuple[PairedEpisode, ...]
+    learned: dict[str, Interval] = field(default_factory=dict)
+    baseline: dict[str, Interval] = field(default_factory=dict)
+    difference: dict[str, Interval] = field(default_factory=dict)
+
+    @property
+    def learned_widths(self) -> dict[int, int]:
+        """How often the learned policy chose each arm (policy width in ticks)."""
+        return dict(sorted(Counter(e.policy_width_ticks for e in self.episodes).items()))
+
+
+def baseline_ticks(pool: PoolSpec, price_usd: float, width_pct: float) -> tuple[int, int]:
+    """The static range ``price × (1 ± width_pct/100)``, widened to the pool's tick spacing."""
+    if not 0 < width_pct < 100:
+        raise ValueError(f"baseline width must be in (0, 100) percent, got {width_pct}")
+    share = width_pct / 100.0
+    return usd_range_to_ticks(pool, price_usd * (1 - share), price_usd * (1 + share))
+
+
+def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
+    outcome = env.run(request)
+    reward = outcome_reward(outcome, s.reward_weights)
+    return ArmOutcome(
+        width_ticks=request.tick_upper - request.tick_lower,
+        tick_lower=request.tick_lower,
+        tick_upper=request.tick_upper,
+        start_price_usd=float(outcome.simulation["start_price_usd"]),
+        end_price_usd=float(outcome.simulation["end_price_usd"]),
+        values={
+            "reward": reward.total,
+            "pnl_usd": outcome.pnl_usd,
+            "fees_usd": outcome.fees_usd,
+            "il_usd": outcome.il_usd,
+            "gas_cost_usd": outcome.gas_cost_usd,
+            "time_in_range_pct": outcome.time_in_range_pct,
+        },
+    )
+
+
+def evaluate_on_snapshot(
+    s: EpisodeSettings,
+    pool: PoolSpec,
+    snapshot: IntelSnapshot,
+    state: AgentState,
+    *,
+    episodes: int,
+    first_index: int = 1,
+    baseline_width_pct: float = 5.0,
+) -> EvaluationReport:
+    """The pure core of :func:`service.evaluation.evaluate` (CPU only): both arms on episodes
+    ``first_index``…"""
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    if first_index < 1:
+        raise ValueError(f"first_index must be at least 1, got {first_index}")
+    env = MockClmmEnv()
+    view = market_view(snapshot)
+    market = snapshot.market_inputs()
+    pairs: list[PairedEpisode] = []
+    regime_key = ""
+    for index in range(first_index, first_index + episodes):
+        seed = derive_seed(s.campaign_seed, index)
+        ctx = ProposalContext(
+            run_id=s.run_id,
+            episode_id=episode_id(index),
+            seed=seed,
+            pool=pool,
+            view=view,
+            size_usd=s.size_usd,
+            horizon_hours=s.horizon_hours,
+            risk_scalar_override=s.risk_scalar_override,
+            risk_profile=s.risk_profile,
+        )
+        proposal = propose(ctx, state, greedy=True)
+        assert proposal.tick_lower is not None and proposal.tick_upper is not None
+        assert proposal.price_at_proposal_usd is not None and proposal.risk_scalar is not None
+        assert proposal.action is not None
+        regime_key = proposal.regime_key or ""
+        learned = ExecutionRequest(
+            run_id=s.run_id,
+            episode_id=ctx.episode_id,
+            pool=pool,
+            tick_lower=proposal.tick_lower,
+            tick_upper=proposal.tick_upper,
+            size_usd=s.size_usd,
+            risk_scalar=proposal.risk_scalar,
+            horizon_hours=s.horizon_hours,
+            seed=seed,
+            market=market,
+        )
+        low, high = baseline_ticks(pool, proposal.price_at_proposal_usd, baseline_width_pct)
+        # Only the range differs: same size, risk scalar, seed and market, so the same path.
+        baseline = replace(learned, tick_lower=low, tick_upper=high)
+        pairs.append(
+            PairedEpisode(
+                index,
+                seed,
+                proposal.action.width_ticks,
+                _arm(env, learned, s),
+                _arm(env, baseline, s),
+            )
+        )
+    learned_values = {m: [p.learned.values[m] for p in pairs] for m in METRICS}
+    baseline_values = {m: [p.baseline.values[m] for p in pairs] for m in METRICS}
+    return EvaluationReport(
+        seed=s.campaign_seed,
+        first_index=first_index,
+        baseline_width_pct=baseline_width_pct,
+        regime_key=regime_key,
+        agent_version=state.agent_version,
+        pool_address=pool.address,
+        episodes=tuple(pairs),
+        learned={m: mean_interval(values) for m, values in learned_values.items()},
+        baseline={m: mean_interval(values) for m, values in baseline_values.items()},
+        difference={m: paired_difference(learned_values[m], baseline_values[m]) for m in METRICS},
+    )

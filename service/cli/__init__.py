@@ -1,0 +1,1 @@
+"""The ``clmmd`` command line: argument parsing, what each command does, terminal output."""

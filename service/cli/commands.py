@@ -1,0 +1,312 @@
+"""What each CLI command does (argument parsing stays in :mod:`service.cli`)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import structlog
+
+from clmmd.artifacts.base.clock import Clock, SystemClock
+from clmmd.env.base import ClmmEnv
+from clmmd.env.mock import MockClmmEnv
+from clmmd.service.cli.progress import CampaignProgress
+from clmmd.service.cli.run_commands import clean, report, runs_list, runs_show, runs_validate
+from clmmd.service.config import ConfigError, Settings
+from clmmd.service.logging import REDACTOR, SINKS, configure_logging
+from clmmd.service.runs.campaign import CampaignError, resolve_seed, run_campaign
+from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.wiring import build_source, load_configured_registry, open_intel, start_logging
+
+log = structlog.get_logger(__name__)
+
+__all__ = [
+    "build_env",
+    "campaign",
+    "clean",
+    "evaluate",
+    "export",
+    "refresh_once",
+    "registry",
+    "report",
+    "run_daemon",
+    "runs_list",
+    "runs_show",
+    "runs_validate",
+    "status",
+    "trigger_episodes",
+    "trigger_refresh",
+    "validate_pool",
+]
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+async def campaign(settings: Settings, *, warm: bool = True) -> int:
+    """Run a campaign; 0 when every episode ended with an artifact folder."""
+    start_logging(settings)
+    clock = SystemClock()
+    env = build_env(settings, clock)
+    seed = resolve_seed(settings)
+    settings = settings.model_copy(update={"seed": seed})
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stack = open_intel(settings, clock)
+    except OSError as exc:
+        _err(f"clmmd: cannot use data dir {settings.data_dir}: {exc}")
+        return 1
+    progress = CampaignProgress(settings.episodes, clock)
+    try:
+        if warm and settings.intel_data_source == "mock":
+            # Mock intel is local and instant: warm the cache so episodes see fresh data.
+            # A Dune source is never waited on here; the daemon or `refresh --once` does that.
+            reports = await warm_mock_intel(
+                stack.cache, stack.registry, clock, list(settings.pools), seed
+            )
+            log.info(
+                "intel_warmed",
+                keys=sum(r.ok for r in reports),
+                failed=sum(r.failed for r in reports),
+            )
+        result = await run_campaign(
+            settings,
+            env=env,
+            intel=stack.intel,
+            clock=clock,
+            on_episode_done=progress.episode_done,
+        )
+    except CampaignError as exc:
+        _err(f"clmmd: campaign could not run: {exc}")
+        return 1
+    finally:
+        progress.close()
+        stack.close()
+        await close_env(env)
+    ok = sum(r.status == "success" for r in result.records)
+    prog = _program()
+    _err(
+        f"campaign {result.run_id}: {len(result.records)}/{result.requested} episodes "
+        f"({ok} successful, {len(result.records) - ok} failed/skipped, {len(result.lost)} lost), "
+        f"seed {result.seed}\nartifacts: {result.run_dir}/\n"
+        f"inspect:   {prog} runs show {result.run_id}   |   {prog} report {result.run_id}"
+    )
+    return 0 if result.complete else 1
+
+
+def _program() -> str:
+    """How the user can type this command again: ``.venv/bin/clmmd`` after ``make run``."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if invoked is None or invoked.name != "clmmd" or shutil.which("clmmd") == str(invoked):
+        return "clmmd"
+    try:
+        return str(invoked.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(invoked)
+
+
+async def run_daemon(settings: Settings, *, once: bool = False) -> int:
+    """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``)."""
+    from clmmd.service.host.daemon import Daemon
+
+    start_logging(settings)
+    SINKS.add_file(settings.data_dir / "logs" / "clmmd.log")
+    env = build_env(settings, SystemClock())
+    try:
+        return await Daemon(settings, env=env, once=once).run()
+    finally:
+        await close_env(env)
+
+
+def build_env(settings: Settings, clock: Clock) -> ClmmEnv:
+    """The execution environment for the effective EXEC_MODE (mock never builds a client)."""
+    if settings.exec_mode != "real":
+        return MockClmmEnv()
+    missing = [
+        name
+        for name, value in (
+            ("GATEWAY_WALLET_ADDRESS", settings.gateway_wallet_address),
+            ("CLMMD_MAX_POSITION_USD", settings.max_position_usd),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(
+            f"invalid configuration: {', '.join(missing)} NOT SET but EXEC_MODE='real' "
+            "(real mode needs a wallet and a position cap)"
+        )
+    from clmmd.env.real import real_env_from_settings
+
+    if settings.gateway_api_key is not None:
+        REDACTOR.register(settings.gateway_api_key.get_secret_value())
+    try:
+        return real_env_from_settings(settings, clock)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"invalid configuration: real mode: {exc}") from None
+
+
+async def close_env(env: ClmmEnv) -> None:
+    client = getattr(env, "client", None)
+    if client is not None:
+        await client.close()
+
+
+async def validate_pool(
+    settings: Settings, proposal_path: Path, run_id: str, episode_id: str, exec_mode: str | None
+) -> int:
+    """``clmmd validate-pool``: the seed runbook's pool check, one line per check."""
+    from clmmd.service.cli.pool_check import validate_pool_command
+
+    start_logging(settings)
+    return await validate_pool_command(
+        proposal_path, run_id, episode_id, exec_mode or settings.exec_mode, settings
+    )
+
+
+async def evaluate(
+    settings: Settings, episodes: int, seed: int, baseline_pct: float, train: int | None
+) -> int:
+    """``clmmd evaluate``: print the learned-vs-baseline comparison."""
+    from clmmd.agent.persistence import StateFormatError
+    from clmmd.service.analysis.evaluation import evaluate as run_evaluation
+    from clmmd.service.analysis.evaluation import format_report, train_then_evaluate
+
+    configure_logging("warning")
+    try:
+        if train:
+            trained = await train_then_evaluate(
+                settings,
+                train_episodes=train,
+                eval_episodes=episodes,
+                seed=seed,
+                baseline_width_pct=baseline_pct,
+            )
+            report = trained.evaluation
+            print(f"trained on {train} mock episodes into {trained.state_path}")
+        else:
+            report = await run_evaluation(
+                settings, episodes=episodes, seed=seed, baseline_width_pct=baseline_pct
+            )
+    except StateFormatError as exc:
+        _err(f"clmmd evaluate: the saved agent state is unreadable: {exc}")
+        return 2
+    print(format_report(report))
+    return 0
+
+
+def export(settings: Settings, window: str, runs: list[str] | None, out: Path) -> int:
+    """``clmmd export``: grouped training data, one JSON line per time window."""
+    from clmmd.service.analysis.export import export_runs
+
+    configure_logging("warning")
+    try:
+        report = export_runs(settings.data_dir, runs, window, out)
+    except ValueError as exc:
+        _err(f"clmmd export: {exc}")
+        return 2
+    except LookupError as exc:
+        _err(f"clmmd export: {exc}")
+        return 2
+    print(report.summary_line())
+    return 0
+
+
+def registry() -> int:
+    from clmmd.scheduler.registry import format_registry
+    from clmmd.service.config import load_settings
+
+    print(format_registry(load_configured_registry(load_settings())))
+    return 0
+
+
+async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
+    """Refresh what is due; exit 1 if something was due and nothing could be refreshed."""
+    start_logging(settings)
+    from clmmd.scheduler.refresher import Refresher
+
+    clock = SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stack = open_intel(settings, clock)
+    source = build_source(settings, clock)
+    refresher = Refresher(
+        source,
+        stack.cache,
+        stack.registry,
+        clock,
+        workers=workers,
+        fetch_timeout_s=settings.refresh_deadline_s,
+    )
+    try:
+        report = await refresher.refresh_once(list(settings.pools), pool_cap=pool_cap)
+    finally:
+        await refresher.close()
+        await source.close()
+        stack.close()
+    for outcome in report.outcomes:
+        error = f"  {outcome.error}" if outcome.error else ""
+        print(f"{outcome.status:<8} {outcome.key:<60} {outcome.duration_s * 1000:8.1f} ms{error}")
+    print(
+        f"refreshed {report.ok}, failed {report.failed}, skipped {report.skipped}; "
+        f"peak concurrent fetches {refresher.peak_in_flight}"
+    )
+    if report.outcomes and report.ok == 0:
+        return 1
+    return 0
+
+
+def status(settings: Settings) -> int:
+    """Cache quality per key with age and last error, the trigger position, the daemon."""
+    from clmmd.service.cli import status_report
+
+    clock = SystemClock()
+    try:
+        stack = open_intel(settings, clock)
+    except (sqlite3.Error, OSError) as exc:
+        # Opening diskcache writes to SQLite, so a full disk fails here; say so plainly.
+        _err(
+            f"clmmd status: cannot open the cache at {settings.data_dir / 'cache'}: {exc} "
+            "(free disk space; a running daemon still serves /status)"
+        )
+        return 1
+    running = status_report.daemon_status(settings.http_listen_address)
+    pools = list(settings.pools)
+    if running and isinstance(running.get("active_pools"), list):
+        pools = [str(p) for p in running["active_pools"]]
+    try:
+        for line in status_report.cache_lines(
+            stack.cache, stack.registry, pools, settings.pool_cap, clock.now()
+        ):
+            print(line)
+    finally:
+        stack.close()
+    print(status_report.trigger_line(settings.data_dir))
+    print(status_report.daemon_line(running, settings.http_listen))
+    return 0
+
+
+def trigger_refresh(settings: Settings, reason: str, pool: str, priorities: str) -> int:
+    from clmmd.scheduler.triggers import trigger_refresh as append_refresh
+
+    wanted = tuple(p.strip() for p in priorities.split(",") if p.strip())
+    try:
+        trigger_id = append_refresh(reason, pool, data_dir=settings.data_dir, priorities=wanted)
+    except ValueError as exc:
+        _err(f"clmmd trigger refresh: {exc}")
+        return 2
+    print(trigger_id)
+    return 0
+
+
+def trigger_episodes(settings: Settings, count: int) -> int:
+    from clmmd.scheduler.triggers import trigger_episodes as append_episodes
+
+    try:
+        trigger_id = append_episodes(count, data_dir=settings.data_dir)
+    except ValueError as exc:
+        _err(f"clmmd trigger episodes: {exc}")
+        return 2
+    print(trigger_id)
+    return 0

@@ -1,0 +1,228 @@
+"""The ``clmmd`` command line.
+
+Exit status: 0 success, 1 the command ran but its outcome is bad (validation violations,
+nothing refreshed), 2 bad input (arguments or configuration: one line naming field and value).
+Human output goes to stderr/stdout as text; logs are JSON lines on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from clmmd.service.config import ConfigError, Settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse's default prints the whole usage block; operators want one line.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = _positive_int(text)
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"expected 1..16 workers, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="clmmd", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data-dir", type=Path, help="data directory (CLMMD_DATA_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="the daemon: refresh scheduler, triggers, episode workers")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="drain triggers, one refresh tick, run queued episodes, exit",
+    )
+    run.add_argument("--workers", type=_workers, help="concurrent fetches (CLMMD_REFRESH_WORKERS)")
+    run.add_argument("--pool-cap", type=_positive_int, help="active pools (CLMMD_POOL_CAP)")
+
+    camp = sub.add_parser("campaign", help="run N mock/real episodes once and exit")
+    camp.add_argument("--episodes", type=_positive_int, help="episodes to run (EPISODES)")
+    camp.add_argument("--seed", type=int, help="campaign seed (HB_SEED)")
+    camp.add_argument("--workers", type=_workers, help="concurrent episodes")
+    camp.add_argument(
+        "--cold",
+        action="store_true",
+        help="do not warm the intel cache first (mock intel source only)",
+    )
+
+    runs = sub.add_parser("runs", help="list, show or validate runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", parser_class=_Parser)
+    runs_sub.add_parser("list", help="one line per run")
+    show = runs_sub.add_parser("show", help="summary and episodes of a run")
+    show.add_argument("run", nargs="?", default="latest")
+    val = runs_sub.add_parser("validate", help="check every artifact invariant of a run")
+    val.add_argument("run", nargs="?", default="latest")
+    val.add_argument("--all", action="store_true", help="validate every run")
+
+    rep = sub.add_parser("report", help="HTML report with plots (and the plots as PNG)")
+    rep.add_argument("run", nargs="?", default="latest")
+    rep.add_argument("--out", type=Path, help="output folder (default <run>/report/)")
+
+    clean = sub.add_parser("clean", help="remove all but the newest N runs")
+    clean.add_argument("--keep", type=_non_negative_int, required=True, help="runs to keep")
+    clean.add_argument("--dry-run", action="store_true", help="show what would be removed")
+
+    ev = sub.add_parser("evaluate", help="learned policy vs a static range on the same paths")
+    ev.add_argument("--episodes", type=_positive_int, required=True)
+    ev.add_argument("--seed", type=int, required=True)
+    ev.add_argument(
+        "--baseline-pct",
+        type=_positive_float,
+        default=5.0,
+        help="the static baseline range, ± this % around the price",
+    )
+    ev.add_argument(
+        "--train",
+        type=_positive_int,
+        metavar="N",
+        help="first train on N mock episodes (LEARN_FROM_MOCK) into the saved state",
+    )
+
+    ex = sub.add_parser("export", help="episodes grouped by time window for offline RL")
+    ex.add_argument("--window", required=True, help="window length, e.g. 15m, 1h, 1d")
+    ex.add_argument(
+        "--run",
+        action="append",
+        dest="runs",
+        metavar="RUN",
+        help="a run to export (repeatable; default: every run)",
+    )
+    ex.add_argument("--out", type=Path, required=True, help="output JSONL file")
+
+    sub.add_parser("registry", help="print the query catalogue by priority")
+
+    vp = sub.add_parser("validate-pool", help="check a proposal's pool before execution")
+    vp.add_argument("--proposal-path", type=Path, required=True)
+    vp.add_argument("--run-id", required=True)
+    vp.add_argument("--episode-id", required=True)
+    vp.add_argument("--exec-mode", choices=["mock", "real"])
+
+    refresh = sub.add_parser("refresh", help="refresh due cache keys")
+    refresh.add_argument(
+        "--once", action="store_true", required=True, help="refresh what is due and exit"
+    )
+    refresh.add_argument("--workers", type=_workers, default=3)
+    refresh.add_argument("--pool-cap", type=_positive_int, default=3)
+
+    sub.add_parser("status", help="cache quality per key and last errors")
+
+    trig = sub.add_parser("trigger", help="append a request to the trigger file")
+    trig_sub = trig.add_subparsers(dest="trigger_command", required=True, parser_class=_Parser)
+    trig_ref = trig_sub.add_parser("refresh", help="ask for an immediate refresh of a pool")
+    trig_ref.add_argument("--reason", required=True)
+    trig_ref.add_argument("--pool", required=True)
+    trig_ref.add_argument("--priorities", default="P0,P1")
+    trig_ep = trig_sub.add_parser("episodes", help="ask the daemon to run episodes")
+    trig_ep.add_argument("--count", type=_positive_int, required=True)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    return load_settings(data_dir=args.data_dir, **extra)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``clmmd`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"clmmd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from clmmd.service.cli import commands
+
+    if args.command == "run":
+        settings = _settings(args, refresh_workers=args.workers, pool_cap=args.pool_cap)
+        return asyncio.run(commands.run_daemon(settings, once=args.once))
+    if args.command == "campaign":
+        settings = _settings(
+            args, episodes=args.episodes, seed=args.seed, episode_workers=args.workers
+        )
+        return asyncio.run(commands.campaign(settings, warm=not args.cold))
+    if args.command == "runs":
+        settings = _settings(args)
+        sub = args.runs_command or "list"
+        if sub == "validate":
+            return commands.runs_validate(settings, None if args.all else args.run)
+        if sub == "show":
+            return commands.runs_show(settings, args.run)
+        return commands.runs_list(settings)
+    if args.command == "validate-pool":
+        settings = _settings(args)
+        return asyncio.run(
+            commands.validate_pool(
+                settings, args.proposal_path, args.run_id, args.episode_id, args.exec_mode
+            )
+        )
+    if args.command == "report":
+        return commands.report(_settings(args), args.run, args.out)
+    if args.command == "clean":
+        return commands.clean(_settings(args), args.keep, dry_run=args.dry_run)
+    if args.command == "evaluate":
+        settings = _settings(args)
+        return asyncio.run(
+            commands.evaluate(settings, args.episodes, args.seed, args.baseline_pct, args.train)
+        )
+    if args.command == "export":
+        return commands.export(_settings(args), args.window, args.runs, args.out)
+    if args.command == "registry":
+        return commands.registry()
+    if args.command == "refresh":
+        settings = _settings(args)
+        return asyncio.run(commands.refresh_once(settings, args.workers, args.pool_cap))
+    if args.command == "status":
+        return commands.status(_settings(args))
+    if args.command == "trigger":
+        settings = _settings(args)
+        if args.trigger_command == "refresh":
+            return commands.trigger_refresh(settings, args.reason, args.pool, args.priorities)
+        return commands.trigger_episodes(settings, args.count)
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,92 @@
+"""What ``clmmd status`` prints: cache quality per key, the trigger file position, the daemon.
+
+It reads the cache and the trigger side files directly, so it works whether or not a daemon is
+running; when one answers on ``CLMMD_HTTP_LISTEN`` its workers, queue and in-flight fetches are
+shown too (and its active pools decide which pool keys are listed).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.planner import candidate_requests
+from clmmd.scheduler.registry import Registry
+from clmmd.scheduler.triggers import trigger_path
+
+_OFFSET_FILE = "dune_triggers.offset.json"
+_REJECTS_FILE = "dune_triggers.rejects.jsonl"
+
+
+def daemon_status(address: tuple[str, int] | None, timeout_s: float = 1.0) -> dict[str, Any] | None:
+    """The running daemon's ``/status`` JSON, or ``None`` when nothing answers."""
+    if address is None:
+        return None
+    host, port = address
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            data = json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def cache_lines(
+    cache: IntelCache, registry: Registry, pools: list[str], pool_cap: int, now: datetime
+) -> list[str]:
+    lines = [f"{'key':<62} {'quality':<8} {'age_s':>9}  last_error"]
+    for spec, request in candidate_requests(registry, pools, pool_cap=pool_cap):
+        _, meta = cache.get_with_quality(request.key, now, spec.max_age_seconds)
+        envelope = cache.get_envelope(request.key)
+        error = (envelope["error"] if envelope else None) or ""
+        age = meta["age_s"]
+        lines.append(
+            f"{request.key:<62} {meta['quality']:<8} "
+            f"{'-' if age is None else f'{age:.0f}':>9}  {error}"
+        )
+    return lines
+
+
+def trigger_line(data_dir: Path) -> str:
+    """Where the watcher has read up to, against the file's size, and how many lines it refused."""
+    path = trigger_path(data_dir)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return f"triggers: no trigger file yet ({path})"
+    try:
+        position = json.loads((data_dir / _OFFSET_FILE).read_text())
+        offset, line_no = int(position["offset"]), int(position["line_no"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"triggers: {size} bytes in {path.name}, not read by a daemon yet"
+    try:
+        with (data_dir / _REJECTS_FILE).open("rb") as rejects:
+            rejected = sum(1 for _ in rejects)
+    except OSError:
+        rejected = 0
+    unread = max(0, size - offset)
+    return (
+        f"triggers: read up to line {line_no} (offset {offset} of {size} bytes, "
+        f"{unread} unread); {rejected} rejected line(s) in {_REJECTS_FILE}"
+    )
+
+
+def daemon_line(status: dict[str, Any] | None, listen: str) -> str:
+    if status is None:
+        where = "CLMMD_HTTP_LISTEN=off" if listen == "off" else f"{listen}/status"
+        return f"daemon: not reachable ({where}); not running, or listening elsewhere"
+    episodes = status.get("episodes") or {}
+    refresh = status.get("refresh") or {}
+    return (
+        f"daemon: running, run {status.get('run_id')}; episodes finished "
+        f"{episodes.get('finished')}, running {episodes.get('running')}, queued "
+        f"{episodes.get('queued')}; refresh workers {refresh.get('workers')}, in flight "
+        f"{len(refresh.get('in_flight') or [])}, ticks {refresh.get('ticks')}"
+        + (" (stopping)" if status.get("stopping") else "")
+    )

@@ -1,0 +1,1 @@
+"""The daemon host: lifecycle and signals, systemd notify, the HTTP status/metrics endpoint."""

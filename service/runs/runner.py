@@ -1,0 +1,326 @@
+"""``EpisodeRunner``: one episode's steps, each leaving artifacts whatever fails.
+
+Steps: intel snapshot → propose → execute → reward → result → learning gate → metadata.
+The folder appears atomically with proposal.json (a placeholder proposal recording why when
+the agent could not propose). Any exception in a step writes failure.json naming the step, and
+metadata.json is always written last. Disk writes run in worker threads (fsync blocks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+
+from clmmd.agent.learner import LearningDecision, decide_learning
+from clmmd.agent.persistence import LearningAgent
+from clmmd.agent.proposer import ProposalContext, propose
+from clmmd.agent.regime import classify
+from clmmd.agent.reward import outcome_reward
+from clmmd.agent.state import AgentState
+from clmmd.artifacts.base.clock import Clock, utc_iso
+from clmmd.artifacts.layout import episode_id as make_episode_id
+from clmmd.artifacts.models import EpisodeResult, LogLine, Proposal, Reward
+from clmmd.artifacts.store import ArtifactStore
+from clmmd.artifacts.summary import EpisodeRecord
+from clmmd.env.base import (
+    ClmmEnv,
+    EnvHealth,
+    ExecutionRequest,
+    ExecutionSkipped,
+    MarketInputs,
+    PoolSpec,
+    PoolValidationError,
+)
+from clmmd.service.runs import builders as build
+from clmmd.service.runs.builders import STAGE_HINTS
+from clmmd.service.runs.context import (
+    AgentHandle,
+    EpisodeSettings,
+    IntelReader,
+    IntelSnapshotView,
+    derive_seed,
+    market_view,
+)
+
+__all__ = [
+    "STAGE_HINTS",
+    "AgentHandle",
+    "EpisodeRunner",
+    "EpisodeSettings",
+    "IntelReader",
+    "IntelSnapshotView",
+    "derive_seed",
+    "market_view",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class EpisodeRunner:
+    """Runs episodes of one run. Collaborators are the small interfaces tests fake."""
+
+    def __init__(
+        self,
+        *,
+        settings: EpisodeSettings,
+        store: ArtifactStore,
+        env: ClmmEnv,
+        intel: IntelReader,
+        agent: LearningAgent,
+        pool: PoolSpec,
+        clock: Clock,
+        proposer: Callable[[ProposalContext, AgentState], Proposal] = propose,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.env = env
+        self.intel = intel
+        self.agent = agent
+        self.pool = pool
+        self.clock = clock
+        self.proposer = proposer
+
+    async def run(self, index: int) -> EpisodeRecord:
+        """Run episode ``index`` (1-based) to an artifact folder; returns its summary record.
+
+        Raises only when not even the folder could be created (e.g. the disk is full).
+        """
+        episode = _Episode(self, index)
+        structlog.contextvars.bind_contextvars(episode_id=episode.episode_id)
+        try:
+            return await episode.run()
+        finally:
+            structlog.contextvars.unbind_contextvars("episode_id")
+
+
+class _Episode:
+    """State of one running episode (kept off the runner so episodes run concurrently)."""
+
+    def __init__(self, runner: EpisodeRunner, index: int) -> None:
+        self.r = runner
+        self.s = runner.settings
+        self.episode_id = make_episode_id(index)
+        self.seed = derive_seed(self.s.campaign_seed, index)
+        self.started = runner.clock.now()
+        self.t0 = runner.clock.monotonic()
+        self.stages: dict[str, float] = {}
+        self.snapshot: IntelSnapshotView | None = None
+        self.proposal: Proposal | None = None
+        self.learning = LearningDecision(False, "episode did not reach the learning step")
+        self.health: EnvHealth | None = None
+        self._logs: list[LogLine] = []
+
+    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
+        # finishes the write it started before the cancellation propagates, so recovery never
+        # races a half-done write (e.g. writing failure.json while result.json is landing).
+        task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            raise
+
+    def _log(self, event: str, **payload: Any) -> None:
+        """Buffer a logs.jsonl line; it is appended with the episode's next write."""
+        self._logs.append(LogLine(ts=utc_iso(self.r.clock.now()), event=event, payload=payload))
+
+    async def _write(self, *artifacts: tuple[str, BaseModel]) -> None:
+        logs, self._logs = self._logs, []
+        await self._io(self.r.store.write_batch, self.episode_id, logs, list(artifacts))
+
+    def _mark(self, stage: str, t_start: float) -> None:
+        self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)
+
+    async def run(self) -> EpisodeRecord:
+        stage = "snapshot"
+        t = self.r.clock.monotonic()
+        try:
+            self.snapshot = self.r.intel.snapshot(
+                self.r.pool.address, self.r.pool.pair, self.s.lookback_hours
+            )
+            self._mark("snapshot", t)
+            stage, t = "propose", self.r.clock.monotonic()
+            view = market_view(self.snapshot)
+            ctx = ProposalContext(
+                run_id=self.s.run_id,
+                episode_id=self.episode_id,
+                seed=self.seed,
+                pool=self.r.pool,
+                view=view,
+                size_usd=self.s.size_usd,
+                horizon_hours=self.s.horizon_hours,
+                risk_scalar_override=self.s.risk_scalar_override,
+                risk_profile=self.s.risk_profile,
+            )
+            self.proposal = self.r.proposer(ctx, self.r.agent.state)
+            self._mark("propose", t)
+        except Exception as exc:
+            placeholder = Proposal(
+                run_id=self.s.run_id,
+                episode_id=self.episode_id,
+                proposed=False,
+                reason=f"no proposal: {stage} failed: {type(exc).__name__}: {exc}",
+                seed=self.seed,
+            )
+            await self._io(self.r.store.create_episode, self.episode_id, placeholder)
+            return await self._fail(stage, exc)
+        await self._io(self.r.store.create_episode, self.episode_id, self.proposal)
+        self._log(
+            "proposed",
+            regime_key=self.proposal.regime_key,
+            width_ticks=self.proposal.action.width_ticks if self.proposal.action else None,
+            tick_lower=self.proposal.tick_lower,
+            tick_upper=self.proposal.tick_upper,
+            hygiene=dict(self.snapshot.hygiene) if self.snapshot else None,
+        )
+        try:
+            stage, t = "execute", self.r.clock.monotonic()
+            self.health = await self.r.env.health()
+            try:
+                outcome = await self.r.env.execute(self._request())
+            except PoolValidationError as exc:
+                stage = "validate"
+                raise exc
+            except ExecutionSkipped as exc:
+                self._mark("execute", t)
+                return await self._skip(exc)
+            self._mark("execute", t)
+            self._log(
+                "executed",
+                pnl_usd=outcome.pnl_usd,
+                fees_usd=outcome.fees_usd,
+                risk_scalar_applied=outcome.risk_scalar_applied,
+            )
+            stage, t = "reward", self.r.clock.monotonic()
+            reward = outcome_reward(outcome, self.s.reward_weights)
+            self._mark("reward", t)
+            stage, t = "write_result", self.r.clock.monotonic()
+            result = build.success_result(outcome, self.r.env.name, self.stages)
+            # reward.json first: a crash between the two leaves reward without result, which
+            # recovery completes with failure.json; the reverse could never validate.
+            await self._write(("reward.json", reward), ("result.json", result))
+            self._mark("write_result", t)
+        except Exception as exc:
+            return await self._fail(stage, exc)
+        await self._learn(result, reward)
+        await self._finish()
+        log.info(
+            "episode_done",
+            status=result.status,
+            pnl_usd=round(result.pnl_usd, 4),
+            reward=round(reward.total, 6),
+            learning=self.learning.apply,
+        )
+        return EpisodeRecord(
+            status=result.status,
+            pnl_usd=result.pnl_usd,
+            fees_usd=result.fees_usd,
+            gas_cost_usd=result.gas_cost_usd,
+            il_usd=result.il_usd,
+            risk_scalar_applied=True,
+            fresh_pct=self._fresh_pct(),
+        )
+
+    def _request(self) -> ExecutionRequest:
+        p = self.proposal
+        assert p is not None and p.tick_lower is not None and p.tick_upper is not None
+        return ExecutionRequest(
+            run_id=self.s.run_id,
+            episode_id=self.episode_id,
+            pool=self.r.pool,
+            tick_lower=p.tick_lower,
+            tick_upper=p.tick_upper,
+            size_usd=p.size_usd or self.s.size_usd,
+            risk_scalar=p.risk_scalar if p.risk_scalar is not None else 1.0,
+            horizon_hours=p.horizon_hours or self.s.horizon_hours,
+            seed=self.seed,
+            market=self.snapshot.market_inputs() if self.snapshot else MarketInputs(),
+        )
+
+    def _fresh_pct(self) -> float | None:
+        if self.snapshot is None:
+            return None
+        value = self.snapshot.hygiene.get("fresh_pct")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    async def _learn(self, result: EpisodeResult, reward: Reward) -> None:
+        t = self.r.clock.monotonic()
+        proposal = self.proposal
+        assert proposal is not None
+        regime_unknown = classify(market_view(self.snapshot)).is_unknown
+        self.learning = decide_learning(
+            status=result.status,
+            exec_mode=self.s.exec_mode,
+            learn_from_mock=self.s.learn_from_mock,
+            fresh_pct=self._fresh_pct() or 0.0,
+            fresh_pct_floor=self.s.fresh_pct_floor,
+            regime_unknown=regime_unknown,
+        )
+        if self.learning.apply and proposal.regime_key and proposal.action:
+            try:
+                await self.r.agent.learn(
+                    proposal.regime_key, proposal.action.width_ticks, reward.total
+                )
+            except Exception as exc:
+                self.learning = LearningDecision(False, f"learning update failed: {exc}")
+        self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
+        self._mark("learn", t)
+
+    async def _skip(self, exc: ExecutionSkipped) -> EpisodeRecord:
+        """A live-risk gate refused: result.json says ``skipped`` and names the gate."""
+        log.warning("episode_skipped", gate=exc.gate, reason=str(exc))
+        result, reward = build.skipped_result(
+            exc, self.r.env.name, self.stages, self.s.reward_weights
+        )
+        self._log("skipped", gate=exc.gate, reason=str(exc))
+        await self._write(("reward.json", reward), ("result.json", result))
+        self.learning = LearningDecision(False, f"gate: episode skipped ({exc.gate})")
+        await self._finish()
+        return EpisodeRecord(status="skipped", fresh_pct=self._fresh_pct())
+
+    async def _fail(self, stage: str, exc: BaseException) -> EpisodeRecord:
+        log.error(
+            "episode_failed",
+            stage=stage,
+            error_type=type(exc).__name__,
+            error=str(exc),
+            hint=build.STAGE_HINTS.get(stage),
+        )
+        failure = build.failure(stage, exc, self.r.clock.now())
+        self.learning = LearningDecision(False, f"gate: episode failed at {stage}")
+        try:
+            self._log("failed", stage=stage, error_type=type(exc).__name__)
+            await self._write(("failure.json", failure))
+        except Exception as write_exc:  # the metadata below may still succeed
+            log.error(
+                "failure_artifact_write_failed",
+                error=str(write_exc),
+                hint="check disk space; the next start records this episode as interrupted",
+            )
+        await self._finish()
+        return EpisodeRecord(status="failed", fresh_pct=self._fresh_pct())
+
+    async def _finish(self) -> None:
+        """Write timings.json and metadata.json: the last files of every episode."""
+        metadata = build.metadata(
+            run_id=self.s.run_id,
+            episode_id=self.episode_id,
+            agent_version=self.r.agent.state.agent_version,
+            config_hash=self.s.config_hash,
+            exec_mode=self.s.exec_mode,
+            started=self.started,
+            proposal=self.proposal,
+            seed=self.seed,
+            learning=self.learning,
+            health=self.health,
+            intel_extra=self.snapshot.as_metadata_extra() if self.snapshot else None,
+        )
+        timings = build.timings(
+            self.stages, self.r.clock.monotonic() - self.t0, self.started, self.r.clock.now()
+        )
+        await self._write(("timings.json", timings), ("metadata.json", metadata))

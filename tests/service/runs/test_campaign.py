@@ -1,0 +1,236 @@
+"""Campaigns end to end: artifacts, validator, determinism, recovery, CLI exit codes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.artifacts.layout import RunLayout, list_runs
+from clmmd.artifacts.validate import validate_run
+from clmmd.env.mock import MockClmmEnv
+from clmmd.service.cli.main import main
+from clmmd.service.config import load_settings
+from clmmd.service.runs.campaign import run_campaign
+from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.wiring import open_intel
+
+VOLATILE = {"run_id", "episode_id", "timestamp", "timings_ms", "ts"}
+
+
+def strip(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: strip(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [strip(v) for v in obj]
+    return obj
+
+
+async def campaign(
+    data_dir: Path,
+    clock: FakeClock,
+    episodes: int,
+    seed: int = 5,
+    warm: bool = True,
+    **overrides: Any,
+) -> RunLayout:
+    settings = load_settings(data_dir=data_dir, seed=seed, durable_writes=False, **overrides)
+    stack = open_intel(settings, clock)
+    try:
+        if warm:
+            await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), seed)
+        report = await run_campaign(
+            settings, env=MockClmmEnv(), intel=stack.intel, episodes=episodes, clock=clock
+        )
+    finally:
+        stack.close()
+    assert report.complete
+    return RunLayout(data_dir, report.run_id)
+
+
+async def test_twenty_episodes_pass_the_validator(data_dir: Path, clock: FakeClock) -> None:
+    layout = await campaign(data_dir, clock, 20)
+    assert validate_run(layout) == []
+    summary = orjson.loads(layout.summary_path.read_bytes())
+    assert summary["episodes"] == summary["successful"] == 20
+    assert summary["risk_scalar_applied"] == "20/20"
+    assert len(layout.episode_dirs()) == 20
+    assert not layout.active_marker.exists()
+    run_info = orjson.loads((layout.run_dir / "run.json").read_bytes())
+    assert run_info["seed"] == 5
+    # The run's own log file holds its lines, as JSON.
+    lines = [orjson.loads(x) for x in layout.campaign_log.read_bytes().splitlines()]
+    assert {"campaign_started", "campaign_finished", "episode_done"} <= {x["event"] for x in lines}
+    assert all(x["run_id"] == layout.run_id for x in lines)
+
+
+async def test_same_seed_gives_identical_proposals_results_rewards(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    first = await campaign(tmp_path / "a", FakeClock(clock.now()), 8, seed=99)
+    second = await campaign(tmp_path / "b", FakeClock(clock.now()), 8, seed=99)
+    other = await campaign(tmp_path / "c", FakeClock(clock.now()), 8, seed=100)
+    for name in ("proposal.json", "result.json", "reward.json"):
+        a = [strip(orjson.loads((d / name).read_bytes())) for d in first.episode_dirs()]
+        b = [strip(orjson.loads((d / name).read_bytes())) for d in second.episode_dirs()]
+        c = [strip(orjson.loads((d / name).read_bytes())) for d in other.episode_dirs()]
+        assert a == b, name
+        assert a != c, name
+
+
+async def test_interrupted_episodes_of_a_dead_run_are_completed_next_start(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    layout = await campaign(data_dir, clock, 3)
+    # Simulate a crash in episode 2: outcome and metadata never written, temp file left.
+    victim = layout.episode_dir("ep_000002")
+    for name in ("result.json", "reward.json", "metadata.json", "timings.json"):
+        (victim / name).unlink()
+    (victim / ".result.json.tmp-1-dead").write_bytes(b'{"half')
+    layout.active_marker.write_text("999999999")  # a pid that does not exist
+    assert validate_run(layout) != []
+    await campaign(data_dir, clock, 1)
+    assert validate_run(layout) == []
+    failure = orjson.loads((victim / "failure.json").read_bytes())
+    assert failure["stage"] == "interrupted"
+    summary = orjson.loads(layout.summary_path.read_bytes())
+    assert (summary["successful"], summary["failed"]) == (2, 1)
+
+
+async def test_cold_cache_campaign_runs(data_dir: Path, clock: FakeClock) -> None:
+    layout = await campaign(data_dir, clock, 3, warm=False)
+    for folder in layout.episode_dirs():
+        hygiene = orjson.loads((folder / "metadata.json").read_bytes())["extra"]["intel_hygiene"]
+        assert hygiene["missing_or_too_old"] == hygiene["total_queries"]
+    assert validate_run(layout) == []
+
+
+def test_cli_campaign_then_validate_and_show(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLMMD_DURABLE_WRITES", "false")
+    assert main(["campaign", "--episodes", "4", "--seed", "3"]) == 0
+    err = capsys.readouterr().err
+    (run,) = list_runs(data_dir)
+    assert f"artifacts: {run.run_dir}/" in err
+    assert main(["runs", "validate"]) == 0
+    assert "0 violation(s)" in capsys.readouterr().out
+    assert main(["runs", "show", "latest"]) == 0
+    out = capsys.readouterr().out
+    assert "ep_000004" in out and "successful" in out
+    assert main(["runs", "list"]) == 0
+    assert run.run_id in capsys.readouterr().out
+
+
+def test_cli_validate_reports_violations_with_exit_1(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLMMD_DURABLE_WRITES", "false")
+    assert main(["campaign", "--episodes", "2", "--seed", "3"]) == 0
+    (run,) = list_runs(data_dir)
+    os.remove(run.episode_dir("ep_000001") / "metadata.json")
+    capsys.readouterr()
+    assert main(["runs", "validate", run.run_id]) == 1
+    out = capsys.readouterr().out
+    assert "missing metadata.json" in out and "ep_000001" in out
+
+
+def test_cli_unknown_run_exits_2(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "validate", "run_nope"]) == 2
+    assert "run_nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["campaign", "--episodes", "0"],
+        ["campaign", "--episodes", "ten"],
+        ["campaign", "--workers", "99"],
+        ["nosuchcommand"],
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "error" in err
+
+
+def test_every_episode_setting_arrives_from_configuration() -> None:
+    from clmmd.service.runs.campaign import episode_settings
+
+    settings = load_settings(
+        learn_from_mock=True,
+        position_size_usd=1234.0,
+        horizon_hours=6.0,
+        risk_scalar_override=0.4,
+        risk_profile={"vol=high": 0.3},
+        fresh_pct_floor=12.5,
+        reward_weights={"range": 2.0},
+    )
+    got = episode_settings(settings, "run_x", 77)
+    assert got.learn_from_mock is True
+    assert got.size_usd == 1234.0
+    assert got.horizon_hours == 6.0
+    assert got.risk_scalar_override == 0.4
+    assert dict(got.risk_profile) == {"vol=high": 0.3}
+    assert got.fresh_pct_floor == 12.5
+    assert got.reward_weights.range == 2.0 and got.reward_weights.pnl == 1.0
+    assert got.config_hash == settings.config_hash()
+    assert got.campaign_seed == 77
+
+
+async def test_configured_risk_scalar_applied_in_every_episode(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    layout = await campaign(data_dir, clock, 6, risk_scalar_override=0.3, position_size_usd=5000.0)
+    for folder in layout.episode_dirs():
+        result = orjson.loads((folder / "result.json").read_bytes())
+        assert result["risk_scalar_applied"] == 0.3
+        assert result["size_usd_applied"] == pytest.approx(1500.0)
+    summary = orjson.loads(layout.summary_path.read_bytes())
+    assert summary["risk_scalar_applied"] == "6/6"
+
+
+async def test_reward_weights_reach_reward_json(data_dir: Path, clock: FakeClock) -> None:
+    layout = await campaign(data_dir, clock, 2, reward_weights={"range": 3.0})
+    for folder in layout.episode_dirs():
+        reward = orjson.loads((folder / "reward.json").read_bytes())
+        assert reward["weights"]["range"] == 3.0
+
+
+async def test_learning_campaigns_are_reproducible_despite_workers(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    runs = []
+    for name in ("a", "b"):
+        layout = await campaign(
+            tmp_path / name,
+            FakeClock(clock.now()),
+            12,
+            seed=21,
+            learn_from_mock=True,
+            episode_workers=4,
+            fresh_pct_floor=0.0,
+        )
+        runs.append(layout)
+    a, b = (
+        [strip(orjson.loads((d / "proposal.json").read_bytes())) for d in r.episode_dirs()]
+        for r in runs
+    )
+    assert a == b
+    states = [orjson.loads((tmp_path / n / "agent" / "state.json").read_bytes()) for n in "ab"]
+    assert states[0]["regimes"] == states[1]["regimes"]
+    applied = [
+        orjson.loads((d / "metadata.json").read_bytes())["learning_update_applied"]
+        for d in runs[0].episode_dirs()
+    ]
+    assert any(applied)

@@ -1,0 +1,299 @@
+"""EpisodeRunner: every step's failure leaves a complete folder naming the step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from clmmd.agent.proposer import ProposalContext
+from clmmd.agent.state import AgentState
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.models import Proposal
+from clmmd.artifacts.store import ArtifactStore
+from clmmd.artifacts.validate import validate_episode
+from clmmd.env.base import (
+    DEFAULT_POOL_ADDRESS,
+    EnvHealth,
+    ExecutionOutcome,
+    ExecutionRequest,
+    ExecutionSkipped,
+    PoolValidationError,
+    pool_by_address,
+)
+from clmmd.env.mock import MockClmmEnv
+from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.intel import MarketIntelligence
+from clmmd.scheduler.mock_source import MockSource
+from clmmd.scheduler.refresher import Refresher
+from clmmd.scheduler.registry import load_registry
+from clmmd.service.runs.runner import AgentHandle, EpisodeRunner, EpisodeSettings, derive_seed
+
+POOL = pool_by_address(DEFAULT_POOL_ADDRESS)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[IntelCache]:
+    c = IntelCache(tmp_path / "cache")
+    yield c
+    c.close()
+
+
+async def warm(cache: IntelCache, clock: FakeClock) -> None:
+    registry = load_registry()
+    refresher = Refresher(MockSource(clock), cache, registry, clock)
+    await refresher.refresh_once([POOL.address])
+
+
+def make_runner(tmp_path: Path, cache: IntelCache, clock: FakeClock, **kw: Any) -> EpisodeRunner:
+    layout = RunLayout(tmp_path / "data", "run_20260101_000000_abcd")
+    store = kw.pop("store", None) or ArtifactStore(layout, durable=False)
+    store.open_run()
+    settings = EpisodeSettings(
+        run_id=layout.run_id,
+        campaign_seed=kw.pop("seed", 7),
+        config_hash="cafebabe",
+        exec_mode="mock",
+        learn_from_mock=kw.pop("learn_from_mock", False),
+        size_usd=10_000.0,
+        horizon_hours=24.0,
+        risk_scalar_override=kw.pop("risk_scalar_override", None),
+        fresh_pct_floor=kw.pop("fresh_pct_floor", 50.0),
+    )
+    intel = kw.pop("intel", None) or MarketIntelligence(cache, load_registry(), clock)
+    return EpisodeRunner(
+        settings=settings,
+        store=store,
+        env=kw.pop("env", None) or MockClmmEnv(),
+        intel=intel,
+        agent=kw.pop("agent", None) or AgentHandle(),
+        pool=POOL,
+        clock=clock,
+        **kw,
+    )
+
+
+def read(path: Path) -> dict[str, Any]:
+    data = orjson.loads(path.read_bytes())
+    assert isinstance(data, dict)
+    return data
+
+
+async def test_successful_episode_writes_every_artifact(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+    runner = make_runner(tmp_path, cache, clock)
+    record = await runner.run(1)
+    folder = runner.store.layout.episode_dir("ep_000001")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "logs.jsonl",
+        "metadata.json",
+        "proposal.json",
+        "result.json",
+        "reward.json",
+        "timings.json",
+    ]
+    assert validate_episode(folder, runner.settings.run_id) == []
+    assert record.status == "success"
+    metadata = read(folder / "metadata.json")
+    assert metadata["seed"] == derive_seed(7, 1)
+    assert metadata["config_hash"] == "cafebabe"
+    assert (
+        metadata["extra"]["intel_hygiene"]["fresh"]
+        == metadata["extra"]["intel_hygiene"]["total_queries"]
+        == 10
+    )
+    assert metadata["learning_update_applied"] is False
+    assert "LEARN_FROM_MOCK" in metadata["learning_update_reason"]
+    events = [
+        orjson.loads(line)["event"] for line in (folder / "logs.jsonl").read_bytes().splitlines()
+    ]
+    assert events == ["proposed", "executed", "learning"]
+
+
+async def test_cold_cache_still_runs_and_reports_missing(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    runner = make_runner(tmp_path, cache, clock)
+    record = await runner.run(1)
+    assert record.status == "success"
+    meta = read(runner.store.layout.episode_dir("ep_000001") / "metadata.json")
+    hygiene = meta["extra"]["intel_hygiene"]
+    assert hygiene["missing_or_too_old"] == hygiene["total_queries"] > 0
+    assert hygiene["fresh_pct"] == 0.0
+    assert all(v["quality"] == "missing" for v in meta["extra"]["intel_snapshot"].values())
+
+
+class Boom(RuntimeError):
+    pass
+
+
+class FailingIntel:
+    def snapshot(self, pool_address: str, pair: str, lookback_hours: float) -> Any:
+        raise Boom("cache unreadable")
+
+
+def failing_proposer(ctx: ProposalContext, state: AgentState) -> Proposal:
+    raise Boom("agent crashed")
+
+
+class FailingEnv:
+    name = "mock"
+
+    async def health(self) -> EnvHealth | None:
+        return None
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
+        raise Boom("simulator crashed")
+
+
+class ZeroSizeEnv:
+    """Returns an outcome the reward function must reject (size 0)."""
+
+    name = "mock"
+
+    async def health(self) -> EnvHealth | None:
+        return None
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
+        outcome = await MockClmmEnv().execute(request)
+        return replace(outcome, size_usd_applied=0.0)
+
+
+class ResultWriteFails(ArtifactStore):
+    def write(self, episode_id: str, name: str, artifact: Any) -> None:
+        if name == "result.json":
+            raise OSError(28, "No space left on device")
+        super().write(episode_id, name, artifact)
+
+
+@pytest.mark.parametrize(
+    ("stage", "kwargs", "message"),
+    [
+        ("snapshot", {"intel": FailingIntel()}, "cache unreadable"),
+        ("propose", {"proposer": failing_proposer}, "agent crashed"),
+        ("execute", {"env": FailingEnv()}, "simulator crashed"),
+        ("validate", {"env": "invalid-pool"}, "fee_tier: pool fee 3000"),
+        ("reward", {"env": ZeroSizeEnv()}, "size_usd_applied must be positive"),
+        ("write_result", {"store": "result-fails"}, "No space left"),
+    ],
+)
+async def test_failure_in_each_stage_yields_failure_json(
+    stage: str,
+    kwargs: dict[str, Any],
+    message: str,
+    tmp_path: Path,
+    cache: IntelCache,
+    clock: FakeClock,
+) -> None:
+    if kwargs.get("env") == "invalid-pool":
+        kwargs["env"] = GatedEnv(PoolValidationError("fee_tier", "pool fee 3000 != proposal 500"))
+    if kwargs.get("store") == "result-fails":
+        kwargs["store"] = ResultWriteFails(
+            RunLayout(tmp_path / "data", "run_20260101_000000_abcd"), durable=False
+        )
+    runner = make_runner(tmp_path, cache, clock, **kwargs)
+    record = await runner.run(1)
+    folder = runner.store.layout.episode_dir("ep_000001")
+    assert record.status == "failed"
+    failure = read(folder / "failure.json")
+    assert failure["stage"] == stage
+    assert message in failure["error_message"]
+    assert "Traceback" in failure["traceback"]
+    assert failure["hint"]
+    assert not (folder / "result.json").exists()
+    assert validate_episode(folder, runner.settings.run_id) == []
+    proposal = read(folder / "proposal.json")
+    if stage in ("snapshot", "propose"):
+        assert proposal["proposed"] is False
+        assert message in proposal["reason"]
+    else:
+        assert proposal["proposed"] is True
+    assert read(folder / "metadata.json")["learning_update_applied"] is False
+
+
+async def test_learning_applied_when_every_gate_passes(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+    agent = AgentHandle()
+    runner = make_runner(tmp_path, cache, clock, learn_from_mock=True, agent=agent)
+    await runner.run(1)
+    meta = read(runner.store.layout.episode_dir("ep_000001") / "metadata.json")
+    assert meta["learning_update_applied"] is True, meta["learning_update_reason"]
+    assert agent.state.version == 1
+
+
+async def test_learning_update_error_is_recorded_not_fatal(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+
+    class BrokenAgent(AgentHandle):
+        async def learn(self, regime_key: str, width_ticks: int, reward: float) -> AgentState:
+            raise Boom("state store down")
+
+    runner = make_runner(tmp_path, cache, clock, learn_from_mock=True, agent=BrokenAgent())
+    record = await runner.run(1)
+    meta = read(runner.store.layout.episode_dir("ep_000001") / "metadata.json")
+    assert record.status == "success"
+    assert meta["learning_update_applied"] is False
+    assert "state store down" in meta["learning_update_reason"]
+
+
+async def test_configured_risk_scalar_reaches_the_executor(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+    runner = make_runner(tmp_path, cache, clock, risk_scalar_override=0.25)
+    await runner.run(1)
+    folder = runner.store.layout.episode_dir("ep_000001")
+    result = read(folder / "result.json")
+    assert result["risk_scalar_applied"] == 0.25
+    assert result["size_usd_applied"] == pytest.approx(2_500.0)
+    assert read(folder / "proposal.json")["risk_scalar"] == 0.25
+
+
+def test_seed_derivation_is_stable_and_distinct() -> None:
+    assert derive_seed(1, 1) == derive_seed(1, 1)
+    assert len({derive_seed(1, i) for i in range(1, 500)}) == 499
+    assert derive_seed(1, 2) != derive_seed(2, 1)
+
+
+class GatedEnv:
+    """A real-like env that reports Gateway health and raises a scripted refusal."""
+
+    name = "real"
+
+    def __init__(self, refusal: Exception) -> None:
+        self.refusal = refusal
+
+    async def health(self) -> EnvHealth | None:
+        return EnvHealth(status="ok", latency_ms=12.5)
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
+        raise self.refusal
+
+
+async def test_gate_refusal_is_a_skipped_result_naming_the_gate(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    env = GatedEnv(ExecutionSkipped("I_UNDERSTAND_LIVE_RISK", "not set to 'yes'"))
+    runner = make_runner(tmp_path, cache, clock, env=env)
+    record = await runner.run(1)
+    folder = runner.store.layout.episode_dir("ep_000001")
+    result = read(folder / "result.json")
+    assert record.status == "skipped"
+    assert result["status"] == "skipped"
+    assert "I_UNDERSTAND_LIVE_RISK" in result["reason"]
+    assert result["simulation"] == {"source": "live", "gate": "I_UNDERSTAND_LIVE_RISK"}
+    metadata = read(folder / "metadata.json")
+    assert (metadata["gateway_health"], metadata["gateway_latency_ms"]) == ("ok", 12.5)
+    assert validate_episode(folder, runner.settings.run_id) == []
