@@ -45,7 +45,8 @@ from clmmd.service.analysis.evaluation_stats import (
     t_quantile_975,
 )
 from clmmd.service.config import Settings
-from clmmd.service.runs.campaign import CampaignReport, episode_settings, run_campaign
+from clmmd.service.runs.campaign import CampaignReport, run_campaign
+from clmmd.service.runs.opening import episode_settings
 from clmmd.service.runs.warmup import warm_mock_intel
 from clmmd.service.wiring import load_configured_registry, open_intel
 

@@ -21,7 +21,12 @@ from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.scheduler.intel import IntelSnapshot
 from clmmd.service.analysis.evaluation_stats import Interval, mean_interval, paired_difference
-from clmmd.service.runs.runner import EpisodeSettings, derive_seed, market_view
+from clmmd.service.runs.context import (
+    EpisodeSettings,
+    derive_seed,
+    execution_request,
+    market_view,
+)
 
 #: What is compared per episode: the reward and the outcome figures it is computed from.
 METRICS: tuple[str, ...] = (
@@ -146,18 +151,7 @@ def evaluate_on_snapshot(
         assert proposal.price_at_proposal_usd is not None and proposal.risk_scalar is not None
         assert proposal.action is not None
         regime_key = proposal.regime_key or ""
-        learned = ExecutionRequest(
-            run_id=s.run_id,
-            episode_id=ctx.episode_id,
-            pool=pool,
-            tick_lower=proposal.tick_lower,
-            tick_upper=proposal.tick_upper,
-            size_usd=s.size_usd,
-            risk_scalar=proposal.risk_scalar,
-            horizon_hours=s.horizon_hours,
-            seed=seed,
-            market=market,
-        )
+        learned = execution_request(s, proposal, pool=pool, seed=seed, market=market)
         low, high = baseline_ticks(pool, proposal.price_at_proposal_usd, baseline_width_pct)
         # Only the range differs: same size, risk scalar, seed and market, so the same path.
         baseline = replace(learned, tick_lower=low, tick_upper=high)

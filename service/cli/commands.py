@@ -16,7 +16,8 @@ from clmmd.service.cli.progress import CampaignProgress
 from clmmd.service.cli.run_commands import clean, report, runs_list, runs_show, runs_validate
 from clmmd.service.config import ConfigError, Settings
 from clmmd.service.logging import REDACTOR, SINKS, configure_logging
-from clmmd.service.runs.campaign import CampaignError, resolve_seed, run_campaign
+from clmmd.service.runs.campaign import CampaignError, run_campaign
+from clmmd.service.runs.opening import resolve_seed
 from clmmd.service.runs.warmup import warm_mock_intel
 from clmmd.service.wiring import build_source, load_configured_registry, open_intel, start_logging
 

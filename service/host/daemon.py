@@ -19,13 +19,12 @@ from typing import Any
 
 import structlog
 
-from clmmd.agent.persistence import PersistentAgent, default_state_path
 from clmmd.artifacts.base.clock import Clock, SystemClock
-from clmmd.artifacts.layout import RunLayout, new_run_id
-from clmmd.artifacts.recovery import recover_all, recover_run
+from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.recovery import recover_run
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import EpisodeRecord
-from clmmd.env.base import ClmmEnv, pool_by_address
+from clmmd.env.base import ClmmEnv
 from clmmd.scheduler.refresher import Refresher
 from clmmd.scheduler.scheduling import RefreshScheduler
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
@@ -35,12 +34,7 @@ from clmmd.service.host.metrics import ServiceMetrics
 from clmmd.service.host.notify import SystemdNotifier, watchdog_interval_s, watchdog_loop
 from clmmd.service.host.status import DaemonObserver
 from clmmd.service.logging import SINKS
-from clmmd.service.runs.campaign import (
-    episode_settings,
-    learning_enabled,
-    open_run_folder,
-    resolve_seed,
-)
+from clmmd.service.runs.opening import OpenRun, close_run, learning_enabled, open_run
 from clmmd.service.runs.runner import EpisodeRunner
 from clmmd.service.runs.summary_writer import SummaryWriter
 from clmmd.service.wiring import IntelStack, build_source, open_intel
@@ -78,6 +72,7 @@ class Daemon:
         self._recent_pools: deque[str] = deque(maxlen=RECENT_POOLS)
         self._refresh_tasks: set[asyncio.Task[Any]] = set()
         self.layout: RunLayout | None = None
+        self._run: OpenRun | None = None
         self.scheduler: RefreshScheduler | None = None
         self.tail: TriggerTail | None = None
         self.metrics = ServiceMetrics()
@@ -164,10 +159,6 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
             loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
             loop.add_signal_handler(signal.SIGHUP, self._on_hup)
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        recovered = await asyncio.to_thread(recover_all, s.data_dir, self.clock.now())
-        if recovered.episodes_completed:
-            log.warning("recovered_interrupted_episodes", episodes=recovered.episodes_completed)
         stack = open_intel(s, self.clock)
         source = build_source(s, self.clock)
         refresher = Refresher(
@@ -189,26 +180,10 @@ class Daemon:
             on_report=self.metrics.record_refresh,
         )
         self._stack = stack
-        seed = resolve_seed(s)
-        agent = await PersistentAgent.open(
-            default_state_path(s.data_dir), self.clock, durable=s.durable_writes
-        )
-        self.layout = RunLayout(s.data_dir, new_run_id(self.clock.now()))
-        await asyncio.to_thread(
-            open_run_folder, s, self.layout, seed, self.clock, agent.state.agent_version, "daemon"
-        )
-        SINKS.add_run(self.layout.run_id, self.layout.campaign_log)
-        store = ArtifactStore(self.layout, durable=s.durable_writes)
+        run = await open_run(s, "daemon", env=self.env, intel=stack.intel, clock=self.clock)
+        self.layout, self._run = run.layout, run
+        runner, store = run.runner, run.store
         self._summary = SummaryWriter(store, self.clock)
-        runner = EpisodeRunner(
-            settings=episode_settings(s, self.layout.run_id, seed),
-            store=store,
-            env=self.env,
-            intel=stack.intel,
-            agent=agent,
-            pool=pool_by_address(s.pools[0]),
-            clock=self.clock,
-        )
         self.tail = TriggerTail(
             s.data_dir,
             stack.cache,
@@ -218,8 +193,8 @@ class Daemon:
         )
         log.info(
             "daemon_starting",
-            run_id=self.layout.run_id,
-            seed=seed,
+            run_id=run.run_id,
+            seed=run.seed,
             pid=os.getpid(),
             exec_mode=s.exec_mode,
             config_hash=s.config_hash(),
@@ -392,7 +367,8 @@ class Daemon:
                 episodes=self.episodes_finished(),
                 not_started=not_started,
             )
-            SINKS.remove_run(self.layout.run_id)
+        if self._run is not None:
+            close_run(self._run)
 
     # ------------------------------------------------------------------ status
 

@@ -15,7 +15,8 @@ from typing import Any, Literal, Protocol
 from clmmd.agent.regime import MarketView
 from clmmd.agent.reward import RewardWeights
 from clmmd.agent.state import AgentState
-from clmmd.env.base import MarketInputs
+from clmmd.artifacts.models import Proposal
+from clmmd.env.base import ExecutionRequest, MarketInputs, PoolSpec
 
 
 class IntelSnapshotView(Protocol):
@@ -89,4 +90,33 @@ def market_view(snapshot: IntelSnapshotView | None) -> MarketView:
         volatility_daily=inputs.volatility_daily,
         toxic_share=float(toxic) if isinstance(toxic, (int, float)) else None,
         fresh_pct=float(fresh) if isinstance(fresh, (int, float)) else 0.0,
+    )
+
+
+def execution_request(
+    s: EpisodeSettings,
+    proposal: Proposal,
+    *,
+    pool: PoolSpec,
+    seed: int,
+    market: MarketInputs,
+) -> ExecutionRequest:
+    """The one translation of a proposal into what the environment executes, used by the
+    runner and by the evaluation (so the evaluation measures the policy the runner runs).
+
+    The proposal's own size, horizon and risk scalar win; the settings fill what it left out.
+    """
+    if proposal.tick_lower is None or proposal.tick_upper is None:
+        raise ValueError(f"proposal {proposal.episode_id} has no range: {proposal.reason}")
+    return ExecutionRequest(
+        run_id=s.run_id,
+        episode_id=proposal.episode_id,
+        pool=pool,
+        tick_lower=proposal.tick_lower,
+        tick_upper=proposal.tick_upper,
+        size_usd=proposal.size_usd or s.size_usd,
+        risk_scalar=proposal.risk_scalar if proposal.risk_scalar is not None else 1.0,
+        horizon_hours=proposal.horizon_hours or s.horizon_hours,
+        seed=seed,
+        market=market,
     )

@@ -43,6 +43,7 @@ from clmmd.service.runs.context import (
     IntelReader,
     IntelSnapshotView,
     derive_seed,
+    execution_request,
     market_view,
 )
 
@@ -227,19 +228,10 @@ class _Episode:
         )
 
     def _request(self) -> ExecutionRequest:
-        p = self.proposal
-        assert p is not None and p.tick_lower is not None and p.tick_upper is not None
-        return ExecutionRequest(
-            run_id=self.s.run_id,
-            episode_id=self.episode_id,
-            pool=self.r.pool,
-            tick_lower=p.tick_lower,
-            tick_upper=p.tick_upper,
-            size_usd=p.size_usd or self.s.size_usd,
-            risk_scalar=p.risk_scalar if p.risk_scalar is not None else 1.0,
-            horizon_hours=p.horizon_hours or self.s.horizon_hours,
-            seed=self.seed,
-            market=self.snapshot.market_inputs() if self.snapshot else MarketInputs(),
+        assert self.proposal is not None
+        market = self.snapshot.market_inputs() if self.snapshot else MarketInputs()
+        return execution_request(
+            self.s, self.proposal, pool=self.r.pool, seed=self.seed, market=market
         )
 
     def _fresh_pct(self) -> float | None:

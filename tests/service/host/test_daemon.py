@@ -239,3 +239,23 @@ def test_learning_or_real_mode_runs_one_episode_at_a_time(data_dir: Path) -> Non
     assert workers() == 4
     assert workers(learn_from_mock=True) == 1
     assert workers(hb_env="real") == 1
+
+
+async def test_daemon_run_logs_every_episode_to_its_campaign_log(data_dir: Path) -> None:
+    """The daemon opens its run the way a campaign does: run_id bound to every line, the
+    run's campaign.log gets the episodes' lines, and the ``.active`` marker goes at the end."""
+    trigger_episodes(2, data_dir=data_dir)
+    daemon = Daemon(
+        settings_for(data_dir),
+        env=MockClmmEnv(),
+        once=True,
+        install_signals=False,
+        notifier=SystemdNotifier(None),
+    )
+    assert await daemon.run() == 0
+    (run,) = list_runs(data_dir)
+    lines = [orjson.loads(x) for x in run.campaign_log.read_bytes().splitlines()]
+    done = [x for x in lines if x["event"] == "episode_done"]
+    assert len(done) == 2
+    assert {x.get("run_id") for x in lines} == {run.run_id}
+    assert not run.active_marker.exists()

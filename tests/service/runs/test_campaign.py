@@ -165,7 +165,7 @@ def test_cli_bad_arguments_exit_2_with_one_line(
 
 
 def test_every_episode_setting_arrives_from_configuration() -> None:
-    from clmmd.service.runs.campaign import episode_settings
+    from clmmd.service.runs.opening import episode_settings
 
     settings = load_settings(
         learn_from_mock=True,
