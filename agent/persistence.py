@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import math
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import orjson
 import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clmmd.agent.policy import ArmStats
 from clmmd.agent.state import AgentState
@@ -59,6 +59,39 @@ def default_state_path(data_dir: Path) -> Path:
     return data_dir / STATE_RELATIVE_PATH
 
 
+class _ArmDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    n: int = Field(ge=1)
+    mean: float = Field(allow_inf_nan=False)
+    m2: float = Field(ge=0, allow_inf_nan=False)
+
+
+class StateDocument(BaseModel):
+    """The state file's schema (format_version 1); parsing it is the only validation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    format: Literal["clmmd-agent-state"]
+    format_version: Literal[1]
+    state_version: int = Field(ge=0)
+    agent_version: str | None = None
+    updated_at: str | None = None
+    # JSON keys are strings: the arm width as decimal digits.
+    regimes: dict[str, dict[Annotated[str, Field(pattern=r"^[1-9][0-9]*$")], _ArmDocument]]
+
+    @model_validator(mode="after")
+    def _versions_cover_rewards(self) -> StateDocument:
+        # Every update adds one observation and one version; fewer versions than observations
+        # means the file was edited or mixed up, and its agent_version would lie.
+        updates = sum(arm.n for arms in self.regimes.values() for arm in arms.values())
+        if self.state_version < updates:
+            raise ValueError(
+                f"state_version {self.state_version} is below the {updates} rewards it holds"
+            )
+        return self
+
+
 def state_to_json(state: AgentState, updated_at: str) -> dict[str, Any]:
     """The JSON document for ``state`` (see the module docstring)."""
     return {
@@ -77,57 +110,27 @@ def state_to_json(state: AgentState, updated_at: str) -> dict[str, Any]:
     }
 
 
-def _finite(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise StateFormatError(f"{where} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _arm(raw: object, where: str) -> ArmStats:
-    if not isinstance(raw, dict) or set(raw) != {"n", "mean", "m2"}:
-        raise StateFormatError(f"{where} must be an object with exactly n, mean and m2")
-    n = raw["n"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise StateFormatError(f"{where}.n must be an integer >= 1, got {n!r}")
-    m2 = _finite(raw["m2"], f"{where}.m2")
-    if m2 < 0:
-        raise StateFormatError(f"{where}.m2 must be >= 0, got {m2!r}")
-    return ArmStats(n=n, mean=_finite(raw["mean"], f"{where}.mean"), m2=m2)
+def _first_problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(part) for part in err["loc"] if part != "[key]") or "document"
+    return f"{field}: {str(err['msg']).removeprefix('Value error, ')} (got {err.get('input')!r})"
 
 
 def state_from_json(document: object) -> AgentState:
     """Parse a state document; :class:`StateFormatError` names the first problem found."""
     if not isinstance(document, dict):
         raise StateFormatError(f"expected a JSON object, got {type(document).__name__}")
-    if document.get("format") != FORMAT_NAME:
-        raise StateFormatError(f"format is {document.get('format')!r}, not {FORMAT_NAME!r}")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise StateFormatError(
-            f"unsupported format_version {document.get('format_version')!r} "
-            f"(this build reads {FORMAT_VERSION})"
-        )
-    version = document.get("state_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise StateFormatError(f"state_version must be an integer >= 0, got {version!r}")
-    regimes = document.get("regimes")
-    if not isinstance(regimes, dict):
-        raise StateFormatError("regimes must be an object")
-    arms: dict[str, dict[int, ArmStats]] = {}
-    for regime, raw_arms in regimes.items():
-        if not isinstance(raw_arms, dict):
-            raise StateFormatError(f"regimes[{regime!r}] must be an object")
-        parsed: dict[int, ArmStats] = {}
-        for width_text, raw in raw_arms.items():
-            if not (isinstance(width_text, str) and width_text.isdigit() and int(width_text) > 0):
-                raise StateFormatError(f"arm width {width_text!r} is not a positive integer")
-            parsed[int(width_text)] = _arm(raw, f"regimes[{regime!r}][{width_text}]")
-        arms[regime] = parsed
-    updates = sum(stats.n for regime_arms in arms.values() for stats in regime_arms.values())
-    # Every update adds one observation and one version; fewer versions than observations
-    # means the file was edited or mixed up, and its agent_version would lie.
-    if version < updates:
-        raise StateFormatError(f"state_version {version} is below the {updates} rewards it holds")
-    return AgentState(version=version, arms=arms)
+    try:
+        parsed = StateDocument.model_validate(document)
+    except ValidationError as exc:
+        raise StateFormatError(_first_problem(exc)) from None
+    arms = {
+        regime: {
+            int(width): ArmStats(n=arm.n, mean=arm.mean, m2=arm.m2) for width, arm in raw.items()
+        }
+        for regime, raw in parsed.regimes.items()
+    }
+    return AgentState(version=parsed.state_version, arms=arms)
 
 
 def read_state(path: Path) -> AgentState | None:

@@ -67,105 +67,235 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    hb_env: ExecMode = Field("mock", validation_alias=AliasChoices("HB_ENV", "hb_env"))
-    mock_clmm: bool = Field(False, validation_alias=AliasChoices("MOCK_CLMM", "mock_clmm"))
+    hb_env: ExecMode = Field(
+        "mock",
+        description="top-level environment selector",
+        validation_alias=AliasChoices("HB_ENV", "hb_env"),
+    )
+    mock_clmm: bool = Field(
+        False,
+        description="forces mock execution whatever HB_ENV says",
+        validation_alias=AliasChoices("MOCK_CLMM", "mock_clmm"),
+    )
     exec_mode_requested: ExecMode | None = Field(
-        None, validation_alias=AliasChoices("EXEC_MODE", "exec_mode")
+        None,
+        description=(
+            "derived (MOCK_CLMM=true → mock; else HB_ENV=real → real; else mock); an explicit "
+            "value that contradicts the derivation is an error"
+        ),
+        validation_alias=AliasChoices("EXEC_MODE", "exec_mode"),
     )
     learn_from_mock: bool = Field(
-        False, validation_alias=AliasChoices("LEARN_FROM_MOCK", "learn_from_mock")
+        False,
+        description="allow learning updates from mock episodes",
+        validation_alias=AliasChoices("LEARN_FROM_MOCK", "learn_from_mock"),
     )
     intel_data_source: Literal["mock", "dune"] = Field(
-        "mock", validation_alias=AliasChoices("INTEL_DATA_SOURCE", "intel_data_source")
+        "mock",
+        description="where refreshes fetch from",
+        validation_alias=AliasChoices("INTEL_DATA_SOURCE", "intel_data_source"),
     )
-    seed: int | None = Field(None, validation_alias=AliasChoices("HB_SEED", "hb_seed"))
-    episodes: int = Field(1, ge=1, validation_alias=AliasChoices("EPISODES", "episodes"))
+    seed: int | None = Field(
+        None,
+        description="campaign seed; unset = random, logged and stored in run.json",
+        validation_alias=AliasChoices("HB_SEED", "hb_seed"),
+    )
+    episodes: int = Field(
+        1,
+        ge=1,
+        description="episodes per campaign",
+        validation_alias=AliasChoices("EPISODES", "episodes"),
+    )
     dune_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DUNE_API_KEY", "dune_api_key")
+        None,
+        description="Dune API key (secret: never logged, never written to an artifact)",
+        validation_alias=AliasChoices("DUNE_API_KEY", "dune_api_key"),
     )
     live_risk_ack: str | None = Field(
-        None, validation_alias=AliasChoices("I_UNDERSTAND_LIVE_RISK", "i_understand_live_risk")
+        None,
+        description="must be exactly `yes` before any live execution",
+        validation_alias=AliasChoices("I_UNDERSTAND_LIVE_RISK", "i_understand_live_risk"),
     )
     data_dir: Path = Field(
-        Path("data"), validation_alias=AliasChoices("CLMMD_DATA_DIR", "clmmd_data_dir")
+        Path("data"),
+        description="runs, cache, trigger file, state (also `--data-dir`)",
+        validation_alias=AliasChoices("CLMMD_DATA_DIR", "clmmd_data_dir"),
     )
     dune_api_base_url: str = Field(
         "https://api.dune.com/api/v1",
+        description="Dune API base URL (tests point it at a local fake server)",
         validation_alias=AliasChoices("DUNE_API_BASE_URL", "dune_api_base_url"),
     )
     gateway_url: str = Field(
-        "http://localhost:15888", validation_alias=AliasChoices("GATEWAY_URL", "gateway_url")
+        "http://localhost:15888",
+        description="Hummingbot Gateway (real mode)",
+        validation_alias=AliasChoices("GATEWAY_URL", "gateway_url"),
     )
     http_listen: str = Field(
-        "127.0.0.1:9321", validation_alias=AliasChoices("CLMMD_HTTP_LISTEN", "clmmd_http_listen")
+        "127.0.0.1:9321",
+        description="status/metrics endpoint of the daemon, `host:port` or `off`",
+        validation_alias=AliasChoices("CLMMD_HTTP_LISTEN", "clmmd_http_listen"),
     )
     # --- operational knobs beyond SPEC's table (all CLMMD_*) ---
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", validation_alias=AliasChoices("CLMMD_LOG_LEVEL", "clmmd_log_level")
+        "info",
+        description="debug, info, warning or error",
+        validation_alias=AliasChoices("CLMMD_LOG_LEVEL", "clmmd_log_level"),
     )
     episode_workers: int = Field(
-        4, ge=1, le=64, validation_alias=AliasChoices("CLMMD_EPISODE_WORKERS")
+        4,
+        ge=1,
+        le=64,
+        description="episodes running at once",
+        validation_alias=AliasChoices("CLMMD_EPISODE_WORKERS"),
     )
     pools: Annotated[tuple[str, ...], NoDecode] = Field(
         ("0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640",),
+        description=(
+            "comma-separated pool addresses; the first is the campaign's pool, the first N (pool "
+            "cap) are refreshed"
+        ),
         validation_alias=AliasChoices("CLMMD_POOLS", "clmmd_pools"),
     )
     position_size_usd: float = Field(
-        10_000.0, gt=0, validation_alias=AliasChoices("CLMMD_POSITION_SIZE_USD")
+        10_000.0,
+        gt=0,
+        description="position size the agent proposes, before the risk scalar",
+        validation_alias=AliasChoices("CLMMD_POSITION_SIZE_USD"),
     )
     horizon_hours: float = Field(
-        24.0, gt=0, le=24 * 30, validation_alias=AliasChoices("CLMMD_HORIZON_HOURS")
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="how long a position is held in an episode",
+        validation_alias=AliasChoices("CLMMD_HORIZON_HOURS"),
     )
     risk_scalar_override: float | None = Field(
-        None, gt=0, le=1, validation_alias=AliasChoices("CLMMD_RISK_SCALAR")
+        None,
+        gt=0,
+        le=1,
+        description="fixed risk scalar in (0, 1] overriding the regime's",
+        validation_alias=AliasChoices("CLMMD_RISK_SCALAR"),
     )
-    durable_writes: bool = Field(True, validation_alias=AliasChoices("CLMMD_DURABLE_WRITES"))
+    durable_writes: bool = Field(
+        True,
+        description="fsync every artifact (turn off only for throwaway runs)",
+        validation_alias=AliasChoices("CLMMD_DURABLE_WRITES"),
+    )
     fresh_pct_floor: float = Field(
-        50.0, ge=0, le=100, validation_alias=AliasChoices("CLMMD_FRESH_PCT_FLOOR")
+        50.0,
+        ge=0,
+        le=100,
+        description="learning gate: minimum intel fresh_pct to learn from an episode",
+        validation_alias=AliasChoices("CLMMD_FRESH_PCT_FLOOR"),
     )
-    queries_file: Path | None = Field(None, validation_alias=AliasChoices("CLMMD_QUERIES_FILE"))
+    queries_file: Path | None = Field(
+        None,
+        description="an operator's queries.toml replacing the shipped catalogue",
+        validation_alias=AliasChoices("CLMMD_QUERIES_FILE"),
+    )
     enable_queries: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), validation_alias=AliasChoices("CLMMD_ENABLE_QUERIES")
+        (),
+        description="comma-separated query names to enable over the file's defaults",
+        validation_alias=AliasChoices("CLMMD_ENABLE_QUERIES"),
     )
     disable_queries: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), validation_alias=AliasChoices("CLMMD_DISABLE_QUERIES")
+        (),
+        description="comma-separated query names to disable",
+        validation_alias=AliasChoices("CLMMD_DISABLE_QUERIES"),
     )
     cache_size_mb: int = Field(
-        256, ge=8, le=1_000_000, validation_alias=AliasChoices("CLMMD_CACHE_SIZE_MB")
+        256,
+        ge=8,
+        le=1_000_000,
+        description="diskcache size limit (least recently stored evicted beyond it)",
+        validation_alias=AliasChoices("CLMMD_CACHE_SIZE_MB"),
     )
     dune_execute_rpm: int = Field(
-        15, ge=1, le=10_000, validation_alias=AliasChoices("DUNE_EXECUTE_RPM")
+        15,
+        ge=1,
+        le=10_000,
+        description="Dune execute calls per minute (free plan 15)",
+        validation_alias=AliasChoices("DUNE_EXECUTE_RPM"),
     )
-    dune_read_rpm: int = Field(40, ge=1, le=10_000, validation_alias=AliasChoices("DUNE_READ_RPM"))
+    dune_read_rpm: int = Field(
+        40,
+        ge=1,
+        le=10_000,
+        description="Dune status/results calls per minute (free plan 40)",
+        validation_alias=AliasChoices("DUNE_READ_RPM"),
+    )
     dune_timeout_s: float = Field(
-        10.0, gt=0, le=600, validation_alias=AliasChoices("DUNE_TIMEOUT_S")
+        10.0,
+        gt=0,
+        le=600,
+        description="deadline of one Dune HTTP call",
+        validation_alias=AliasChoices("DUNE_TIMEOUT_S"),
     )
     dune_poll_interval_s: float = Field(
-        1.0, ge=0.01, le=60, validation_alias=AliasChoices("DUNE_POLL_INTERVAL_S")
+        1.0,
+        ge=0.01,
+        le=60,
+        description="first wait between execution status polls (grows up to 5 s)",
+        validation_alias=AliasChoices("DUNE_POLL_INTERVAL_S"),
     )
     refresh_deadline_s: float = Field(
-        300.0, gt=0, le=3600, validation_alias=AliasChoices("CLMMD_REFRESH_DEADLINE_S")
+        300.0,
+        gt=0,
+        le=3600,
+        description="deadline of one whole refresh of a key (execute, poll, pages)",
+        validation_alias=AliasChoices("CLMMD_REFRESH_DEADLINE_S"),
     )
 
     refresh_interval_s: float = Field(
-        60.0, ge=1, le=86_400, validation_alias=AliasChoices("CLMMD_REFRESH_INTERVAL_S")
+        60.0,
+        ge=1,
+        le=86_400,
+        description="daemon: seconds between refresh ticks",
+        validation_alias=AliasChoices("CLMMD_REFRESH_INTERVAL_S"),
     )
     refresh_workers: int = Field(
-        3, ge=1, le=16, validation_alias=AliasChoices("CLMMD_REFRESH_WORKERS")
+        3,
+        ge=1,
+        le=16,
+        description="daemon: concurrent Dune fetches (also `--workers`)",
+        validation_alias=AliasChoices("CLMMD_REFRESH_WORKERS"),
     )
-    pool_cap: int = Field(3, ge=1, le=100, validation_alias=AliasChoices("CLMMD_POOL_CAP"))
+    pool_cap: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="daemon: how many active pools get pool-scoped refreshes (also `--pool-cap`)",
+        validation_alias=AliasChoices("CLMMD_POOL_CAP"),
+    )
     drain_timeout_s: float = Field(
-        30.0, ge=0, le=3600, validation_alias=AliasChoices("CLMMD_DRAIN_TIMEOUT_S")
+        30.0,
+        ge=0,
+        le=3600,
+        description="daemon: on SIGTERM, how long running episodes may take to finish",
+        validation_alias=AliasChoices("CLMMD_DRAIN_TIMEOUT_S"),
     )
     episode_interval_s: float = Field(
-        0.0, ge=0, le=86_400 * 7, validation_alias=AliasChoices("CLMMD_EPISODE_INTERVAL_S")
+        0.0,
+        ge=0,
+        le=86_400 * 7,
+        description=(
+            "daemon: enqueue one episode every this many seconds (0 = only on `episodes` triggers)"
+        ),
+        validation_alias=AliasChoices("CLMMD_EPISODE_INTERVAL_S"),
     )
 
     risk_profile: Annotated[dict[str, float], NoDecode] = Field(
-        default_factory=dict, validation_alias=AliasChoices("CLMMD_RISK_PROFILE")
+        default_factory=dict,
+        description=(
+            "risk-scalar factors per regime component over the defaults, e.g. "
+            "`vol=high:0.5,flow=toxic:0.4`"
+        ),
+        validation_alias=AliasChoices("CLMMD_RISK_PROFILE"),
     )
     reward_weights: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: {"pnl": 1.0, "fees": 1.0, "gas": 1.0, "range": 0.5},
+        description="reward weights, e.g. `pnl=1,fees=1,gas=1,range=0.5`",
         validation_alias=AliasChoices("CLMMD_REWARD_WEIGHTS"),
     )
 
@@ -214,32 +344,71 @@ class Settings(BaseSettings):
 
     # --- real mode (Hummingbot Gateway) ---
     gateway_wallet_address: str | None = Field(
-        None, validation_alias=AliasChoices("GATEWAY_WALLET_ADDRESS")
+        None,
+        description="real mode: the wallet Gateway signs with (required for real mode)",
+        validation_alias=AliasChoices("GATEWAY_WALLET_ADDRESS"),
     )
     max_position_usd: float | None = Field(
-        None, gt=0, validation_alias=AliasChoices("CLMMD_MAX_POSITION_USD")
+        None,
+        gt=0,
+        description="real mode: cap on the deployed position size in USD (required for real mode)",
+        validation_alias=AliasChoices("CLMMD_MAX_POSITION_USD"),
     )
-    gateway_chain: str = Field("ethereum", validation_alias=AliasChoices("GATEWAY_CHAIN"))
-    gateway_network: str = Field("mainnet", validation_alias=AliasChoices("GATEWAY_NETWORK"))
-    gateway_connector: str = Field("uniswap", validation_alias=AliasChoices("GATEWAY_CONNECTOR"))
+    gateway_chain: str = Field(
+        "ethereum",
+        description="real mode: Gateway chain name",
+        validation_alias=AliasChoices("GATEWAY_CHAIN"),
+    )
+    gateway_network: str = Field(
+        "mainnet",
+        description="real mode: Gateway network name",
+        validation_alias=AliasChoices("GATEWAY_NETWORK"),
+    )
+    gateway_connector: str = Field(
+        "uniswap",
+        description="real mode: Gateway connector",
+        validation_alias=AliasChoices("GATEWAY_CONNECTOR"),
+    )
     gateway_slippage_pct: float = Field(
-        1.0, gt=0, le=50, validation_alias=AliasChoices("GATEWAY_SLIPPAGE_PCT")
+        1.0,
+        gt=0,
+        le=50,
+        description="real mode: slippage tolerance sent with writes",
+        validation_alias=AliasChoices("GATEWAY_SLIPPAGE_PCT"),
     )
-    gateway_ca_file: Path | None = Field(None, validation_alias=AliasChoices("GATEWAY_CA_FILE"))
+    gateway_ca_file: Path | None = Field(
+        None,
+        description="real mode: CA bundle that signed Gateway's certificate (HTTPS)",
+        validation_alias=AliasChoices("GATEWAY_CA_FILE"),
+    )
     gateway_client_cert_file: Path | None = Field(
-        None, validation_alias=AliasChoices("GATEWAY_CLIENT_CERT_FILE")
+        None,
+        description="real mode: client certificate for Gateway (HTTPS)",
+        validation_alias=AliasChoices("GATEWAY_CLIENT_CERT_FILE"),
     )
     gateway_client_key_file: Path | None = Field(
-        None, validation_alias=AliasChoices("GATEWAY_CLIENT_KEY_FILE")
+        None,
+        description="real mode: client key for Gateway (HTTPS)",
+        validation_alias=AliasChoices("GATEWAY_CLIENT_KEY_FILE"),
     )
     gateway_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("GATEWAY_API_KEY")
+        None,
+        description="real mode: Gateway API key if it requires one (secret)",
+        validation_alias=AliasChoices("GATEWAY_API_KEY"),
     )
     gateway_read_timeout_s: float = Field(
-        15.0, gt=0, le=600, validation_alias=AliasChoices("GATEWAY_READ_TIMEOUT_S")
+        15.0,
+        gt=0,
+        le=600,
+        description="real mode: deadline of a Gateway read",
+        validation_alias=AliasChoices("GATEWAY_READ_TIMEOUT_S"),
     )
     gateway_write_timeout_s: float = Field(
-        180.0, gt=0, le=3600, validation_alias=AliasChoices("GATEWAY_WRITE_TIMEOUT_S")
+        180.0,
+        gt=0,
+        le=3600,
+        description="real mode: deadline of a Gateway write",
+        validation_alias=AliasChoices("GATEWAY_WRITE_TIMEOUT_S"),
     )
 
     @field_validator("gateway_wallet_address")
@@ -321,7 +490,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        ]
         config_file = os.environ.get("CLMMD_CONFIG_FILE")
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
@@ -401,17 +575,6 @@ def _one_line(exc: ValidationError, raw: dict[str, Any]) -> str:
     return "invalid configuration: " + "; ".join(parts)
 
 
-def _credential(name: str) -> str | None:
-    """A systemd credential (``LoadCredential=``): ``$CREDENTIALS_DIRECTORY/<name>``."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        return None
-    try:
-        return (Path(directory) / name).read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Build :class:`Settings`; raise :class:`ConfigError` with one line on any bad value.
 
@@ -424,11 +587,12 @@ def load_settings(**overrides: Any) -> Settings:
         # pydantic-settings skips a missing TOML file silently: the operator's settings would
         # be ignored without a word.
         raise ConfigError(f"invalid configuration: CLMMD_CONFIG_FILE={config_file!r}: no such file")
-    credential = _credential("dune_api_key")
-    if credential is not None and "DUNE_API_KEY" not in os.environ:
-        given.setdefault("dune_api_key", credential)
+    # systemd credentials (LoadCredential=) are files named after the setting, e.g.
+    # $CREDENTIALS_DIRECTORY/dune_api_key: pydantic-settings' secrets directory, below the
+    # environment and .env in precedence.
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY") or None
     try:
-        settings = Settings(**given)
+        settings = Settings(**given, _secrets_dir=credentials)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, given)) from None
     except (OSError, ValueError) as exc:  # unreadable/invalid TOML file, undecodable value

@@ -110,26 +110,29 @@ async def test_a_failed_save_raises_and_leaves_the_state_unchanged(
     [
         (b'{"format": "clmmd-agent-state", "format_vers', "not valid JSON"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"format": "something-else", "format_version": 1}', "format is"),
+        (
+            b'{"format": "something-else", "format_version": 1}',
+            "format: Input should be 'clmmd-agent-state'",
+        ),
         (
             b'{"format": "clmmd-agent-state", "format_version": 99, "state_version": 1, '
             b'"regimes": {}}',
-            "unsupported format_version 99",
+            "format_version: Input should be 1 (got 99)",
         ),
         (
             b'{"format": "clmmd-agent-state", "format_version": 1, "state_version": 5, '
             b'"regimes": {"r": {"200": {"n": 0, "mean": 0.1, "m2": 0.0}}}}',
-            "n must be an integer >= 1",
+            "regimes.r.200.n: Input should be greater than or equal to 1",
         ),
         (
             b'{"format": "clmmd-agent-state", "format_version": 1, "state_version": 5, '
             b'"regimes": {"r": {"200": {"n": 2, "mean": "NaN", "m2": 0.0}}}}',
-            "mean must be a finite number",
+            "regimes.r.200.mean: Input should be a valid number",
         ),
         (
             b'{"format": "clmmd-agent-state", "format_version": 1, "state_version": 5, '
             b'"regimes": {"r": {"wide": {"n": 2, "mean": 0.1, "m2": 0.0}}}}',
-            "not a positive integer",
+            "regimes.r.wide: String should match pattern",
         ),
         (
             b'{"format": "clmmd-agent-state", "format_version": 1, "state_version": 1, '
@@ -192,7 +195,7 @@ def test_json_round_trip_is_exact(updates: list[tuple[str, int, float]]) -> None
 
 
 def test_state_from_json_names_the_problem() -> None:
-    with pytest.raises(StateFormatError, match="regimes must be an object"):
+    with pytest.raises(StateFormatError, match="regimes: Input should be a valid dictionary"):
         state_from_json(
             {"format": "clmmd-agent-state", "format_version": 1, "state_version": 0, "regimes": []}
         )
