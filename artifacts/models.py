@@ -119,6 +119,8 @@ class EpisodeResult(_Strict):
     fees_usd: float
     gas_cost_usd: float
     il_usd: float
+    # PnL = hodl_return − IL + fees − gas (None in results written before it was recorded).
+    hodl_return_usd: float | None = None
     time_in_range_pct: float
     risk_scalar_applied: float
     size_usd_applied: float

@@ -134,7 +134,9 @@ class ExecutionRequest:
 
 @dataclass(frozen=True)
 class ExecutionOutcome:
-    """What happened. ``il_usd`` is the loss against holding (positive = worse than holding)."""
+    """What happened. ``il_usd`` is the loss against holding (positive = worse than holding);
+    ``hodl_return_usd`` is what holding the deposited tokens gained (their value at the end −
+    at the start), so ``pnl_usd = hodl_return_usd − il_usd + fees_usd − gas_cost_usd``."""
 
     pnl_usd: float
     fees_usd: float
@@ -144,6 +146,7 @@ class ExecutionOutcome:
     risk_scalar_applied: float
     size_usd_applied: float
     simulation: dict[str, Any]
+    hodl_return_usd: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,7 @@ def simulate(
         fees_usd=fees,
         gas_cost_usd=gas,
         il_usd=hold_value_end - lp_value_end,
+        hodl_return_usd=hold_value_end - initial_value,
         time_in_range_pct=100.0 * float(in_range.mean()),
         risk_scalar_applied=request.risk_scalar,
         size_usd_applied=size,

@@ -146,6 +146,7 @@ def live_outcome(run: LiveRun) -> ExecutionOutcome:
         fees_usd=fees,
         gas_cost_usd=gas_usd,
         il_usd=hold_end - lp_end,
+        hodl_return_usd=hold_end - initial,
         time_in_range_pct=time_in_range,
         risk_scalar_applied=request.risk_scalar,
         size_usd_applied=run.size,

@@ -142,6 +142,12 @@ def test_il_is_never_negative_and_pnl_adds_up(
     assert outcome.pnl_usd == pytest.approx(expected_pnl - outcome.gas_cost_usd, abs=1e-6)
     assert sim["initial_value_usd"] == pytest.approx(request.size_usd, rel=1e-9)
     assert 0.0 <= outcome.time_in_range_pct <= 100.0
+    # The decomposition: PnL = HODL return − IL + fees − gas.
+    assert outcome.hodl_return_usd == pytest.approx(
+        sim["hold_value_end_usd"] - sim["initial_value_usd"], abs=1e-9
+    )
+    parts = outcome.hodl_return_usd - outcome.il_usd + outcome.fees_usd - outcome.gas_cost_usd
+    assert outcome.pnl_usd == pytest.approx(parts, abs=1e-6)
 
 
 # --- fees and time in range -----------------------------------------------------------------
