@@ -50,6 +50,8 @@ class Proposal(_Strict):
     expected_reward: float | None = None
     agent_version: str | None = None
     seed: int | None = None
+    #: The ``episodes`` trigger this episode was run for (absent: a campaign or the schedule).
+    trigger_id: str | None = None
 
 
 class IntelEntry(_Strict):

@@ -17,14 +17,23 @@ Writes are ``async`` and run diskcache in a worker thread (a SQLite write can st
 a second), then update the mirror. Reads are synchronous: from the mirror when the key is known
 there, else from disk, so another process (``clmmd status``) sees the daemon's writes. This
 module never touches the network.
+
+Corruption. A ``cache.db`` SQLite cannot read (at open, or later: "database disk image is
+malformed") is not fatal: the cache folder is moved aside to ``cache.corrupt-<UTC time>``
+(warning ``cache_corrupt`` with ``moved_to``), an empty cache takes its place and the operation
+is retried once; the mirror keeps serving what this process had read. Intel is refetched.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict, TypeVar, cast
 
 import diskcache
 import orjson
@@ -43,6 +52,8 @@ GC_EXPIRY_FACTOR = 7
 DEFAULT_GC_EXPIRY_S = 7 * 24 * 3600
 _DEDUP_PREFIX = "~dedup:"
 _SOURCES = ("dune_execute", "dune_latest", "mock")
+_PROBE_KEY = "~probe"
+_T = TypeVar("_T")
 
 
 class Envelope(TypedDict):
@@ -114,11 +125,9 @@ class IntelCache:
         if size_limit <= 0:
             raise ValueError(f"size_limit must be positive, got {size_limit}")
         self.directory = Path(directory)
-        self._disk = diskcache.Cache(
-            str(self.directory),
-            size_limit=size_limit,
-            eviction_policy="least-recently-stored",
-        )
+        self._size_limit = size_limit
+        self._reopen_lock = threading.Lock()
+        self._disk = self._open_disk()
         self._mirror: dict[str, Envelope] = {}
         self._closed = False
 
@@ -130,7 +139,7 @@ class IntelCache:
         if env is not None or self._closed:
             return env
         try:
-            raw = self._disk.get(key, default=None)
+            raw = self._on_disk(lambda disk: disk.get(key, default=None))
         except Exception as exc:  # a damaged cache must never crash an episode
             log.warning("cache_read_failed", key=key, error=f"{type(exc).__name__}: {exc}")
             return None
@@ -160,8 +169,8 @@ class IntelCache:
         """Every envelope key on disk or in the mirror, sorted."""
         found = set(self._mirror)
         if not self._closed:
-            found.update(k for k in self._disk.iterkeys() if isinstance(k, str))
-        return sorted(k for k in found if not k.startswith(_DEDUP_PREFIX))
+            found.update(self._on_disk(lambda disk: [k for k in disk if isinstance(k, str)]))
+        return sorted(k for k in found if not k.startswith((_DEDUP_PREFIX, _PROBE_KEY)))
 
     # -- writes (async, diskcache in a worker thread) -------------------------------------
 
@@ -220,8 +229,22 @@ class IntelCache:
         Lives in its own namespace (never collides with envelope keys); meant for trigger dedup.
         """
         self._check_open()
-        added = await asyncio.to_thread(self._disk.add, _DEDUP_PREFIX + key, value, expire)
+        added = await asyncio.to_thread(
+            self._on_disk, lambda disk: disk.add(_DEDUP_PREFIX + key, value, expire)
+        )
         return bool(added)
+
+    def probe(self) -> None:
+        """Write and read back a probe entry (blocking; for health checks); raises on failure."""
+        self._check_open()
+        stamp = os.urandom(8).hex()
+
+        def write_and_read(disk: diskcache.Cache) -> object:
+            disk.set(_PROBE_KEY, stamp)
+            return disk.get(_PROBE_KEY)
+
+        if self._on_disk(write_and_read) != stamp:
+            raise RuntimeError("the cache did not return what was just written")
 
     def close(self) -> None:
         """Close the disk handle of this thread (idempotent). Reads then use the mirror only."""
@@ -238,7 +261,57 @@ class IntelCache:
 
     def _write_raw(self, key: str, payload: bytes, expire: float) -> None:
         self._check_open()
-        self._disk.set(key, payload, expire=expire)
+        self._on_disk(lambda disk: disk.set(key, payload, expire=expire))
+
+    # -- corruption (see the module docstring) ---------------------------------------------
+
+    def _open_disk(self) -> diskcache.Cache:
+        try:
+            return self._new_disk()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            self._move_aside(exc)
+            return self._new_disk()
+
+    def _new_disk(self) -> diskcache.Cache:
+        return diskcache.Cache(
+            str(self.directory),
+            size_limit=self._size_limit,
+            eviction_policy="least-recently-stored",
+        )
+
+    def _on_disk(self, operation: Callable[[diskcache.Cache], _T]) -> _T:
+        """Run ``operation`` on the disk cache; on corruption replace the cache, retry once."""
+        disk = self._disk
+        try:
+            return operation(disk)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            with self._reopen_lock:
+                if self._disk is disk:  # the first thread to see it replaces the cache
+                    disk.close()
+                    self._move_aside(exc)
+                    self._disk = self._new_disk()
+            return operation(self._disk)
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = self.directory.with_name(f"{self.directory.name}.corrupt-{stamp}")
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = self.directory.with_name(f"{self.directory.name}.corrupt-{stamp}-{suffix}")
+        os.rename(self.directory, target)
+        log.warning(
+            "cache_corrupt",
+            path=str(self.directory),
+            moved_to=str(target),
+            error=f"{type(exc).__name__}: {exc}",
+            hint="started with an empty cache (intel is refetched); inspect or delete the "
+            "moved folder",
+        )
 
     def _merge_failure(
         self,
@@ -250,10 +323,24 @@ class IntelCache:
         expire: float,
     ) -> Envelope:
         self._check_open()
+        return self._on_disk(
+            lambda disk: self._merge_failure_in(disk, key, error, attempt, ttl_s, source, expire)
+        )
+
+    def _merge_failure_in(
+        self,
+        disk: diskcache.Cache,
+        key: str,
+        error: str,
+        attempt: str,
+        ttl_s: int,
+        source: SourceName | None,
+        expire: float,
+    ) -> Envelope:
         # A transaction so another process's write cannot slip between our read and write.
-        with self._disk.transact():
+        with disk.transact():
             previous: Envelope | None = None
-            raw = self._disk.get(key, default=None)
+            raw = disk.get(key, default=None)
             if raw is not None:
                 try:
                     previous = decode_envelope(raw)
@@ -268,8 +355,13 @@ class IntelCache:
                 "source": previous["source"] if previous and previous["source"] else source,
                 "attempted_at": attempt,
             }
-            self._disk.set(key, orjson.dumps(env), expire=expire)
+            disk.set(key, orjson.dumps(env), expire=expire)
         return env
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    # OperationalError is the environment (disk full, locked, read-only), not the file.
+    return not isinstance(exc, sqlite3.OperationalError)
 
 
 def _gc_expiry(max_age_s: int | None) -> float:

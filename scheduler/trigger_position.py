@@ -1,29 +1,28 @@
-"""Where the trigger tail resumes after a restart: ``dune_triggers.offset.json``.
+"""Where the trigger tail resumes after a restart, and what to make of a saved position.
 
-After every batch the tail saves ``{"dev", "ino", "offset", "line_no"}`` of the next unread
-line (temp + fsync + rename, in a worker thread). On start it resumes there when (dev, ino)
-still name the trigger file and the offset fits in it; otherwise it starts at 0. A missing or
-corrupt offset file makes the tail read the file from the start: it never skips triggers, and
-ids (deduplicated in the cache) keep the replay from dispatching a trigger twice; lines without
-an id may then be dispatched again.
+The position (file identity, offset and line number of the next unread line) is saved in the
+trigger ledger together with the lines accepted before it (:mod:`scheduler.trigger_ledger`).
+:func:`resume_point` decides, purely, whether a saved position still applies to the file the
+path names now: same (device, inode) and an offset that fits → resume there; another file
+(rotated while stopped) or a shorter one (truncated) → start at 0.
+
+Earlier versions kept the position in ``dune_triggers.offset.json`` (replaced atomically
+through a temp file); :func:`load_legacy_position` reads it once when a ledger is created, and
+:func:`remove_stale_temps` removes what a kill during such a replace left behind.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import orjson
-import structlog
 
-from clmmd.artifacts.writer import TEMP_MARKER, replace_json
+from clmmd.artifacts.writer import TEMP_MARKER
 
-log = structlog.get_logger(__name__)
-
-OFFSET_FILENAME = "dune_triggers.offset.json"
+LEGACY_OFFSET_FILENAME = "dune_triggers.offset.json"
 _FIELDS = ("dev", "ino", "offset", "line_no")
 
 
@@ -34,51 +33,26 @@ class FileId(NamedTuple):
     ino: int
 
 
-class PositionFile:
-    """The saved position of one trigger file's tail."""
+class Position(NamedTuple):
+    """The start of the next unread line of ``file``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._saved: dict[str, int] | None = None  # what the file holds, to skip rewriting it
+    file: FileId
+    offset: int
+    line_no: int
 
-    async def resume_point(self, file_id: FileId, size: int) -> tuple[int, int]:
-        """(offset, line_no) to start reading ``file_id`` (``size`` bytes now) at: the saved
-        position when it still names that file and fits in it, else (0, 0)."""
-        # A kill during a position write leaves its temp file; nothing else removes it.
-        await asyncio.to_thread(remove_stale_temps, self.path)
-        saved, problem = await asyncio.to_thread(load_position, self.path)
-        if problem is not None:
-            log.warning(
-                "trigger_offset_corrupt",
-                path=str(self.path),
-                error=problem,
-                action="reading the trigger file from the start; ids prevent repeats",
-            )
-        if saved is None:
-            return 0, 0
-        if (saved["dev"], saved["ino"]) != file_id:
-            log.info("trigger_file_rotated", previous_ino=saved["ino"], while_stopped=True)
-        elif saved["offset"] > size:
-            log.warning("trigger_file_truncated", offset=saved["offset"], size=size)
-        else:
-            return saved["offset"], saved["line_no"]
-        return 0, 0
 
-    async def save(self, file_id: FileId, offset: int, line_no: int) -> None:
-        """Save the position of the next unread line (nothing when it is already saved)."""
-        position = {"dev": file_id.dev, "ino": file_id.ino, "offset": offset, "line_no": line_no}
-        if position == self._saved:
-            return
-        try:
-            await asyncio.to_thread(replace_json, self.path, position)
-        except OSError as exc:  # a replay after restart is deduplicated by id
-            log.warning("trigger_offset_write_failed", error=str(exc))
-            return
-        self._saved = position
+ResumeNote = Literal["resumed", "fresh", "rotated_while_stopped", "truncated_while_stopped"]
 
-    def forget_saved(self) -> None:
-        """Make the next :meth:`save` write whatever it is given (after a rotation)."""
-        self._saved = None
+
+def resume_point(saved: Position | None, file_id: FileId, size: int) -> tuple[int, int, ResumeNote]:
+    """(offset, line_no, why) to start reading ``file_id`` (``size`` bytes now) at."""
+    if saved is None:
+        return 0, 0, "fresh"
+    if saved.file != file_id:
+        return 0, 0, "rotated_while_stopped"
+    if saved.offset > size:
+        return 0, 0, "truncated_while_stopped"
+    return saved.offset, saved.line_no, "resumed"
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -90,8 +64,8 @@ def remove_stale_temps(path: Path) -> None:
                 temp.unlink()
 
 
-def load_position(path: Path) -> tuple[dict[str, int] | None, str | None]:
-    """(saved position or None, why the file is unusable or None)."""
+def load_legacy_position(path: Path) -> tuple[Position | None, str | None]:
+    """(position saved in a legacy offset file or None, why it is unusable or None)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -107,4 +81,4 @@ def load_position(path: Path) -> tuple[dict[str, int] | None, str | None]:
         for n in _FIELDS
     ):
         return None, f"expected non-negative integers {', '.join(_FIELDS)}"
-    return {n: value[n] for n in _FIELDS}, None
+    return Position(FileId(value["dev"], value["ino"]), value["offset"], value["line_no"]), None

@@ -7,7 +7,10 @@ string is replaced wherever it appears (messages, exception text, tracebacks).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -66,52 +69,125 @@ class SecretRedactor:
 REDACTOR = SecretRedactor()
 
 
-class _RotatingFile:
-    """An append-only log file rotated by size (``clmmd.log`` → ``clmmd.log.1`` …)."""
+class _FileSink:
+    """An append-only log file. A write that fails (disk full, quota, I/O error) drops that
+    line and never raises: logging must not take down the code that logs. Writes are
+    unbuffered, so a failed write leaves nothing queued to fail again at the next flush; the
+    first write that succeeds afterwards first records how many lines were dropped and why."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.size = 0
+        self.dropped = 0
+        self.error: str | None = None  # why lines are being dropped (None: writing fine)
+        self._torn = False  # a short write left a partial line at the end of the file
+        self.reopen()
+
+    def reopen(self) -> None:
+        """(Re)open ``path`` for appending (after logrotate moved it away: SIGHUP)."""
+        self.close()
+        try:
+            self.fd = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+            self.size = os.fstat(self.fd).st_size
+        except OSError as exc:
+            self._failed(exc)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def write(self, line: bytes) -> None:
+        if self.fd is None:
+            self.reopen()
+            if self.fd is None:
+                self.dropped += 1
+                return
+        data = line
+        if self.dropped:
+            data = _dropped_notice(self.dropped, self.error) + data
+        if self._torn:
+            data = b"\n" + data
+        try:
+            written = os.write(self.fd, data)
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self.size += written
+        if written < len(data):  # the disk filled during this very write
+            self._torn = True
+            self._failed(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+            return
+        self._torn = False
+        self.dropped = 0
+        self.error = None
+
+    def _failed(self, exc: OSError) -> None:
+        self.dropped += 1
+        self.error = f"{exc.strerror or exc}"
+
+
+def _dropped_notice(count: int, error: str | None) -> bytes:
+    """The line a log file gets when it can be written again after dropping ``count``."""
+    notice = {
+        "event": "log_lines_dropped",
+        "level": "warning",
+        "count": count,
+        "error": error,
+        "hint": "the log file could not be written (disk full?); those lines are lost here",
+    }
+    return orjson.dumps(notice) + b"\n"
+
+
+class _RotatingFile(_FileSink):
+    """A log file rotated by size (``clmmd.log`` → ``clmmd.log.1`` …)."""
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
-        self.handle: IO[bytes] = path.open("ab")
-        self.size = self.handle.tell()
+        super().__init__(path)
 
     def write(self, line: bytes) -> None:
         if self.max_bytes and self.size + len(line) > self.max_bytes:
             self.rotate()
-        self.handle.write(line)
-        self.handle.flush()
-        self.size += len(line)
+        super().write(line)
 
     def rotate(self) -> None:
-        self.handle.close()
-        for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
-        if self.backups > 0 and self.path.exists():
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self.close()
+        try:
+            for index in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+            if self.backups > 0 and self.path.exists():
+                self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        except OSError as exc:  # keep appending to the current file
+            self._failed(exc)
+            self.dropped -= 1  # nothing was dropped by a failed rotation
         self.reopen()
 
-    def reopen(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-        self.handle = self.path.open("ab")
-        self.size = self.handle.tell()
+
+#: stdout errors after which it is gone for good (closed pipe); others (a full disk under a
+#: redirected stdout) only drop the line.
+_STREAM_GONE = (errno.EPIPE, errno.EBADF, errno.ECONNRESET)
 
 
 class LogSinks:
     """Where rendered lines go: stdout (or another stream), daemon log files, run log files.
 
     A run sink receives only the lines bound to its ``run_id``. Writes are serialised by a lock
-    because episode steps run in worker threads too.
+    because episode steps run in worker threads too. No write here ever raises.
     """
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
         self._lock = threading.Lock()
         self.stream: IO[bytes] | None = stream
         self._files: dict[Path, _RotatingFile] = {}
-        self._runs: dict[str, IO[bytes]] = {}
+        self._runs: dict[str, _FileSink] = {}
 
     def add_file(self, path: Path, *, max_bytes: int = 50 * 1024 * 1024, backups: int = 5) -> None:
         """Also write every line to ``path``, rotated when it exceeds ``max_bytes``."""
@@ -121,30 +197,34 @@ class LogSinks:
                 self._files[path] = _RotatingFile(path, max_bytes, backups)
 
     def reopen_files(self) -> None:
-        """Reopen every file sink (after an external logrotate moved them: SIGHUP)."""
+        """Reopen every file sink, run logs included (after logrotate moved them: SIGHUP)."""
         with self._lock:
-            for sink in self._files.values():
+            for sink in [*self._files.values(), *self._runs.values()]:
                 sink.reopen()
 
     def add_run(self, run_id: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            self._runs[run_id] = path.open("ab")
+            self._runs[run_id] = _FileSink(path)
 
     def remove_run(self, run_id: str) -> None:
         with self._lock:
-            handle = self._runs.pop(run_id, None)
-            if handle is not None:
-                handle.close()
+            sink = self._runs.pop(run_id, None)
+            if sink is not None:
+                sink.close()
 
     def close(self) -> None:
         with self._lock:
-            for sink in self._files.values():
-                sink.handle.close()
-            for handle in self._runs.values():
-                handle.close()
+            for sink in [*self._files.values(), *self._runs.values()]:
+                sink.close()
             self._files.clear()
             self._runs.clear()
+
+    def failing(self) -> dict[str, str]:
+        """Log files currently dropping lines: path → why (for health reports)."""
+        with self._lock:
+            sinks = [*self._files.values(), *self._runs.values()]
+            return {str(s.path): f"{s.error} ({s.dropped} lines dropped)" for s in sinks if s.error}
 
     def write(self, line: bytes, run_id: object) -> None:
         with self._lock:
@@ -152,15 +232,16 @@ class LogSinks:
                 try:
                     self.stream.write(line)
                     self.stream.flush()
-                except (OSError, ValueError):
-                    # stdout gone (journald restarted, pipe closed): keep logging to files.
+                except ValueError:  # closed
                     self.stream = None
+                except OSError as exc:
+                    # stdout gone (journald restarted, pipe closed): keep logging to files.
+                    if exc.errno in _STREAM_GONE:
+                        self.stream = None
             for sink in self._files.values():
                 sink.write(line)
             if isinstance(run_id, str) and run_id in self._runs:
-                handle = self._runs[run_id]
-                handle.write(line)
-                handle.flush()
+                self._runs[run_id].write(line)
 
 
 SINKS = LogSinks()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ from clmmd.service.cli.progress import CampaignProgress
 from clmmd.service.cli.run_commands import clean, report, runs_list, runs_show, runs_validate
 from clmmd.service.config import ConfigError, Settings
 from clmmd.service.logging import REDACTOR, SINKS, configure_logging
-from clmmd.service.runs.campaign import CampaignError, run_campaign
+from clmmd.service.runs.campaign import CampaignError, CampaignReport, CampaignStop, run_campaign
 from clmmd.service.runs.opening import resolve_seed
 from clmmd.service.runs.warmup import warm_mock_intel
 from clmmd.service.wiring import build_source, load_configured_registry, open_intel, start_logging
@@ -47,8 +49,13 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+#: Exit status of a campaign stopped by a signal: 128 + the signal number, as a shell does.
+_SIGNAL_EXIT = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+
+
 async def campaign(settings: Settings, *, warm: bool = True) -> int:
-    """Run a campaign; 0 when every episode ended with an artifact folder."""
+    """Run a campaign; 0 when every episode ended with an artifact folder, 1 when some did
+    not, 130/143 when Ctrl-C/SIGTERM stopped it (after finishing or completing what ran)."""
     start_logging(settings)
     clock = SystemClock()
     env = build_env(settings, clock)
@@ -57,9 +64,16 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         stack = open_intel(settings, clock)
-    except OSError as exc:
-        _err(f"clmmd: cannot use data dir {settings.data_dir}: {exc}")
+    except (OSError, sqlite3.Error) as exc:
+        _err(
+            f"clmmd: campaign could not start: cannot use data dir {settings.data_dir}: "
+            f"{getattr(exc, 'strerror', None) or exc} (free disk space or fix its permissions)"
+        )
         return 1
+    stop = CampaignStop()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.request, signal.Signals(signum).name)
     progress = CampaignProgress(settings.episodes, clock)
     try:
         if warm and settings.intel_data_source == "mock":
@@ -79,23 +93,43 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
             intel=stack.intel,
             clock=clock,
             on_episode_done=progress.episode_done,
+            stop=stop,
         )
     except CampaignError as exc:
         _err(f"clmmd: campaign could not run: {exc}")
         return 1
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         progress.close()
         stack.close()
         await close_env(env)
+    _err(campaign_summary(result, _program()))
+    if result.interrupted_by is not None:
+        return _SIGNAL_EXIT.get(result.interrupted_by, 1)
+    return 0 if result.complete else 1
+
+
+def campaign_summary(result: CampaignReport, prog: str) -> str:
+    """What the campaign did, for the operator (stderr)."""
     ok = sum(r.status == "success" for r in result.records)
-    prog = _program()
-    _err(
-        f"campaign {result.run_id}: {len(result.records)}/{result.requested} episodes "
+    head = f"campaign {result.run_id}"
+    if result.interrupted_by is not None:
+        head += (
+            f" interrupted by {result.interrupted_by}: {len(result.interrupted)} running "
+            f"episode(s) completed as interrupted, {result.not_started} not started;"
+        )
+    else:
+        head += ":"
+    lost = ""
+    if result.lost:
+        lost = f"\nlost:      {result.lost[-1]} (check disk space of the data dir)"
+    return (
+        f"{head} {len(result.records)}/{result.requested} episodes "
         f"({ok} successful, {len(result.records) - ok} failed/skipped, {len(result.lost)} lost), "
-        f"seed {result.seed}\nartifacts: {result.run_dir}/\n"
+        f"seed {result.seed}{lost}\nartifacts: {result.run_dir}/\n"
         f"inspect:   {prog} runs show {result.run_id}   |   {prog} report {result.run_id}"
     )
-    return 0 if result.complete else 1
 
 
 def _program() -> str:
@@ -112,8 +146,10 @@ def _program() -> str:
 async def run_daemon(settings: Settings, *, once: bool = False) -> int:
     """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``)."""
     from clmmd.service.host.daemon import Daemon
+    from clmmd.service.host.stdlib_logs import route_stdlib_logging
 
     start_logging(settings)
+    route_stdlib_logging()
     SINKS.add_file(settings.data_dir / "logs" / "clmmd.log")
     env = build_env(settings, SystemClock())
     try:

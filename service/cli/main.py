@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from clmmd.service.config import ConfigError, Settings, load_settings
+from clmmd.service.datadir_lock import DataDirBusy
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except ConfigError as exc:
+    except (ConfigError, DataDirBusy) as exc:
         print(f"clmmd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

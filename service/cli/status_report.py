@@ -17,9 +17,9 @@ from typing import Any
 from clmmd.scheduler.cache import IntelCache
 from clmmd.scheduler.planner import candidate_requests
 from clmmd.scheduler.registry import Registry
+from clmmd.scheduler.trigger_ledger import read_position
 from clmmd.scheduler.triggers import trigger_path
 
-_OFFSET_FILE = "dune_triggers.offset.json"
 _REJECTS_FILE = "dune_triggers.rejects.jsonl"
 
 
@@ -60,11 +60,10 @@ def trigger_line(data_dir: Path) -> str:
         size = path.stat().st_size
     except OSError:
         return f"triggers: no trigger file yet ({path})"
-    try:
-        position = json.loads((data_dir / _OFFSET_FILE).read_text())
-        offset, line_no = int(position["offset"]), int(position["line_no"])
-    except (OSError, ValueError, KeyError, TypeError):
+    position = read_position(data_dir)
+    if position is None:
         return f"triggers: {size} bytes in {path.name}, not read by a daemon yet"
+    offset, line_no = position.offset, position.line_no
     try:
         with (data_dir / _REJECTS_FILE).open("rb") as rejects:
             rejected = sum(1 for _ in rejects)
@@ -83,10 +82,25 @@ def daemon_line(status: dict[str, Any] | None, listen: str) -> str:
         return f"daemon: not reachable ({where}); not running, or listening elsewhere"
     episodes = status.get("episodes") or {}
     refresh = status.get("refresh") or {}
-    return (
+    workers = status.get("workers")
+    lost = episodes.get("lost")
+    health = status.get("health")
+    line = (
         f"daemon: running, run {status.get('run_id')}; episodes finished "
         f"{episodes.get('finished')}, running {episodes.get('running')}, queued "
-        f"{episodes.get('queued')}; refresh workers {refresh.get('workers')}, in flight "
+        f"{episodes.get('queued')}"
+    )
+    if isinstance(lost, dict):
+        line += f", lost {sum(int(n) for n in lost.values())}"
+        line += "".join(f" ({k} {n})" for k, n in lost.items() if n)
+    if isinstance(workers, dict):
+        line += f"; episode workers alive {workers.get('alive')}/{workers.get('configured')}"
+    line += (
+        f"; refresh workers {refresh.get('workers')}, in flight "
         f"{len(refresh.get('in_flight') or [])}, ticks {refresh.get('ticks')}"
         + (" (stopping)" if status.get("stopping") else "")
     )
+    if isinstance(health, dict):
+        reasons = health.get("reasons") or []
+        line += f"\nhealth: {health.get('status')}" + "".join(f"\n  - {r}" for r in reasons)
+    return line

@@ -1,11 +1,22 @@
 """``clmmd run``: refresh scheduler, trigger watcher and episode worker pool in one process.
 
-Lifecycle: validate configuration → recover runs left by dead processes → open the cache →
-start the refresh scheduler, the trigger tail, the episode workers and the status endpoint →
-READY=1. A signal only sets the stop event; shutdown then stops accepting triggers, stops the
+Lifecycle: take the data dir (``service.datadir_lock``: one owner) → bind the status endpoint
+(a busy address stops here, before anything is written) → open the cache and the trigger
+ledger → recover runs left by dead processes and open this run → resume what the ledger still
+owes (episodes of accepted triggers, refreshes not yet run) → start the refresh scheduler, the
+trigger tail, the episode workers and the health probe → READY=1.
+
+A signal only sets the stop event; shutdown then stops accepting triggers, stops the
 scheduler, lets running episodes finish within the drain deadline, cancels the rest (their
-folders are completed as ``interrupted``), writes the summary and exits 0. A second signal
-exits at once (the next start completes what was left).
+folders are completed as ``interrupted``), writes the summary and exits 0. Episodes not started
+stay owed in the ledger and run at the next start. A second signal exits at once (the next
+start completes what was left). A daemon run that ended without a single episode leaves no
+folder behind.
+
+Workers never die of an episode: an episode that cannot even get a folder (full disk) is
+counted as lost by reason (``clmmd_episodes_lost_total``) and the worker takes the next one;
+``/healthz`` says ``degraded`` while episodes are being lost, ``runs/`` or the cache cannot be
+written, or a worker is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 from collections import deque
 from typing import Any
@@ -21,19 +33,24 @@ import structlog
 
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.artifacts.layout import RunLayout
+from clmmd.artifacts.layout import episode_id as make_episode_id
 from clmmd.artifacts.recovery import recover_run
-from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.env.base import ClmmEnv
 from clmmd.scheduler.refresher import Refresher
 from clmmd.scheduler.scheduling import RefreshScheduler
+from clmmd.scheduler.trigger_ledger import TriggerLedger
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
 from clmmd.scheduler.trigger_tail import TriggerTail
-from clmmd.service.config import Settings
+from clmmd.service.config import ConfigError, Settings
+from clmmd.service.datadir_lock import DataDirLock
+from clmmd.service.host.backlog import EpisodeBacklog, Owed
+from clmmd.service.host.health import PROBE_INTERVAL_S, DiskProbe, LostEpisodes
 from clmmd.service.host.metrics import ServiceMetrics
 from clmmd.service.host.notify import SystemdNotifier, watchdog_interval_s, watchdog_loop
 from clmmd.service.host.status import DaemonObserver
 from clmmd.service.logging import SINKS
+from clmmd.service.runs.losses import describe
 from clmmd.service.runs.opening import OpenRun, close_run, learning_enabled, open_run
 from clmmd.service.runs.runner import EpisodeRunner
 from clmmd.service.runs.summary_writer import SummaryWriter
@@ -42,6 +59,8 @@ from clmmd.service.wiring import IntelStack, build_source, open_intel
 log = structlog.get_logger(__name__)
 
 RECENT_POOLS = 16
+#: A worker whose loop failed (a bug, never an episode) waits this long before going on.
+WORKER_RETRY_S = 1.0
 
 
 class Daemon:
@@ -60,14 +79,15 @@ class Daemon:
         self.settings = settings
         self.env = env
         self.clock = clock or SystemClock()
-        self.notifier = notifier or SystemdNotifier.from_env(os.environ)
+        self.notifier = notifier or SystemdNotifier.from_env(os.environ, clock=self.clock)
         self.once = once
         self.install_signals = install_signals
         self.stop_event = asyncio.Event()
         self._signals = 0
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._backlog = EpisodeBacklog()
         self._next_index = 0
-        self._running_episodes: set[asyncio.Task[EpisodeRecord]] = set()
+        self._running_episodes: set[asyncio.Task[EpisodeRecord | None]] = set()
+        self._workers: list[asyncio.Task[None]] = []
         self._summary: SummaryWriter | None = None
         self._recent_pools: deque[str] = deque(maxlen=RECENT_POOLS)
         self._refresh_tasks: set[asyncio.Task[Any]] = set()
@@ -75,7 +95,11 @@ class Daemon:
         self._run: OpenRun | None = None
         self.scheduler: RefreshScheduler | None = None
         self.tail: TriggerTail | None = None
+        self.ledger: TriggerLedger | None = None
         self.metrics = ServiceMetrics()
+        self.lost = LostEpisodes()
+        self.probe: DiskProbe | None = None
+        self._probe_now = asyncio.Event()
         self.observer = DaemonObserver(self)
         self._stack: IntelStack | None = None
         self._tasks_to_stop: list[asyncio.Task[Any]] = []
@@ -112,14 +136,14 @@ class Daemon:
         self.request_stop(signal.Signals(signum).name)
 
     def _on_hup(self) -> None:
-        SINKS.reopen_files()
-        log.info("log_files_reopened")
+        # Reopening files is blocking I/O: off the loop (the handler only starts it).
+        task = asyncio.ensure_future(asyncio.to_thread(SINKS.reopen_files))
+        task.add_done_callback(lambda _: log.info("log_files_reopened"))
 
     async def _on_refresh(self, trigger: RefreshTrigger) -> None:
         # A trigger goes straight to the single-flight refresher, never via a scheduler job;
         # the tail must not wait for Dune, so the refresh runs as its own task.
         self._recent_pools.append(trigger.pool_address)
-        assert self.scheduler is not None
         log.info(
             "trigger_refresh_started",
             trigger_id=trigger.id,
@@ -127,111 +151,176 @@ class Daemon:
             reason=trigger.reason,
             priorities=list(trigger.priorities),
         )
-        task = asyncio.create_task(
-            self.scheduler.refresh_pool(trigger.pool_address, trigger.priorities)
-        )
+        task = asyncio.create_task(self._refresh_for(trigger))
         self._refresh_tasks.add(task)
         task.add_done_callback(self._refresh_tasks.discard)
 
+    async def _refresh_for(self, trigger: RefreshTrigger) -> None:
+        assert self.scheduler is not None
+        await self.scheduler.refresh_pool(trigger.pool_address, trigger.priorities)
+        if trigger.id is not None and self.ledger is not None:
+            try:
+                await asyncio.to_thread(self.ledger.refresh_done, trigger.id, self.clock.now())
+            except Exception as exc:  # it runs again at the next start: refreshes may repeat
+                log.warning("trigger_refresh_not_recorded", trigger_id=trigger.id, error=str(exc))
+
     async def _on_episodes(self, trigger: EpisodesTrigger) -> None:
         if self.stop_event.is_set():
-            log.warning("episodes_refused_stopping", trigger_id=trigger.id, count=trigger.count)
+            # Accepted in the ledger already: the next start runs them.
+            log.warning("episodes_deferred_stopping", trigger_id=trigger.id, count=trigger.count)
             return
-        for _ in range(trigger.count):
-            self._enqueue()
+        self._backlog.add(trigger.id, trigger.count)
         log.info(
             "episodes_enqueued",
             trigger_id=trigger.id,
             count=trigger.count,
-            queue_depth=self._queue.qsize(),
+            queue_depth=len(self._backlog),
         )
-
-    def _enqueue(self) -> None:
-        self._next_index += 1
-        self._queue.put_nowait(self._next_index)
 
     # ------------------------------------------------------------------ run
 
     async def run(self) -> int:
+        """Serve (or one burst with ``once``); raises :class:`DataDirBusy` when another process
+        owns the data dir and :class:`ConfigError` when the status address cannot be bound."""
+        lock = await asyncio.to_thread(
+            DataDirLock.acquire,
+            self.settings.data_dir,
+            "run --once" if self.once else "run",
+            self.clock.now(),
+        )
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> int:
         s = self.settings
         loop = asyncio.get_running_loop()
         if self.install_signals:
             loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
             loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
             loop.add_signal_handler(signal.SIGHUP, self._on_hup)
-        stack = open_intel(s, self.clock)
-        source = build_source(s, self.clock)
-        refresher = Refresher(
-            source,
-            stack.cache,
-            stack.registry,
-            self.clock,
-            workers=s.refresh_workers,
-            fetch_timeout_s=s.refresh_deadline_s,
-        )
-        self.scheduler = RefreshScheduler(
-            refresher,
-            stack.cache,
-            stack.registry,
-            self.clock,
-            active_pools=self.active_pools,
-            interval_s=s.refresh_interval_s,
-            pool_cap=s.pool_cap,
-            on_report=self.metrics.record_refresh,
-        )
-        self._stack = stack
-        run = await open_run(s, "daemon", env=self.env, intel=stack.intel, clock=self.clock)
-        self.layout, self._run = run.layout, run
-        runner, store = run.runner, run.store
-        self._summary = SummaryWriter(store, self.clock)
-        self.tail = TriggerTail(
-            s.data_dir,
-            stack.cache,
-            self.clock,
-            on_refresh=self._on_refresh,
-            on_episodes=self._on_episodes,
-        )
-        log.info(
-            "daemon_starting",
-            run_id=run.run_id,
-            seed=run.seed,
-            pid=os.getpid(),
-            exec_mode=s.exec_mode,
-            config_hash=s.config_hash(),
-            config=s.effective(),
-        )
+        http = None if self.once else await self._start_http()
         try:
+            stack = await asyncio.to_thread(open_intel, s, self.clock)
+        except BaseException:
+            if http is not None:
+                await http.stop()
+            raise
+        self._stack = stack
+        source = None
+        try:
+            self.ledger = await asyncio.to_thread(
+                TriggerLedger.open, s.data_dir, self.clock.now(), durable=s.durable_writes
+            )
+            source = build_source(s, self.clock)
+            refresher = Refresher(
+                source,
+                stack.cache,
+                stack.registry,
+                self.clock,
+                workers=s.refresh_workers,
+                fetch_timeout_s=s.refresh_deadline_s,
+            )
+            self.scheduler = RefreshScheduler(
+                refresher,
+                stack.cache,
+                stack.registry,
+                self.clock,
+                active_pools=self.active_pools,
+                interval_s=s.refresh_interval_s,
+                pool_cap=s.pool_cap,
+                on_report=self.metrics.record_refresh,
+            )
+            run = await open_run(s, "daemon", env=self.env, intel=stack.intel, clock=self.clock)
+            self.layout, self._run = run.layout, run
+            self.probe = DiskProbe(s.data_dir / "runs", stack.cache)
+            self._summary = SummaryWriter(run.store, self.clock)
+            self.tail = TriggerTail(
+                s.data_dir,
+                self.ledger,
+                self.clock,
+                on_refresh=self._on_refresh,
+                on_episodes=self._on_episodes,
+            )
+            log.info(
+                "daemon_starting",
+                run_id=run.run_id,
+                seed=run.seed,
+                pid=os.getpid(),
+                exec_mode=s.exec_mode,
+                config_hash=s.config_hash(),
+                config=s.effective(),
+            )
+            await self._resume_owed(run)
             if self.once:
-                await self._run_once(runner, store)
+                await self._run_once(run.runner)
             else:
-                await self._serve(runner, store)
+                await self._serve(run.runner, http)
         finally:
-            await self._shutdown(runner, store)
-            await source.close()
+            if http is not None:
+                await http.stop()
+            await self._shutdown()
+            if source is not None:
+                await source.close()
+            if self.ledger is not None:
+                self.ledger.close()
             stack.close()
         return 0
 
-    async def _run_once(self, runner: EpisodeRunner, store: ArtifactStore) -> None:
-        """Burst mode: drain the trigger file, one refresh tick, run what was queued, stop."""
+    async def _resume_owed(self, run: OpenRun) -> None:
+        """Hand the ledger's owed work to this process: claims of dead processes settled,
+        episodes still owed queued, refreshes not yet run started again."""
+        ledger = self.ledger
+        assert ledger is not None
+
+        def folder_exists(run_id: str, episode_id: str) -> bool:
+            return RunLayout(self.settings.data_dir, run_id).episode_dir(episode_id).is_dir()
+
+        def settle() -> tuple[tuple[int, int], list[Any], list[RefreshTrigger], int]:
+            reconciled = ledger.reconcile(folder_exists)
+            pruned = ledger.prune(self.clock.now())
+            return reconciled, ledger.pending_episodes(), ledger.pending_refreshes(), pruned
+
+        (kept, released), owed, refreshes, pruned = await asyncio.to_thread(settle)
+        for pending in owed:
+            self._backlog.add(pending.trigger_id, pending.remaining)
+        if owed or refreshes or kept or released:
+            log.info(
+                "trigger_work_resumed",
+                episodes=len(self._backlog),
+                triggers=len(owed),
+                refreshes=len(refreshes),
+                claims_interrupted=kept,
+                claims_released=released,
+                ids_forgotten=pruned,
+            )
+        for trigger in refreshes:
+            await self._on_refresh(trigger)
+
+    async def _run_once(self, runner: EpisodeRunner) -> None:
+        """Burst mode: drain the trigger file, one refresh tick, run what is owed, stop."""
         assert self.tail is not None and self.scheduler is not None
         await self.tail.drain_once()
         await self.scheduler.tick()
         await asyncio.gather(*list(self._refresh_tasks), return_exceptions=True)
-        workers = [
-            asyncio.create_task(self._episode_worker(runner, store, burst=True))
+        self._workers = [
+            asyncio.create_task(self._episode_worker(runner, burst=True))
             for _ in range(self.episode_workers)
         ]
-        await asyncio.gather(*workers)
+        await asyncio.gather(*self._workers)
 
-    async def _serve(self, runner: EpisodeRunner, store: ArtifactStore) -> None:
+    async def _serve(self, runner: EpisodeRunner, http: Any) -> None:
         assert self.tail is not None and self.scheduler is not None
         await self.scheduler.start()
+        self._workers = [
+            asyncio.create_task(self._episode_worker(runner), name=f"episodes-{i}")
+            for i in range(self.episode_workers)
+        ]
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(self.tail.run(self.stop_event), name="trigger-tail"),
-            *(
-                asyncio.create_task(self._episode_worker(runner, store), name=f"episodes-{i}")
-                for i in range(self.episode_workers)
-            ),
+            asyncio.create_task(self._health_loop(), name="health-probe"),
+            *self._workers,
         ]
         if self.settings.episode_interval_s > 0:
             tasks.append(asyncio.create_task(self._episode_schedule(), name="episode-schedule"))
@@ -248,20 +337,21 @@ class Daemon:
                     )
                 )
             )
-        http = await self._start_http()
-        self.notifier.ready()
+        await self.notifier.ready()
         self.notifier.status(f"running: run {self.layout.run_id if self.layout else '?'}")
         log.info("daemon_ready", pools=self.active_pools(), http=self.settings.http_listen)
         try:
             await self.stop_event.wait()
         finally:
-            self.notifier.stopping()
+            await self.notifier.stopping()
             self.notifier.status("stopping: draining episodes")
             if http is not None:
                 await http.stop()
             self._tasks_to_stop = tasks
 
     async def _start_http(self) -> Any:
+        """Bind the status endpoint first: a busy or unassignable address stops the start
+        before anything is written (one line, exit status 2)."""
         address = self.settings.http_listen_address
         if address is None:
             return None
@@ -275,63 +365,157 @@ class Daemon:
             health=self.observer.health,
             on_scrape=self.observer.update_gauges,
         )
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid configuration: CLMMD_HTTP_LISTEN={self.settings.http_listen!r}: "
+                f"cannot listen there: {exc.strerror or exc} (another process on that port? "
+                "choose another host:port, or 'off')"
+            ) from None
         return server
+
+    async def _health_loop(self) -> None:
+        """Run the disk probe now, every PROBE_INTERVAL_S and whenever an episode is lost."""
+        assert self.probe is not None
+        while not self.stop_event.is_set():
+            self._probe_now.clear()
+            try:
+                await asyncio.to_thread(self.probe.check)
+            except Exception as exc:  # a probe that cannot run says so through health
+                self.probe.problems = {"probe": f"health probe failed: {describe(exc)}"}
+            waiters = [
+                asyncio.ensure_future(self.clock.sleep(PROBE_INTERVAL_S)),
+                asyncio.ensure_future(self._probe_now.wait()),
+                asyncio.ensure_future(self.stop_event.wait()),
+            ]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+                await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _episode_schedule(self) -> None:
         while not self.stop_event.is_set():
             await self.clock.sleep(self.settings.episode_interval_s)
             if not self.stop_event.is_set():
-                self._enqueue()
+                self._backlog.add(None, 1)
 
-    async def _episode_worker(
-        self, runner: EpisodeRunner, store: ArtifactStore, burst: bool = False
-    ) -> None:
+    # ------------------------------------------------------------------ episodes
+
+    async def _episode_worker(self, runner: EpisodeRunner, burst: bool = False) -> None:
         while not self.stop_event.is_set():
-            if burst:
-                try:
-                    index = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-            else:
-                index = await self._queue.get()
-            if self.stop_event.is_set():
+            owed = self._backlog.take_nowait() if burst else await self._backlog.take()
+            if owed is None:
                 return
-            task = asyncio.create_task(runner.run(index))
-            self._running_episodes.add(task)
+            if self.stop_event.is_set():
+                self._backlog.give_back(owed.trigger_id)
+                return
             try:
-                record = await asyncio.shield(task)
+                await self._start_episode(runner, owed)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # a bug: never a reason to lose the worker
                 log.error(
-                    "episode_lost",
-                    index=index,
-                    error=str(exc),
-                    hint="check disk space and permissions of the data dir",
+                    "episode_worker_error",
+                    error=f"{type(exc).__name__}: {exc}",
+                    hint="the worker goes on with the next episode",
+                    exc_info=True,
                 )
-                continue
-            finally:
-                if task.done():
-                    self._running_episodes.discard(task)
-            self._finished(record)
+                await self.clock.sleep(WORKER_RETRY_S)
 
-    def _finished(self, record: EpisodeRecord) -> None:
+    async def _start_episode(self, runner: EpisodeRunner, owed: Owed) -> None:
+        """Claim the episode in the ledger (for a trigger's), run it, wait for it."""
+        self._next_index += 1
+        index = self._next_index
+        if owed.trigger_id is not None and not await self._claim(owed, index):
+            return
+        task = asyncio.create_task(self._episode(runner, index, owed))
+        self._running_episodes.add(task)
+        task.add_done_callback(self._running_episodes.discard)
+        # Shielded: a shutdown cancels the worker, not the episode (it is drained).
+        await asyncio.shield(task)
+
+    async def _claim(self, owed: Owed, index: int) -> bool:
+        assert owed.trigger_id is not None and self.ledger is not None and self.layout
+        try:
+            claimed = await asyncio.to_thread(
+                self.ledger.claim_episode,
+                owed.trigger_id,
+                self.layout.run_id,
+                make_episode_id(index),
+                self.clock.now(),
+            )
+        except Exception as exc:
+            # Still owed (nothing claimed): keep its place, and wait before trying again.
+            self._backlog.give_back(owed.trigger_id)
+            log.error(
+                "episode_claim_failed",
+                trigger_id=owed.trigger_id,
+                error=describe(exc),
+                hint="the trigger ledger cannot be written (disk full?); retried shortly",
+            )
+            await self.clock.sleep(WORKER_RETRY_S)
+            return False
+        if not claimed:
+            log.warning("episode_not_owed", trigger_id=owed.trigger_id)
+        return claimed
+
+    async def _episode(self, runner: EpisodeRunner, index: int, owed: Owed) -> EpisodeRecord | None:
+        """One episode and its bookkeeping; None when it was lost (no folder)."""
+        try:
+            record = await runner.run(index, trigger_id=owed.trigger_id)
+        except Exception as exc:
+            reason = self.lost.lost(exc)
+            self.metrics.episode_lost(reason)
+            self._probe_now.set()
+            log.error(
+                "episode_lost",
+                index=index,
+                trigger_id=owed.trigger_id,
+                reason=reason,
+                error=describe(exc),
+                hint="check disk space and permissions of the data dir",
+            )
+            await self._end_claim(owed, index, "lost")
+            return None
+        self.lost.saved()
         self.metrics.episode_finished(record.status)
         if self._summary is not None:
             self._summary.add(record)
+        await self._end_claim(owed, index, "finished")
+        return record
 
-    async def _shutdown(self, runner: EpisodeRunner, store: ArtifactStore) -> None:
+    async def _end_claim(self, owed: Owed, index: int, state: str) -> None:
+        if owed.trigger_id is None or self.ledger is None or self.layout is None:
+            return
+        with contextlib.suppress(Exception):  # a claim left open is settled at the next start
+            await asyncio.to_thread(
+                self.ledger.end_episode,
+                self.layout.run_id,
+                make_episode_id(index),
+                "lost" if state == "lost" else "finished",
+            )
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def _shutdown(self) -> None:
         self.stop_event.set()
-        tasks = self._tasks_to_stop
+        tasks = self._tasks_to_stop or self._workers
         # 1. stop accepting: the tail, the schedule, idle workers.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        not_started = self._queue.qsize()
+        not_started = len(self._backlog)
         if not_started:
-            log.warning("episodes_not_started", count=not_started)
-        # 2. refreshes: the scheduler cancels its tick and every in-flight fetch.
+            log.warning(
+                "episodes_not_started",
+                count=not_started,
+                hint="owed to their triggers in the ledger: the next start runs them",
+            )
+        # 2. refreshes: the scheduler cancels its tick and every in-flight fetch (a refresh
+        # trigger not finished runs again at the next start).
         if self.scheduler is not None:
             await self.scheduler.stop()
         for task in list(self._refresh_tasks):
@@ -343,13 +527,10 @@ class Daemon:
             log.info(
                 "draining_episodes", running=len(running), deadline_s=self.settings.drain_timeout_s
             )
-            done, pending = await asyncio.wait(running, timeout=self.settings.drain_timeout_s)
+            _, pending = await asyncio.wait(running, timeout=self.settings.drain_timeout_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
-                with contextlib.suppress(Exception):
-                    self._finished(task.result())
             if pending:
                 log.warning("episodes_interrupted", count=len(pending))
         if self.tail is not None:
@@ -365,10 +546,12 @@ class Daemon:
                 "daemon_stopped",
                 run_id=self.layout.run_id,
                 episodes=self.episodes_finished(),
+                lost=self.lost.total,
                 not_started=not_started,
             )
         if self._run is not None:
             close_run(self._run)
+            await asyncio.to_thread(discard_if_empty, self._run.layout)
 
     # ------------------------------------------------------------------ status
 
@@ -379,14 +562,17 @@ class Daemon:
         return sum(1 for t in self._running_episodes if not t.done())
 
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._backlog)
+
+    def workers_alive(self) -> int:
+        return sum(1 for t in self._workers if not t.done())
 
     @property
     def stack(self) -> IntelStack | None:
         return self._stack
 
     def health(self) -> list[str]:
-        """Reasons the daemon is unhealthy (empty when healthy)."""
+        """Reasons the daemon is degraded (empty when healthy)."""
         return self.observer.health()
 
     def status(self) -> dict[str, Any]:
@@ -396,3 +582,20 @@ class Daemon:
     def cache_quality(self) -> dict[str, Any]:
         """Quality of every key the scheduler keeps fresh."""
         return self.observer.cache_quality()
+
+
+def discard_if_empty(layout: RunLayout) -> bool:
+    """Remove a daemon run folder that holds no episode (blocking); True when removed.
+
+    A burst with nothing to do, or a daemon stopped before its first episode, would otherwise
+    leave a run that only clutters ``clmmd runs``; its log lines are in clmmd.log."""
+    episodes = layout.episodes_dir
+    try:
+        if episodes.is_dir() and any(episodes.iterdir()):
+            return False
+        shutil.rmtree(layout.run_dir)
+    except OSError as exc:
+        log.warning("empty_run_not_removed", run_id=layout.run_id, error=str(exc))
+        return False
+    log.info("empty_run_removed", run_id=layout.run_id)
+    return True

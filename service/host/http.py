@@ -109,7 +109,7 @@ class StatusServer:
                 )
                 reasons = [f"health check raised {type(exc).__name__}"]
         if reasons:
-            return self._json({"status": "unhealthy", "reasons": reasons}, status=503)
+            return self._json({"status": "degraded", "reasons": reasons}, status=503)
         return self._json({"status": "ok"})
 
     async def _metrics_page(self, request: web.Request) -> web.Response:

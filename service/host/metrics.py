@@ -24,6 +24,7 @@ from prometheus_client import (
 
 from clmmd.scheduler.quality import QUALITIES
 from clmmd.scheduler.refresher import RefreshReport
+from clmmd.service.runs.losses import LOST_REASONS
 
 NAMESPACE = "clmmd"
 REFRESH_OUTCOMES = ("ok", "failed", "skipped")
@@ -78,6 +79,26 @@ class ServiceMetrics:
         self.episodes = Counter(
             "episodes", "Finished episodes by status.", ["status"], namespace=ns, registry=reg
         )
+        self.episodes_lost = Counter(
+            "episodes_lost",
+            "Episodes that could not even get an artifact folder, by reason "
+            "(disk_full, io_error, other).",
+            ["reason"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.workers_alive = Gauge(
+            "episode_workers_alive",
+            "Episode worker tasks running (they never stop while the daemon serves).",
+            namespace=ns,
+            registry=reg,
+        )
+        self.healthy = Gauge(
+            "healthy",
+            "1 while /healthz says ok, 0 while it says degraded.",
+            namespace=ns,
+            registry=reg,
+        )
         self.episode_queue_depth = Gauge(
             "episode_queue_depth", "Episodes waiting for a worker.", namespace=ns, registry=reg
         )
@@ -88,6 +109,8 @@ class ServiceMetrics:
             self.refreshes.labels(outcome=outcome)
         for name in QUALITIES:
             self.cache_keys.labels(quality=name).set(0)
+        for reason in LOST_REASONS:
+            self.episodes_lost.labels(reason=reason)
         if process_metrics:
             # process_* series; on platforms without /proc the collector yields nothing.
             ProcessCollector(registry=reg)
@@ -119,6 +142,18 @@ class ServiceMetrics:
 
     def episode_finished(self, status: str) -> None:
         self.episodes.labels(status=status).inc()
+
+    def episode_lost(self, reason: str) -> None:
+        """``reason``: one of :data:`service.runs.losses.LOST_REASONS`."""
+        if reason not in LOST_REASONS:
+            raise ValueError(f"unknown lost reason {reason!r}: expected one of {LOST_REASONS}")
+        self.episodes_lost.labels(reason=reason).inc()
+
+    def set_workers_alive(self, count: int) -> None:
+        self.workers_alive.set(count)
+
+    def set_healthy(self, healthy: bool) -> None:
+        self.healthy.set(1 if healthy else 0)
 
     def set_episode_queue_depth(self, depth: int) -> None:
         self.episode_queue_depth.set(depth)

@@ -3,7 +3,9 @@
 A message is one datagram of ``KEY=value`` lines sent to the unix socket named by
 ``NOTIFY_SOCKET`` (a path, or ``@name`` for the abstract namespace). Without that variable
 (not started by systemd, or tests) every call is a no-op. Sending never raises into the caller
-and never blocks the loop: the socket is non-blocking, and a failure is logged once.
+and never blocks the loop: the socket is non-blocking, a failure is logged once, and READY /
+STOPPING, which wait a little for room in a full notify queue, wait on the event loop
+(``await``), never in ``time.sleep``.
 
 The watchdog ping is only sent while the event loop is keeping time: :func:`watchdog_loop`
 measures how late each wake-up is, and a loop that lags more than ``max_lag_s`` stops pinging,
@@ -16,69 +18,78 @@ import asyncio
 import os
 import re
 import socket
-import time
 from collections.abc import Mapping
 
 import structlog
 
-from clmmd.artifacts.base.clock import Clock
+from clmmd.artifacts.base.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
 
 _FIELD_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 #: How long READY/STOPPING may wait for room in systemd's notify queue.
 _STATE_CHANGE_PATIENCE_S = 2.0
+#: How often READY/STOPPING retry while the queue is full.
+_STATE_CHANGE_RETRY_S = 0.01
 
 
 class SystemdNotifier:
     """Sends notify messages to ``address`` (``None``: disabled, every call a no-op)."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, *, clock: Clock | None = None) -> None:
         self.address = address
+        self.clock = clock or SystemClock()
         self._socket: socket.socket | None = None
         self._failure_logged = False
         self._last_was_full = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SystemdNotifier:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, clock: Clock | None = None
+    ) -> SystemdNotifier:
         """The notifier ``NOTIFY_SOCKET`` asks for; disabled when unset or unsupported."""
         env = os.environ if environ is None else environ
         raw = env.get("NOTIFY_SOCKET", "")
         if not raw:
-            return cls(None)
+            return cls(None, clock=clock)
         if raw.startswith("/"):
-            return cls(raw)
+            return cls(raw, clock=clock)
         if raw.startswith("@") and len(raw) > 1:
-            return cls("\0" + raw[1:])
+            return cls("\0" + raw[1:], clock=clock)
         log.warning("systemd_notify_unsupported_socket", notify_socket=raw)
-        return cls(None)
+        return cls(None, clock=clock)
 
     @property
     def enabled(self) -> bool:
         return self.address is not None
 
-    def ready(self, status: str | None = None) -> bool:
+    async def ready(self, status: str | None = None) -> bool:
         """Start-up finished (systemd marks the unit active)."""
         fields: dict[str, str | int] = {"READY": 1}
         if status is not None:
             fields["STATUS"] = status
-        return self._send_state_change(fields)
+        return await self._send_state_change(fields)
 
-    def stopping(self) -> bool:
+    async def stopping(self) -> bool:
         """Shutdown began (systemd waits for the exit instead of treating it as a crash)."""
-        return self._send_state_change({"STOPPING": 1})
+        return await self._send_state_change({"STOPPING": 1})
 
-    def _send_state_change(self, fields: dict[str, str | int]) -> bool:
+    async def _send_state_change(self, fields: dict[str, str | int]) -> bool:
         # READY and STOPPING are sent once and matter (a lost READY fails the start): when
         # systemd is slow and its datagram queue is full, wait a little for room rather than
-        # drop them. Watchdog pings and status lines stay non-blocking.
-        deadline = time.monotonic() + _STATE_CHANGE_PATIENCE_S
+        # drop them, yielding to the loop meanwhile (episodes, HTTP and the watchdog go on).
+        # Watchdog pings and status lines stay fire-and-forget.
+        deadline = self.clock.monotonic() + _STATE_CHANGE_PATIENCE_S
         while True:
             if self.send(**fields):
                 return True
-            if self.address is None or time.monotonic() >= deadline or not self._last_was_full:
+            if (
+                self.address is None
+                or self.clock.monotonic() >= deadline
+                or not self._last_was_full
+            ):
                 return False
-            time.sleep(0.01)
+            await self.clock.sleep(_STATE_CHANGE_RETRY_S)
 
     def status(self, text: str) -> bool:
         """One free-text line shown by ``systemctl status``."""

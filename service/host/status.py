@@ -1,4 +1,10 @@
-"""What the daemon reports about itself: ``/healthz`` reasons, ``/status``, metric gauges."""
+"""What the daemon reports about itself: ``/healthz`` reasons, ``/status``, metric gauges.
+
+Health is ``degraded`` (``/healthz`` answers 503 with the reasons) while the daemon cannot do
+its work: stopping, the refresh scheduler down, ``runs/`` or the cache not writable (the disk
+probe), an episode worker gone, episodes being lost (the latest one could not get a folder), a
+log file dropping lines, the trigger file refused or the trigger ledger not writable.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,9 @@ from clmmd.scheduler.planner import candidate_requests
 from clmmd.scheduler.scheduling import RefreshScheduler
 from clmmd.scheduler.trigger_tail import TriggerTail
 from clmmd.service.config import Settings
+from clmmd.service.host.health import DiskProbe, LostEpisodes
 from clmmd.service.host.metrics import ServiceMetrics
+from clmmd.service.logging import SINKS
 from clmmd.service.wiring import IntelStack
 
 
@@ -28,9 +36,16 @@ class ObservedDaemon(Protocol):
     scheduler: RefreshScheduler | None
     tail: TriggerTail | None
     metrics: ServiceMetrics
+    lost: LostEpisodes
+    probe: DiskProbe | None
 
     @property
     def stack(self) -> IntelStack | None: ...
+
+    @property
+    def episode_workers(self) -> int: ...
+
+    def workers_alive(self) -> int: ...
 
     def active_pools(self) -> list[str]: ...
 
@@ -49,13 +64,31 @@ class DaemonObserver:
         self._seen_triggers = (0, 0)
 
     def health(self) -> list[str]:
-        """Reasons the daemon is unhealthy (empty when healthy), for ``/healthz``."""
+        """Reasons the daemon is degraded (empty when healthy), for ``/healthz``."""
         d = self.daemon
         reasons = []
         if d.stop_event.is_set():
             reasons.append("stopping")
         if d.scheduler is not None and not d.scheduler.running and not d.once:
             reasons.append("refresh scheduler not running")
+        if d.probe is not None:
+            reasons.extend(d.probe.problems.values())
+        alive, wanted = d.workers_alive(), d.episode_workers
+        if d.scheduler is not None and d.scheduler.running and alive < wanted:
+            reasons.append(f"episode workers dead: {alive} of {wanted} alive")
+        if d.lost.losing:
+            counts = ", ".join(f"{r} {n}" for r, n in sorted(d.lost.by_reason.items()))
+            reasons.append(
+                f"episodes being lost: {d.lost.total} so far ({counts}); last: {d.lost.last_error}"
+            )
+        for path, problem in SINKS.failing().items():
+            reasons.append(f"log file {path} not writable: {problem}")
+        if d.tail is not None:
+            if d.tail.stats.refused is not None:
+                reasons.append(f"trigger file refused: it is {d.tail.stats.refused}")
+            if d.tail.ledger_failing:
+                reasons.append("trigger ledger not writable: triggers wait in the file")
+        d.metrics.set_healthy(not reasons)
         return reasons
 
     def cache_quality(self) -> dict[str, Any]:
@@ -82,6 +115,8 @@ class DaemonObserver:
             counts[entry["quality"]] = counts.get(entry["quality"], 0) + 1
         d.metrics.set_cache_quality(counts)
         d.metrics.set_episode_queue_depth(d.queue_depth())
+        d.metrics.set_workers_alive(d.workers_alive())
+        self.health()  # sets clmmd_healthy
         if d.scheduler is not None:
             d.metrics.set_fetches_in_flight(len(d.scheduler.stats().get("in_flight", [])))
         if d.tail is not None:
@@ -99,14 +134,18 @@ class DaemonObserver:
     def status(self) -> dict[str, Any]:
         """What ``/status`` serves."""
         d = self.daemon
+        reasons = self.health()
         return {
             "run_id": d.layout.run_id if d.layout else None,
             "stopping": d.stop_event.is_set(),
+            "health": {"status": "degraded" if reasons else "ok", "reasons": reasons},
             "episodes": {
                 "finished": d.episodes_finished(),
                 "running": d.episodes_running(),
                 "queued": d.queue_depth(),
+                "lost": d.lost.as_dict(),
             },
+            "workers": {"alive": d.workers_alive(), "configured": d.episode_workers},
             "refresh": d.scheduler.stats() if d.scheduler else None,
             "triggers": dataclasses.asdict(d.tail.stats) if d.tail else None,
             "active_pools": d.active_pools(),

@@ -3,28 +3,45 @@
 The campaign opens a run (run.json, an ``.active`` marker, the run's campaign.log), recovers
 runs that earlier processes left unfinished, runs the episodes through a fixed number of worker
 tasks, rewrites metrics_summary.json as episodes end, and reports where everything went.
+
+A campaign whose episodes learn owns the data dir for its duration (``service.datadir_lock``):
+two learners would overwrite each other's agent state.
+
+Interrupted (``stop`` set, e.g. by Ctrl-C or SIGTERM, or by three episodes in a row lost to a
+full disk): no new episode starts; running ones get
+the drain deadline (``CLMMD_DRAIN_TIMEOUT_S``; ``hurry`` set: none) to finish, the others are
+cancelled and their folders completed as ``interrupted``; the summary is final and the report
+says what happened (``interrupted_by``, ``not_started``, ``interrupted``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from clmmd.agent.persistence import LearningAgent
 from clmmd.artifacts.base.clock import Clock, SystemClock
+from clmmd.artifacts.recovery import recover_run
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.env.base import ClmmEnv, PoolSpec, pool_by_address
 from clmmd.service.config import Settings
+from clmmd.service.datadir_lock import DataDirLock
+from clmmd.service.runs.losses import describe, lost_reason
 from clmmd.service.runs.opening import RunOpenError, close_run, learning_enabled, open_run
 from clmmd.service.runs.runner import EpisodeRunner, IntelReader
 from clmmd.service.runs.summary_writer import SummaryWriter
 
 log = structlog.get_logger(__name__)
+
+#: Episodes lost to a full disk in a row after which a campaign stops taking new ones.
+DISK_FULL_STOP_AFTER = 3
 
 
 @dataclass
@@ -35,11 +52,38 @@ class CampaignReport:
     requested: int
     records: list[EpisodeRecord] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
+    #: Set when the campaign was stopped early: what stopped it (e.g. ``SIGINT``).
+    interrupted_by: str | None = None
+    #: Episodes cut short by the stop and completed as ``interrupted`` (``run_id/episode``).
+    interrupted: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         """Every requested episode ended with an artifact folder."""
         return not self.lost and len(self.records) == self.requested
+
+    @property
+    def not_started(self) -> int:
+        """Episodes never begun (a stop came first)."""
+        return max(0, self.requested - len(self.records) - len(self.lost) - len(self.interrupted))
+
+
+@dataclass
+class CampaignStop:
+    """How a campaign is asked to stop early: ``stop`` (finish running episodes within the
+    drain deadline), then ``hurry`` (no more waiting). ``reason`` names the cause."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        """First call: stop; later calls: hurry."""
+        if self.stop.is_set():
+            self.hurry.set()
+            return
+        self.reason = reason
+        self.stop.set()
 
 
 class CampaignError(Exception):
@@ -57,16 +101,55 @@ async def run_campaign(
     pool: PoolSpec | None = None,
     runner_factory: Callable[..., EpisodeRunner] = EpisodeRunner,
     on_episode_done: Callable[[EpisodeRecord], None] | None = None,
+    stop: CampaignStop | None = None,
 ) -> CampaignReport:
-    """Run one campaign to completion and return what happened.
+    """Run one campaign to completion (or until ``stop``) and return what happened.
 
     ``on_episode_done`` is called with each finished episode's record (progress display).
+    Raises :class:`service.datadir_lock.DataDirBusy` when the episodes learn and another process
+    owns the data dir.
     """
     clock = clock or SystemClock()
     count = episodes if episodes is not None else settings.episodes
     if count < 1:
         raise CampaignError(f"episodes must be at least 1, got {count}")
     pool = pool or pool_by_address(settings.pools[0])
+    lock = None
+    if learning_enabled(settings):
+        lock = await asyncio.to_thread(
+            DataDirLock.acquire, settings.data_dir, "campaign (learning)", clock.now()
+        )
+    try:
+        return await _campaign(
+            settings,
+            env=env,
+            intel=intel,
+            count=count,
+            clock=clock,
+            agent=agent,
+            pool=pool,
+            runner_factory=runner_factory,
+            on_episode_done=on_episode_done,
+            stop=stop or CampaignStop(),
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _campaign(
+    settings: Settings,
+    *,
+    env: ClmmEnv,
+    intel: IntelReader,
+    count: int,
+    clock: Clock,
+    agent: LearningAgent | None,
+    pool: PoolSpec,
+    runner_factory: Callable[..., EpisodeRunner],
+    on_episode_done: Callable[[EpisodeRecord], None] | None,
+    stop: CampaignStop,
+) -> CampaignReport:
     try:
         run = await open_run(
             settings,
@@ -98,15 +181,25 @@ async def run_campaign(
             # concurrently would make the result depend on timing, not on the seed.
             log.info("learning_serialises_episodes", configured_workers=workers)
             workers = 1
-        await _run_pool(run.runner, run.store, report, workers, clock, on_episode_done)
+        await _run_pool(
+            run.runner, run.store, report, workers, clock, on_episode_done, stop, settings
+        )
+        if stop.stop.is_set():
+            report.interrupted_by = stop.reason or "stop requested"
+            # Our own run: complete what the cancelled episodes left and rewrite the summary.
+            recovered = await asyncio.to_thread(recover_run, run.layout, clock.now())
+            report.interrupted = recovered.episodes_completed
         log.info(
-            "campaign_finished",
+            "campaign_finished" if report.interrupted_by is None else "campaign_interrupted",
             run_id=run.run_id,
             run_dir=str(run.layout.run_dir),
             episodes=len(report.records),
             lost=len(report.lost),
             successful=sum(r.status == "success" for r in report.records),
             failed=sum(r.status == "failed" for r in report.records),
+            interrupted_by=report.interrupted_by,
+            interrupted=len(report.interrupted),
+            not_started=report.not_started,
         )
     finally:
         close_run(run)
@@ -119,15 +212,19 @@ async def _run_pool(
     report: CampaignReport,
     workers: int,
     clock: Clock,
-    on_episode_done: Callable[[EpisodeRecord], None] | None = None,
+    on_episode_done: Callable[[EpisodeRecord], None] | None,
+    stop: CampaignStop,
+    settings: Settings,
 ) -> None:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(1, report.requested + 1):
         queue.put_nowait(index)
     summary = SummaryWriter(store, clock)
+    full_in_a_row = 0
 
     async def worker() -> None:
-        while True:
+        nonlocal full_in_a_row
+        while not stop.stop.is_set():
             try:
                 index = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -142,8 +239,12 @@ async def _run_pool(
                     error=str(exc),
                     hint="check disk space and permissions of the data dir",
                 )
-                report.lost.append(f"episode {index}: {type(exc).__name__}: {exc}")
+                report.lost.append(f"episode {index}: {describe(exc)}")
+                full_in_a_row = full_in_a_row + 1 if lost_reason(exc) == "disk_full" else 0
+                if full_in_a_row >= DISK_FULL_STOP_AFTER:
+                    stop.request("a full disk")  # every further episode would be lost too
                 continue
+            full_in_a_row = 0
             report.records.append(record)
             if on_episode_done is not None:
                 try:
@@ -157,6 +258,41 @@ async def _run_pool(
         for i in range(min(workers, report.requested))
     ]
     try:
-        await asyncio.gather(*tasks)
+        await _until_done_or_stopped(tasks, stop, settings.drain_timeout_s, clock)
     finally:
         await summary.close()
+
+
+async def _until_done_or_stopped(
+    tasks: list[asyncio.Task[None]], stop: CampaignStop, drain_s: float, clock: Clock
+) -> None:
+    """Wait for the workers; once ``stop`` is set give them ``drain_s`` (or until ``hurry``)
+    to finish their episode, then cancel them (the episode's folder is completed later)."""
+    everything = asyncio.gather(*tasks)
+    try:
+        if await _first(everything, stop.stop.wait()):
+            everything.result()  # a worker's own bug surfaces here
+            return
+        log.warning("campaign_stopping", reason=stop.reason, drain_timeout_s=drain_s)
+        await _first(everything, clock.sleep(drain_s), stop.hurry.wait())
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if not everything.done():
+            everything.cancel()
+        with contextlib.suppress(BaseException):
+            everything.exception()
+
+
+async def _first(main: asyncio.Future[Any], *others: Coroutine[Any, Any, Any]) -> bool:
+    """Wait until ``main`` or one of ``others`` is done; True when ``main`` is."""
+    waiters = [asyncio.ensure_future(o) for o in others]
+    try:
+        await asyncio.wait({main, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    return main.done()

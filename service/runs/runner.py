@@ -85,12 +85,13 @@ class EpisodeRunner:
         self.clock = clock
         self.proposer = proposer
 
-    async def run(self, index: int) -> EpisodeRecord:
+    async def run(self, index: int, *, trigger_id: str | None = None) -> EpisodeRecord:
         """Run episode ``index`` (1-based) to an artifact folder; returns its summary record.
+        ``trigger_id`` (the trigger that asked for it) is recorded in proposal.json.
 
         Raises only when not even the folder could be created (e.g. the disk is full).
         """
-        episode = _Episode(self, index)
+        episode = _Episode(self, index, trigger_id)
         structlog.contextvars.bind_contextvars(episode_id=episode.episode_id)
         try:
             return await episode.run()
@@ -101,8 +102,9 @@ class EpisodeRunner:
 class _Episode:
     """State of one running episode (kept off the runner so episodes run concurrently)."""
 
-    def __init__(self, runner: EpisodeRunner, index: int) -> None:
+    def __init__(self, runner: EpisodeRunner, index: int, trigger_id: str | None = None) -> None:
         self.r = runner
+        self.trigger_id = trigger_id
         self.s = runner.settings
         self.episode_id = make_episode_id(index)
         self.seed = derive_seed(self.s.campaign_seed, index)
@@ -159,6 +161,8 @@ class _Episode:
                 risk_profile=self.s.risk_profile,
             )
             self.proposal = self.r.proposer(ctx, self.r.agent.state)
+            if self.trigger_id is not None:
+                self.proposal = self.proposal.model_copy(update={"trigger_id": self.trigger_id})
             self._mark("propose", t)
         except Exception as exc:
             placeholder = Proposal(
@@ -167,6 +171,7 @@ class _Episode:
                 proposed=False,
                 reason=f"no proposal: {stage} failed: {type(exc).__name__}: {exc}",
                 seed=self.seed,
+                trigger_id=self.trigger_id,
             )
             await self._io(self.r.store.create_episode, self.episode_id, placeholder)
             return await self._fail(stage, exc)

@@ -17,9 +17,9 @@ from aiohttp import web
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.env import gateway_models
 from clmmd.env.gateway_errors import GatewayError
-from clmmd.scheduler.cache import IntelCache
 from clmmd.scheduler.dune import DuneClient, DuneError
 from clmmd.scheduler.registry import RegistryError, load_registry
+from clmmd.scheduler.trigger_ledger import TriggerLedger
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
 from clmmd.scheduler.trigger_tail import REJECTS_FILENAME, TriggerTail
 from clmmd.scheduler.triggers import trigger_path
@@ -116,14 +116,14 @@ def test_cli_argument(case: Case, sandbox: Sandbox, capsys: pytest.CaptureFixtur
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> Iterator[IntelCache]:
-    c = IntelCache(tmp_path / "data" / "cache")
-    yield c
-    c.close()
+def ledger(sandbox: Sandbox) -> Iterator[TriggerLedger]:
+    opened = TriggerLedger.open(sandbox.data_dir, FakeClock().now(), durable=False)
+    yield opened
+    opened.close()
 
 
 @pytest.mark.parametrize("case", TRIGGER_LINES, ids=_ids(TRIGGER_LINES))
-async def test_trigger_line(case: Case, sandbox: Sandbox, cache: IntelCache) -> None:
+async def test_trigger_line(case: Case, sandbox: Sandbox, ledger: TriggerLedger) -> None:
     assert isinstance(case.given, bytes)
     path = trigger_path(sandbox.data_dir)
     good_after = (
@@ -140,7 +140,7 @@ async def test_trigger_line(case: Case, sandbox: Sandbox, cache: IntelCache) -> 
         seen.append(trigger.id)
 
     tail = TriggerTail(
-        sandbox.data_dir, cache, FakeClock(), on_refresh=on_refresh, on_episodes=on_episodes
+        sandbox.data_dir, ledger, FakeClock(), on_refresh=on_refresh, on_episodes=on_episodes
     )
     try:
         report = await tail.drain_once()

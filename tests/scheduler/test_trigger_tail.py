@@ -13,9 +13,10 @@ import pytest
 
 from clmmd.artifacts.base.clock import Clock, FakeClock, SystemClock, utc_iso
 from clmmd.scheduler import trigger_watch
-from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.trigger_ledger import LEDGER_FILENAME, TriggerLedger, read_position
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
-from clmmd.scheduler.trigger_tail import OFFSET_FILENAME, REJECTS_FILENAME, TriggerTail
+from clmmd.scheduler.trigger_position import LEGACY_OFFSET_FILENAME
+from clmmd.scheduler.trigger_tail import REJECTS_FILENAME, TriggerTail
 from clmmd.scheduler.triggers import trigger_episodes, trigger_path, trigger_refresh
 from tests.conftest import CapturedLogs
 
@@ -49,10 +50,17 @@ class Recorder:
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> Iterator[IntelCache]:
-    c = IntelCache(tmp_path / "cache")
-    yield c
-    c.close()
+def ledgers(data_dir: Path, clock: FakeClock) -> Iterator[list[TriggerLedger]]:
+    made: list[TriggerLedger] = []
+    yield made
+    for ledger in made:
+        ledger.close()
+
+
+def open_ledger(data_dir: Path, clock: FakeClock, made: list[TriggerLedger]) -> TriggerLedger:
+    ledger = TriggerLedger.open(data_dir, clock.now(), durable=False)
+    made.append(ledger)
+    return ledger
 
 
 @pytest.fixture
@@ -64,16 +72,17 @@ def tails() -> Iterator[list[TriggerTail]]:
 
 
 @pytest.fixture
-def make_tail(data_dir: Path, cache: IntelCache, clock: FakeClock, tails: list[TriggerTail]) -> Any:
+def make_tail(
+    data_dir: Path, clock: FakeClock, tails: list[TriggerTail], ledgers: list[TriggerLedger]
+) -> Any:
+    """A tail on its own ledger connection (as after a restart of the process)."""
     data_dir.mkdir(parents=True, exist_ok=True)
 
-    def make(
-        recorder: Recorder, *, with_cache: IntelCache | None = None, **options: Any
-    ) -> TriggerTail:
+    def make(recorder: Recorder, **options: Any) -> TriggerTail:
         the_clock: Clock = options.pop("clock", clock)
         tail = TriggerTail(
             data_dir,
-            with_cache or cache,
+            open_ledger(data_dir, clock, ledgers),
             the_clock,
             on_refresh=recorder.on_refresh,
             on_episodes=recorder.on_episodes,
@@ -96,8 +105,14 @@ def episodes(count: object, **fields: Any) -> dict[str, Any]:
 
 
 def saved_position(data_dir: Path) -> dict[str, int]:
-    position: dict[str, int] = orjson.loads((data_dir / OFFSET_FILENAME).read_bytes())
-    return position
+    position = read_position(data_dir)
+    assert position is not None
+    return {
+        "dev": position.file.dev,
+        "ino": position.file.ino,
+        "offset": position.offset,
+        "line_no": position.line_no,
+    }
 
 
 def rejects(data_dir: Path) -> list[dict[str, Any]]:
@@ -139,7 +154,7 @@ async def test_missing_file_is_waited_for(data_dir: Path, make_tail: Any) -> Non
     recorder = Recorder()
     tail = make_tail(recorder)
     assert (await tail.drain_once()).lines == 0
-    assert not (data_dir / OFFSET_FILENAME).exists()
+    assert read_position(data_dir) is None
     append(data_dir, episodes(1))
     assert (await tail.drain_once()).dispatched == 1
 
@@ -201,9 +216,7 @@ async def test_rotation_finishes_the_old_file_then_reads_the_new_one(
     assert (await tail.drain_once()).lines == 0
 
 
-async def test_restart_resumes_without_loss_or_repeats(
-    data_dir: Path, make_tail: Any, cache: IntelCache
-) -> None:
+async def test_restart_resumes_without_loss_or_repeats(data_dir: Path, make_tail: Any) -> None:
     first = Recorder()
     tail = make_tail(first)
     append(data_dir, episodes(1), episodes(2), b'{"type": "episodes",')
@@ -212,7 +225,7 @@ async def test_restart_resumes_without_loss_or_repeats(
     append(data_dir, b' "count": 3}\n', episodes(4))
     second = Recorder()
     # Lines carry no ids: only the saved offset can keep them from repeating.
-    restarted = make_tail(second, with_cache=IntelCache(cache.directory))
+    restarted = make_tail(second)
     await restarted.drain_once()
     assert first.counts == [1, 2]
     assert second.counts == [3, 4]
@@ -336,22 +349,52 @@ async def test_a_storm_of_lines_is_processed_in_order(data_dir: Path, make_tail:
     assert saved_position(data_dir)["offset"] == trigger_path(data_dir).stat().st_size
 
 
-async def test_corrupt_offset_file_rereads_everything_and_ids_prevent_repeats(
+async def test_corrupt_ledger_is_moved_aside_and_reading_goes_on_at_the_end(
     data_dir: Path, make_tail: Any, captured_logs: CapturedLogs
 ) -> None:
     first = Recorder()
     tail = make_tail(first)
-    append(data_dir, episodes(1, id="one"), episodes(2, id="two"), episodes(3))
+    append(data_dir, episodes(1, id="one"), episodes(2, id="two"))
     await tail.drain_once()
     tail.close()
-    (data_dir / OFFSET_FILENAME).write_bytes(b'{"dev": 1, "ino": "x"')
-    append(data_dir, episodes(4, id="four"))
+    tail._ledger.close()
+    append(data_dir, episodes(3, id="three"))  # appended while the ledger is unreadable
+    (data_dir / LEDGER_FILENAME).write_bytes(b"this is not a database" * 100)
+    for extra in ("-wal", "-shm"):
+        (data_dir / (LEDGER_FILENAME + extra)).unlink(missing_ok=True)
     second = Recorder()
-    await make_tail(second).drain_once()
-    # Nothing lost; id-less line 3 comes again (documented), ids do not.
-    assert second.counts == [3, 4]
-    assert captured_logs.events("trigger_offset_corrupt")
-    assert saved_position(data_dir)["line_no"] == 4
+    restarted = make_tail(second)
+    await restarted.drain_once()
+    # Never re-read from the start (old episodes triggers would run again): from the end.
+    assert second.counts == []
+    [warning] = captured_logs.events("trigger_ledger_corrupt")
+    assert str(warning["moved_to"]).startswith(str(data_dir / LEDGER_FILENAME) + ".corrupt-")
+    assert Path(str(warning["moved_to"])).exists()
+    append(data_dir, episodes(4, id="four"))
+    await restarted.drain_once()
+    assert second.counts == [4]
+
+
+async def test_legacy_offset_file_is_taken_over_once(
+    data_dir: Path, make_tail: Any, captured_logs: CapturedLogs
+) -> None:
+    append(data_dir, episodes(1), episodes(2))
+    first_line_end = len(orjson.dumps(episodes(1))) + 1
+    info = trigger_path(data_dir).stat()
+    legacy = data_dir / LEGACY_OFFSET_FILENAME
+    legacy.write_bytes(
+        orjson.dumps(
+            {"dev": info.st_dev, "ino": info.st_ino, "offset": first_line_end, "line_no": 1}
+        )
+    )
+    # A kill during the old atomic replace left its temp file behind.
+    residue = data_dir / f".{LEGACY_OFFSET_FILENAME}.tmp-999999-abcd"
+    residue.write_bytes(b'{"dev": 1')
+    recorder = Recorder()
+    await make_tail(recorder).drain_once()
+    assert recorder.counts == [2]
+    assert not legacy.exists() and not residue.exists()
+    assert captured_logs.events("trigger_position_imported")
 
 
 async def test_lag_is_measured_from_the_trigger_time(

@@ -89,7 +89,7 @@ async def test_healthz_reports_reasons_with_503(
     reasons.extend(["refresh scheduler stopped", "no fresh P0 data"])
     status, _, body = await get(server, "/healthz")
     assert status == 503
-    assert '"unhealthy"' in body and "refresh scheduler stopped" in body
+    assert '"degraded"' in body and "refresh scheduler stopped" in body
     assert "no fresh P0 data" in body
 
 

@@ -32,62 +32,64 @@ def received(sock: socket.socket) -> str:
     return sock.recv(4096).decode()
 
 
-def test_messages_reach_a_path_socket(listener: tuple[socket.socket, str]) -> None:
+async def test_messages_reach_a_path_socket(listener: tuple[socket.socket, str]) -> None:
     sock, path = listener
     notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": path})
     assert notifier.enabled
-    assert notifier.ready(status="serving 3 pools")
+    assert await notifier.ready(status="serving 3 pools")
     assert received(sock) == "READY=1\nSTATUS=serving 3 pools"
     assert notifier.status("tick 4\nINJECTED=1")
     assert received(sock) == "STATUS=tick 4 INJECTED=1"
     assert notifier.watchdog()
     assert received(sock) == "WATCHDOG=1"
-    assert notifier.stopping()
+    assert await notifier.stopping()
     assert received(sock) == "STOPPING=1"
     assert notifier.send(RELOADING=1, MONOTONIC_USEC=42)
     assert received(sock) == "RELOADING=1\nMONOTONIC_USEC=42"
     notifier.close()
     notifier.close()
-    assert notifier.ready()  # a send after close opens a new socket
+    assert await notifier.ready()  # a send after close opens a new socket
     assert received(sock) == "READY=1"
     notifier.close()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="abstract unix sockets are Linux-only")
-def test_messages_reach_an_abstract_socket() -> None:
+async def test_messages_reach_an_abstract_socket() -> None:
     name = f"clmmd-test-{uuid.uuid4().hex}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
         sock.settimeout(2)
         notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": "@" + name})
-        assert notifier.ready()
+        assert await notifier.ready()
         assert received(sock) == "READY=1"
         notifier.close()
 
 
-def test_without_notify_socket_everything_is_a_no_op(captured_logs: CapturedLogs) -> None:
+async def test_without_notify_socket_everything_is_a_no_op(captured_logs: CapturedLogs) -> None:
     for env in ({}, {"NOTIFY_SOCKET": ""}):
         notifier = SystemdNotifier.from_env(env)
         assert not notifier.enabled
-        assert not notifier.ready() and not notifier.watchdog() and not notifier.stopping()
+        assert not await notifier.ready()
+        assert not notifier.watchdog()
+        assert not await notifier.stopping()
         assert not notifier.status("x")
     assert captured_logs.lines() == []
 
 
-def test_an_unsupported_socket_address_disables_with_a_warning(
+async def test_an_unsupported_socket_address_disables_with_a_warning(
     captured_logs: CapturedLogs,
 ) -> None:
     notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": "vsock:2:1234"})
-    assert not notifier.enabled and not notifier.ready()
+    assert not notifier.enabled and not await notifier.ready()
     assert len(captured_logs.events("systemd_notify_unsupported_socket")) == 1
 
 
-def test_send_failures_never_raise_and_are_logged_once(
+async def test_send_failures_never_raise_and_are_logged_once(
     tmp_path: Path, captured_logs: CapturedLogs
 ) -> None:
     notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "absent.sock")})
     assert notifier.enabled
-    assert [notifier.ready(), notifier.watchdog(), notifier.stopping()] == [False] * 3
+    assert [await notifier.ready(), notifier.watchdog(), await notifier.stopping()] == [False] * 3
     (event,) = captured_logs.events("systemd_notify_failed")
     assert "absent.sock" in str(event["socket"])
     notifier.close()
@@ -209,7 +211,18 @@ async def test_interval_must_be_positive() -> None:
         await watchdog_loop(SystemdNotifier(None), 0, asyncio.Event(), clock=FakeClock())
 
 
-def test_stopping_waits_for_room_in_a_full_notify_queue(tmp_path: Path) -> None:
+def _fill_queue(notifier: SystemdNotifier) -> int:
+    """Send watchdog pings nobody reads until the kernel refuses more; how many went."""
+    sent = 0
+    while notifier.watchdog():
+        sent += 1
+        assert sent < 100_000
+    return sent
+
+
+async def test_stopping_waits_for_room_without_blocking_the_loop(tmp_path: Path) -> None:
+    """Regression (issue 13, item 12): STOPPING waited for room with time.sleep on the event
+    loop, freezing episodes, HTTP and the watchdog for up to 2 s."""
     import threading
     import time
 
@@ -218,10 +231,7 @@ def test_stopping_waits_for_room_in_a_full_notify_queue(tmp_path: Path) -> None:
     receiver.bind(path)
     notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": path})
     try:
-        sent = 0
-        while notifier.watchdog():  # nobody reads: fill the queue until the kernel refuses
-            sent += 1
-            assert sent < 100_000
+        sent = _fill_queue(notifier)
         received: list[str] = []
 
         def systemd_catches_up() -> None:
@@ -230,11 +240,38 @@ def test_stopping_waits_for_room_in_a_full_notify_queue(tmp_path: Path) -> None:
             for _ in range(sent + 1):
                 received.append(receiver.recv(4096).decode())
 
+        ticks = 0
+
+        async def other_work() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
         reader = threading.Thread(target=systemd_catches_up)
         reader.start()
-        assert notifier.stopping() is True
+        worker = asyncio.create_task(other_work())
+        assert await notifier.stopping() is True
+        worker.cancel()
         reader.join(5)
         assert received[-1] == "STOPPING=1"
+        assert ticks > 10, "the loop did nothing else while STOPPING waited"
+    finally:
+        notifier.close()
+        receiver.close()
+
+
+async def test_ready_gives_up_after_its_patience_on_the_clock(tmp_path: Path) -> None:
+    path = str(tmp_path / "full.sock")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    clock = FakeClock()
+    notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": path}, clock=clock)
+    try:
+        _fill_queue(notifier)
+        started = clock.monotonic()
+        assert await notifier.ready() is False
+        assert 2.0 <= clock.monotonic() - started < 2.1
     finally:
         notifier.close()
         receiver.close()
