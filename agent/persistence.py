@@ -29,7 +29,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clmmd.agent.policy import ArmStats
-from clmmd.agent.state import AgentState
+from clmmd.agent.state import MAX_COUNT, AgentState
 from clmmd.artifacts.base.clock import Clock, utc_iso
 from clmmd.artifacts.writer import replace_json
 
@@ -62,7 +62,7 @@ def default_state_path(data_dir: Path) -> Path:
 class _ArmDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    n: int = Field(ge=1)
+    n: int = Field(ge=1, le=MAX_COUNT)
     mean: float = Field(allow_inf_nan=False)
     m2: float = Field(ge=0, allow_inf_nan=False)
 
@@ -74,7 +74,7 @@ class StateDocument(BaseModel):
 
     format: Literal["clmmd-agent-state"]
     format_version: Literal[1]
-    state_version: int = Field(ge=0)
+    state_version: int = Field(ge=0, le=MAX_COUNT)
     agent_version: str | None = None
     updated_at: str | None = None
     # JSON keys are strings: the arm width as decimal digits.
@@ -275,9 +275,18 @@ class PersistentAgent:
                 self._state = latest
 
     def save_sync(self, state: AgentState) -> None:
-        """Write ``state`` to ``path`` atomically (blocking)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Write ``state`` to ``path`` atomically (blocking).
+
+        The document is validated with the schema it is read with *before* it is written
+        (:class:`StateFormatError`, nothing written): a file this process could write but not
+        read back would make the next start discard the whole learned state.
+        """
         document = state_to_json(state, utc_iso(self.clock.now()))
+        try:
+            StateDocument.model_validate(document)
+        except ValidationError as exc:
+            raise StateFormatError(f"refusing to save: {_first_problem(exc)}") from None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         replace_json(self.path, document, durable=self.durable)
 
     async def learn(self, regime_key: str, width_ticks: int, reward: float) -> AgentState:

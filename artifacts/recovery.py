@@ -1,8 +1,10 @@
 """Completing episodes that a dead process left unfinished.
 
 An episode folder always has proposal.json (it appears with it). If the process died before the
-outcome was written, recovery adds failure.json (stage ``interrupted``); if it died before
-metadata.json, recovery writes one from run.json and proposal.json. Staging folders and temp
+outcome was written, recovery adds failure.json (stage ``interrupted``); if it died after
+result.json but before timings.json, recovery writes timings.json from the stage timings in
+result.json (start and end: the modification times of proposal.json and result.json); if it died
+before metadata.json, recovery writes one from run.json and proposal.json. Staging folders and temp
 files (never visible as artifacts) are removed. Runs whose writer is still alive are left alone.
 """
 
@@ -18,7 +20,14 @@ from pathlib import Path
 import orjson
 
 from clmmd.artifacts.layout import RunLayout, list_runs
-from clmmd.artifacts.models import EpisodeFailure, EpisodeMetadata, MetadataExtra, RunInfo
+from clmmd.artifacts.models import (
+    EpisodeFailure,
+    EpisodeMetadata,
+    EpisodeResult,
+    MetadataExtra,
+    RunInfo,
+    Timings,
+)
 from clmmd.artifacts.summary import summarize_folders
 from clmmd.artifacts.writer import TEMP_MARKER, replace_json, write_json_new
 
@@ -89,6 +98,11 @@ def _complete_episode(
         )
         write_json_new(episode_dir / "failure.json", failure)
         changed = True
+    if "result.json" in names and "timings.json" not in names:
+        timings = _timings_from_result(episode_dir)
+        if timings is not None:
+            write_json_new(episode_dir / "timings.json", timings)
+            changed = True
     if "metadata.json" not in names:
         proposal: dict[str, object] = {}
         with contextlib.suppress(OSError, ValueError):
@@ -114,6 +128,21 @@ def _complete_episode(
         write_json_new(episode_dir / "metadata.json", metadata)
         changed = True
     return changed
+
+
+def _timings_from_result(episode_dir: Path) -> Timings | None:
+    try:
+        result = EpisodeResult.model_validate_json((episode_dir / "result.json").read_bytes())
+        started = (episode_dir / "proposal.json").stat().st_mtime
+        ended = (episode_dir / "result.json").stat().st_mtime
+    except (OSError, ValueError):
+        return None  # the validator names an unreadable result; nothing to derive from it
+    return Timings(
+        stages_ms=dict(result.timings_ms),
+        total_ms=round(max(0.0, ended - started) * 1000.0, 3),
+        started_at=_iso(datetime.fromtimestamp(started, UTC)),
+        ended_at=_iso(datetime.fromtimestamp(ended, UTC)),
+    )
 
 
 def recover_run(layout: RunLayout, now: datetime) -> RecoveryReport:

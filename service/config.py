@@ -3,13 +3,23 @@
 Precedence (highest first): explicit overrides from the CLI, environment variables, ``.env``,
 the TOML file named by ``CLMMD_CONFIG_FILE``, defaults. Every invalid value stops start-up with
 one line naming the variable and the value (:class:`ConfigError`; the CLI exits with status 2).
+
+Strict on purpose, because a setting that is silently ignored looks like one that works: an
+unknown key in the TOML file or the ``.env`` file, and an unknown ``CLMMD_*`` variable, are
+errors naming the file and line and suggesting the closest known name; ``nan`` and ``inf`` are
+refused for every number; a secret holding a newline or a control character is refused (the
+message names the variable, never the value); the status endpoint listens beyond loopback only
+when ``CLMMD_HTTP_ALLOW_REMOTE=yes`` says so.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import ipaddress
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +42,10 @@ _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 #: Variables whose value is never shown: logs and the config summary say set / NOT SET.
 SECRET_FIELDS = frozenset({"dune_api_key", "gateway_api_key"})
+#: ``CLMMD_*`` variables that are not settings but are known: the config file's name, and the
+#: test suite's switches (a developer's shell may export them while running clmmd).
+OTHER_VARIABLES = frozenset({"CLMMD_CONFIG_FILE", "CLMMD_LONG_TESTS", "CLMMD_RELIABILITY_FIGURES"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ConfigError(Exception):
@@ -63,8 +77,9 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         case_sensitive=False,
-        extra="ignore",
+        extra="ignore",  # unknown keys are reported by load_settings, naming file and line
         populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     hb_env: ExecMode = Field(
@@ -135,6 +150,14 @@ class Settings(BaseSettings):
         "127.0.0.1:9321",
         description="status/metrics endpoint of the daemon, `host:port` or `off`",
         validation_alias=AliasChoices("CLMMD_HTTP_LISTEN", "clmmd_http_listen"),
+    )
+    http_allow_remote: bool = Field(
+        False,
+        description=(
+            "let `CLMMD_HTTP_LISTEN` name a non-loopback address (the status document "
+            "describes the deployment: expose it deliberately)"
+        ),
+        validation_alias=AliasChoices("CLMMD_HTTP_ALLOW_REMOTE"),
     )
     # --- operational knobs beyond SPEC's table (all CLMMD_*) ---
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -425,7 +448,21 @@ class Settings(BaseSettings):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
-    @field_validator("mock_clmm", "learn_from_mock", "durable_writes", mode="before")
+    @field_validator("dune_api_key", "gateway_api_key", mode="before")
+    @classmethod
+    def _secret(cls, value: object) -> object:
+        # A pasted key with its newline would be sent in a header (or refused there with the
+        # key in the error text): refuse it here, without ever showing it.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and _CONTROL.search(text):
+            raise ValueError(
+                "contains a newline or another control character (not shown); remove it"
+            )
+        return value
+
+    @field_validator(
+        "mock_clmm", "learn_from_mock", "durable_writes", "http_allow_remote", mode="before"
+    )
     @classmethod
     def _bool(cls, value: object) -> bool:
         return parse_bool(value)
@@ -515,6 +552,12 @@ class Settings(BaseSettings):
         host, _, port = self.http_listen.rpartition(":")
         return host.strip("[]"), int(port)
 
+    @property
+    def http_listen_is_loopback(self) -> bool:
+        """Whether the status endpoint stays on this machine (off counts as yes)."""
+        address = self.http_listen_address
+        return address is None or is_loopback(address[0])
+
     def effective(self) -> dict[str, Any]:
         """The configuration as logged at start: secrets reduced to ``set``/``NOT SET``."""
         out: dict[str, Any] = {}
@@ -544,6 +587,16 @@ class Settings(BaseSettings):
         }
         blob = orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP literal; any other name may resolve anywhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def derive_exec_mode(hb_env: ExecMode, mock_clmm: bool) -> ExecMode:
@@ -591,12 +644,19 @@ def load_settings(**overrides: Any) -> Settings:
     # $CREDENTIALS_DIRECTORY/dune_api_key: pydantic-settings' secrets directory, below the
     # environment and .env in precedence.
     credentials = os.environ.get("CREDENTIALS_DIRECTORY") or None
+    check_known_names(Path(config_file) if config_file else None)
     try:
         settings = Settings(**given, _secrets_dir=credentials)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, given)) from None
     except (OSError, ValueError) as exc:  # unreadable/invalid TOML file, undecodable value
         raise ConfigError(f"invalid configuration: {exc}") from None
+    if not settings.http_allow_remote and not settings.http_listen_is_loopback:
+        raise ConfigError(
+            f"invalid configuration: CLMMD_HTTP_LISTEN={settings.http_listen!r} is not a "
+            "loopback address: /status describes the deployment; set "
+            "CLMMD_HTTP_ALLOW_REMOTE=yes to expose it on purpose, or listen on 127.0.0.1"
+        )
     requested = settings.exec_mode_requested
     if requested is not None and requested != settings.exec_mode:
         raise ConfigError(
@@ -605,3 +665,80 @@ def load_settings(**overrides: Any) -> Settings:
             f"HB_ENV={settings.hb_env!r}); unset EXEC_MODE or change HB_ENV/MOCK_CLMM"
         )
     return settings
+
+
+# -- unknown names ------------------------------------------------------------------------
+
+
+def known_names() -> dict[str, str]:
+    """Every accepted name, upper-cased → the variable it is documented as."""
+    names = {name: name for name in OTHER_VARIABLES}
+    for field in Settings.model_fields.values():
+        if isinstance(field.validation_alias, AliasChoices):
+            primary = str(field.validation_alias.choices[0])
+            for choice in field.validation_alias.choices:
+                names[str(choice).upper()] = primary
+    return names
+
+
+def suggest(name: str) -> str:
+    """`` (did you mean X?)`` for the closest known variable, or nothing."""
+    primaries = sorted(set(known_names().values()))
+    upper = name.upper()
+    for candidate in (upper, f"CLMMD_{upper}"):
+        match = difflib.get_close_matches(candidate, primaries, n=1, cutoff=0.75)
+        if match:
+            return f" (did you mean {match[0]}?)"
+    return ""
+
+
+def check_known_names(config_file: Path | None, env_file: Path = Path(".env")) -> None:
+    """:class:`ConfigError` for the first unknown ``CLMMD_*`` variable (environment or
+    ``.env``) or unknown key of the TOML ``config_file``, naming where it is."""
+    known = known_names()
+    for name in sorted(os.environ):
+        if name.upper().startswith("CLMMD_") and name.upper() not in known:
+            raise ConfigError(
+                f"invalid configuration: unknown environment variable {name}{suggest(name)}"
+            )
+    for name, line in _dotenv_keys(env_file):
+        if name.upper().startswith("CLMMD_") and name.upper() not in known:
+            raise ConfigError(
+                f"invalid configuration: {env_file}:{line}: unknown variable {name}{suggest(name)}"
+            )
+    if config_file is not None:
+        for key, line in _toml_keys(config_file):
+            if key.upper() not in known:
+                raise ConfigError(
+                    f"invalid configuration: {config_file}:{line}: unknown key {key!r}"
+                    f"{suggest(key)}"
+                )
+
+
+def _dotenv_keys(path: Path) -> list[tuple[str, int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []  # pydantic-settings reports an unreadable .env its own way
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", raw)
+        if match:
+            out.append((match[1], number))
+    return out
+
+
+def _toml_keys(path: Path) -> list[tuple[str, int]]:
+    """Top-level keys (and table names) of a TOML file with the line each is on."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"invalid configuration: {path}: {exc}") from None
+    lines = text.splitlines()
+    out = []
+    for key in document:
+        pattern = re.compile(rf"""\s*(\[\s*)?(["']?){re.escape(key)}\2\s*(=|\]|\.)""")
+        number = next((n for n, raw in enumerate(lines, start=1) if pattern.match(raw)), 0)
+        out.append((key, number))
+    return out

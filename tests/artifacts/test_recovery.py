@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from clmmd.artifacts.layout import RunLayout
-from clmmd.artifacts.models import EpisodeFailure, EpisodeMetadata, MetricsSummary, Proposal
+from clmmd.artifacts.models import (
+    EpisodeFailure,
+    EpisodeMetadata,
+    MetricsSummary,
+    Proposal,
+    Timings,
+)
 from clmmd.artifacts.recovery import recover_all, recover_run, writer_alive
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import summarize_folders
@@ -109,9 +115,16 @@ def test_recovery_completes_every_interrupted_episode_and_the_run_then_validates
     assert failure.stage == "interrupted"
     assert failure.timestamp == "2026-03-01T12:00:00Z"
     assert not (layout.episode_dir("ep_000003") / "result.json").exists()
-    # ep_000004 had its outcome: only metadata was added, the result is untouched.
+    # ep_000004 had its outcome: metadata and timings were added, the result is untouched.
     assert not (layout.episode_dir("ep_000004") / "failure.json").exists()
     assert (layout.episode_dir("ep_000004") / "result.json").read_bytes() == result_before
+    timings = Timings.model_validate_json(
+        (layout.episode_dir("ep_000004") / "timings.json").read_bytes()
+    )
+    assert timings.stages_ms == make_result(4).timings_ms
+    assert timings.started_at <= timings.ended_at
+    # ep_000003 has no result: no timings are invented for it.
+    assert not (layout.episode_dir("ep_000003") / "timings.json").exists()
     # ep_000005 had a failure from the propose stage: kept, not replaced.
     kept = EpisodeFailure.model_validate_json(
         (layout.episode_dir("ep_000005") / "failure.json").read_bytes()

@@ -72,6 +72,54 @@ CONFIG = [
         ("EPISODES",),
         {"file": "episodes = 'many'"},
     ),
+    # issue 13, item 9: nothing misspelled is silently ignored; no nan/inf; no control
+    # characters in secrets (never shown); no remote listener by accident.
+    Case(
+        "config_file_misspelled_key",
+        {"CLMMD_CONFIG_FILE": "{tmp}/bad.toml"},
+        ("bad.toml:2:", "'CLMMD_EPISODE_WORKER'", "did you mean CLMMD_EPISODE_WORKERS?"),
+        {"file": "EPISODES = 2\nCLMMD_EPISODE_WORKER = 3\n"},
+    ),
+    Case(
+        "config_file_unknown_table",
+        {"CLMMD_CONFIG_FILE": "{tmp}/bad.toml"},
+        ("bad.toml:3:", "unknown key 'gateway'"),
+        {"file": "EPISODES = 2\n\n[gateway]\nurl = 'http://x'\n"},
+    ),
+    Case(
+        "env_misspelled_variable",
+        {"CLMMD_EPISODE_WORKER": "3"},
+        ("unknown environment variable CLMMD_EPISODE_WORKER", "CLMMD_EPISODE_WORKERS?"),
+    ),
+    Case(
+        "env_unknown_variable", {"CLMMD_TURBO": "1"}, ("unknown environment variable CLMMD_TURBO",)
+    ),
+    Case("size_inf", {"CLMMD_POSITION_SIZE_USD": "inf"}, ("CLMMD_POSITION_SIZE_USD", "finite")),
+    Case("size_nan", {"CLMMD_POSITION_SIZE_USD": "nan"}, ("CLMMD_POSITION_SIZE_USD", "finite")),
+    Case("reward_weight_inf", {"CLMMD_REWARD_WEIGHTS": "pnl=inf"}, ("CLMMD_REWARD_WEIGHTS",)),
+    Case("reward_weight_nan_value", {"CLMMD_REWARD_WEIGHTS": "fees=nan"}, ("finite",)),
+    Case("risk_profile_nan", {"CLMMD_RISK_PROFILE": "vol=high:nan"}, ("CLMMD_RISK_PROFILE",)),
+    Case("horizon_inf", {"CLMMD_HORIZON_HOURS": "inf"}, ("CLMMD_HORIZON_HOURS",)),
+    Case(
+        "dune_key_with_newline",
+        {"DUNE_API_KEY": "dune-key-corpus-5c1d8e7f2a9b\nX-Injected: 1"},
+        ("DUNE_API_KEY", "control character", "<hidden>"),
+    ),
+    Case(
+        "gateway_key_with_escape",
+        {"GATEWAY_API_KEY": "gw-key-0123456789\x1b[31m"},
+        ("GATEWAY_API_KEY", "control character"),
+    ),
+    Case(
+        "listen_everywhere",
+        {"CLMMD_HTTP_LISTEN": "0.0.0.0:9321"},
+        ("CLMMD_HTTP_LISTEN", "0.0.0.0:9321", "CLMMD_HTTP_ALLOW_REMOTE=yes"),
+    ),
+    Case(
+        "listen_remote_name",
+        {"CLMMD_HTTP_LISTEN": "status.example.org:9321"},
+        ("not a loopback address",),
+    ),
 ]
 
 # -- CLI arguments: argv -> exit 2 with one line naming the argument ---------------------------

@@ -159,3 +159,56 @@ def test_dune_key_from_systemd_credential(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("DUNE_API_KEY", "env-key-0123456789")  # the environment wins
     key = load_settings().dune_api_key
     assert key is not None and key.get_secret_value() == "env-key-0123456789"
+
+
+# -- issue 13, item 9: strict names, finite numbers, clean secrets, loopback by default ------
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:9321", "localhost:9321", "[::1]:9321", "off"])
+def test_loopback_listeners_need_no_permission(
+    listen: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLMMD_HTTP_LISTEN", listen)
+    assert load_settings().http_listen_is_loopback
+
+
+def test_a_remote_listener_is_allowed_only_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLMMD_HTTP_LISTEN", "0.0.0.0:9321")
+    with pytest.raises(ConfigError, match="CLMMD_HTTP_ALLOW_REMOTE=yes"):
+        load_settings()
+    monkeypatch.setenv("CLMMD_HTTP_ALLOW_REMOTE", "yes")
+    assert load_settings().http_listen_address == ("0.0.0.0", 9321)
+
+
+def test_an_unknown_dotenv_variable_names_the_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("EPISODES=2\n# comment\nexport CLMMD_DRAIN_TIMEOUT=5\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        "invalid configuration: .env:3: unknown variable CLMMD_DRAIN_TIMEOUT "
+        "(did you mean CLMMD_DRAIN_TIMEOUT_S?)"
+    )
+
+
+def test_known_toml_keys_in_either_case_are_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "clmmd.toml"
+    path.write_text('EPISODES = 3\nclmmd_pool_cap = 5\n"CLMMD_EPISODE_WORKERS" = 2\n')
+    monkeypatch.setenv("CLMMD_CONFIG_FILE", str(path))
+    settings = load_settings()
+    assert (settings.episodes, settings.pool_cap, settings.episode_workers) == (3, 5, 2)
+
+
+def test_a_secret_with_a_control_character_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "dune-0123456789abcdef"
+    monkeypatch.setenv("DUNE_API_KEY", secret + "\r\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "DUNE_API_KEY" in str(raised.value)
+    assert secret not in str(raised.value) and "0123" not in str(raised.value)
