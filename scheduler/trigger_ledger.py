@@ -261,6 +261,12 @@ class TriggerLedger:
                 (state, run_id, episode_id),
             )
 
+    def release_episode(self, run_id: str, episode_id: str) -> None:
+        """Give a claimed episode back: it never got its folder (a full disk) and is owed
+        again, to be claimed under a new episode id."""
+        with self._transaction() as db:
+            _release(db, run_id, episode_id)
+
     def reconcile(self, folder_exists: Callable[[str, str], bool]) -> tuple[int, int]:
         """After a crash: claims whose episode folder exists became ``interrupted`` (recovery
         completes the folder); the others are released and run again. Call only while no
@@ -277,12 +283,8 @@ class TriggerLedger:
                 "UPDATE episodes SET state = 'interrupted' WHERE run_id = ? AND episode_id = ?",
                 kept,
             )
-            for run_id, episode_id, trigger_id in released:
-                db.execute(
-                    "DELETE FROM episodes WHERE run_id = ? AND episode_id = ?",
-                    (run_id, episode_id),
-                )
-                db.execute("UPDATE triggers SET done_at = NULL WHERE id = ?", (trigger_id,))
+            for run_id, episode_id, _ in released:
+                _release(db, run_id, episode_id)
         return len(kept), len(released)
 
     def episodes_of(self, trigger_id: str) -> list[tuple[str, str, str]]:
@@ -410,6 +412,16 @@ def _move_aside(path: Path, now: datetime) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.rename(f"{path}{extra}", f"{target}{extra}")
     return target
+
+
+def _release(db: sqlite3.Connection, run_id: str, episode_id: str) -> None:
+    key = (run_id, episode_id)
+    row = db.execute(
+        "SELECT trigger_id FROM episodes WHERE run_id = ? AND episode_id = ?", key
+    ).fetchone()
+    if row is not None:
+        db.execute("DELETE FROM episodes WHERE run_id = ? AND episode_id = ?", key)
+        db.execute("UPDATE triggers SET done_at = NULL WHERE id = ?", (row[0],))
 
 
 def _save_position(db: sqlite3.Connection, position: Position) -> None:

@@ -14,9 +14,11 @@ start completes what was left). A daemon run that ended without a single episode
 folder behind.
 
 Workers never die of an episode: an episode that cannot even get a folder (full disk) is
-counted as lost by reason (``clmmd_episodes_lost_total``) and the worker takes the next one;
-``/healthz`` says ``degraded`` while episodes are being lost, ``runs/`` or the cache cannot be
-written, or a worker is gone.
+counted as lost by reason (``clmmd_episodes_lost_total``); when a trigger asked for it, it stays
+owed (the ledger claim is released) and the worker waits for disk space (1, 2, 4 … 30 s, or as
+soon as the disk probe finds ``runs/`` writable) before trying again, so a full disk delays
+accepted work instead of burning through it. ``/healthz`` says ``degraded`` while episodes are
+being lost, ``runs/`` or the cache cannot be written, or a worker is gone.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import structlog
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.layout import episode_id as make_episode_id
-from clmmd.artifacts.recovery import recover_run
 from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.env.base import ClmmEnv
 from clmmd.scheduler.refresher import Refresher
@@ -51,7 +52,13 @@ from clmmd.service.host.notify import SystemdNotifier, watchdog_interval_s, watc
 from clmmd.service.host.status import DaemonObserver
 from clmmd.service.logging import SINKS
 from clmmd.service.runs.losses import describe
-from clmmd.service.runs.opening import OpenRun, close_run, learning_enabled, open_run
+from clmmd.service.runs.opening import (
+    OpenRun,
+    close_run,
+    complete_interrupted,
+    learning_enabled,
+    open_run,
+)
 from clmmd.service.runs.runner import EpisodeRunner
 from clmmd.service.runs.summary_writer import SummaryWriter
 from clmmd.service.wiring import IntelStack, build_source, open_intel
@@ -61,6 +68,8 @@ log = structlog.get_logger(__name__)
 RECENT_POOLS = 16
 #: A worker whose loop failed (a bug, never an episode) waits this long before going on.
 WORKER_RETRY_S = 1.0
+#: The longest a worker waits for disk space before trying an owed episode again.
+DISK_WAIT_MAX_S = 30.0
 
 
 class Daemon:
@@ -100,6 +109,8 @@ class Daemon:
         self.lost = LostEpisodes()
         self.probe: DiskProbe | None = None
         self._probe_now = asyncio.Event()
+        self._disk_ok = asyncio.Event()  # set while the probe finds runs/ writable
+        self._disk_waits = 0  # episodes lost to a full disk in a row
         self.observer = DaemonObserver(self)
         self._stack: IntelStack | None = None
         self._tasks_to_stop: list[asyncio.Task[Any]] = []
@@ -384,6 +395,10 @@ class Daemon:
                 await asyncio.to_thread(self.probe.check)
             except Exception as exc:  # a probe that cannot run says so through health
                 self.probe.problems = {"probe": f"health probe failed: {describe(exc)}"}
+            if "runs" in self.probe.problems:
+                self._disk_ok.clear()
+            else:
+                self._disk_ok.set()
             waiters = [
                 asyncio.ensure_future(self.clock.sleep(PROBE_INTERVAL_S)),
                 asyncio.ensure_future(self._probe_now.wait()),
@@ -435,7 +450,8 @@ class Daemon:
         self._running_episodes.add(task)
         task.add_done_callback(self._running_episodes.discard)
         # Shielded: a shutdown cancels the worker, not the episode (it is drained).
-        await asyncio.shield(task)
+        if await asyncio.shield(task) is None and self._disk_waits:
+            await self._wait_for_disk()
 
     async def _claim(self, owed: Owed, index: int) -> bool:
         assert owed.trigger_id is not None and self.ledger is not None and self.layout
@@ -470,22 +486,58 @@ class Daemon:
             reason = self.lost.lost(exc)
             self.metrics.episode_lost(reason)
             self._probe_now.set()
+            # A trigger's episode is not dropped with a full disk: it stays owed, and the
+            # worker waits for space (no folder was made, so it cannot run twice).
+            keep = owed.trigger_id is not None and reason == "disk_full"
             log.error(
                 "episode_lost",
                 index=index,
                 trigger_id=owed.trigger_id,
                 reason=reason,
                 error=describe(exc),
+                kept_owed=keep,
                 hint="check disk space and permissions of the data dir",
             )
-            await self._end_claim(owed, index, "lost")
+            if keep:
+                await self._release_claim(index)
+                self._backlog.give_back(owed.trigger_id)
+                self._disk_waits += 1
+            else:
+                await self._end_claim(owed, index, "lost")
             return None
+        if self.lost.losing or (self.probe is not None and self.probe.problems):
+            self._probe_now.set()  # space may be back: let health say so now
         self.lost.saved()
+        self._disk_waits = 0
         self.metrics.episode_finished(record.status)
         if self._summary is not None:
             self._summary.add(record)
         await self._end_claim(owed, index, "finished")
         return record
+
+    async def _wait_for_disk(self) -> None:
+        """After an episode lost to a full disk: wait (1, 2, 4 … 30 s) or until the probe
+        finds runs/ writable again, whichever comes first."""
+        delay = min(DISK_WAIT_MAX_S, WORKER_RETRY_S * 2 ** max(0, self._disk_waits - 1))
+        waiters = [
+            asyncio.ensure_future(self.clock.sleep(delay)),
+            asyncio.ensure_future(self._disk_ok.wait()),
+            asyncio.ensure_future(self.stop_event.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _release_claim(self, index: int) -> None:
+        if self.ledger is None or self.layout is None:
+            return
+        with contextlib.suppress(Exception):  # a claim left open is settled at the next start
+            await asyncio.to_thread(
+                self.ledger.release_episode, self.layout.run_id, make_episode_id(index)
+            )
 
     async def _end_claim(self, owed: Owed, index: int, state: str) -> None:
         if owed.trigger_id is None or self.ledger is None or self.layout is None:
@@ -539,9 +591,7 @@ class Daemon:
             await self._summary.close()
         # 4. complete interrupted folders, final summary, release the run.
         if self.layout is not None:
-            report = await asyncio.to_thread(recover_run, self.layout, self.clock.now())
-            if report.episodes_completed:
-                log.warning("interrupted_episodes_completed", episodes=report.episodes_completed)
+            await complete_interrupted(self.layout, self.clock)
             log.info(
                 "daemon_stopped",
                 run_id=self.layout.run_id,

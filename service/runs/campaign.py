@@ -27,14 +27,19 @@ import structlog
 
 from clmmd.agent.persistence import LearningAgent
 from clmmd.artifacts.base.clock import Clock, SystemClock
-from clmmd.artifacts.recovery import recover_run
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.env.base import ClmmEnv, PoolSpec, pool_by_address
 from clmmd.service.config import Settings
 from clmmd.service.datadir_lock import DataDirLock
 from clmmd.service.runs.losses import describe, lost_reason
-from clmmd.service.runs.opening import RunOpenError, close_run, learning_enabled, open_run
+from clmmd.service.runs.opening import (
+    RunOpenError,
+    close_run,
+    complete_interrupted,
+    learning_enabled,
+    open_run,
+)
 from clmmd.service.runs.runner import EpisodeRunner, IntelReader
 from clmmd.service.runs.summary_writer import SummaryWriter
 
@@ -186,9 +191,7 @@ async def _campaign(
         )
         if stop.stop.is_set():
             report.interrupted_by = stop.reason or "stop requested"
-            # Our own run: complete what the cancelled episodes left and rewrite the summary.
-            recovered = await asyncio.to_thread(recover_run, run.layout, clock.now())
-            report.interrupted = recovered.episodes_completed
+            report.interrupted = await complete_interrupted(run.layout, clock)
         log.info(
             "campaign_finished" if report.interrupted_by is None else "campaign_interrupted",
             run_id=run.run_id,

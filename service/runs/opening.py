@@ -23,7 +23,7 @@ from clmmd.agent.reward import RewardWeights
 from clmmd.artifacts.base.clock import Clock, utc_iso
 from clmmd.artifacts.layout import RunLayout, new_run_id
 from clmmd.artifacts.models import RunInfo
-from clmmd.artifacts.recovery import recover_all
+from clmmd.artifacts.recovery import RecoveryReport, recover_all, recover_run
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.writer import TEMP_MARKER, fsync_dir, write_json_new
 from clmmd.env.base import ClmmEnv, PoolSpec, pool_by_address
@@ -172,3 +172,22 @@ def close_run(run: OpenRun) -> None:
     run.layout.active_marker.unlink(missing_ok=True)
     structlog.contextvars.unbind_contextvars("run_id")
     SINKS.remove_run(run.run_id)
+
+
+async def complete_interrupted(layout: RunLayout, clock: Clock) -> list[str]:
+    """Complete this run's own unfinished episode folders (cancelled by a stop) and rewrite
+    its summary; returns the episodes completed. A disk that refuses the writes (full) is
+    logged: the next start's recovery completes them."""
+    try:
+        report: RecoveryReport = await asyncio.to_thread(recover_run, layout, clock.now())
+    except OSError as exc:
+        log.error(
+            "interrupted_episodes_not_completed",
+            run_id=layout.run_id,
+            error=exc.strerror or str(exc),
+            hint="free disk space; the next start completes them",
+        )
+        return []
+    if report.episodes_completed:
+        log.warning("interrupted_episodes_completed", episodes=report.episodes_completed)
+    return report.episodes_completed

@@ -11,9 +11,12 @@ import heapq
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,16 +65,45 @@ def daemon_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a daemon's status endpoint)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body) of ``GET http://127.0.0.1:<port><path>``; (0, error) when unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def metric(body: str, name: str, labels: str = "") -> float | None:
+    """The value of one sample in a Prometheus text page (``labels``: as printed)."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in body.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return None
+
+
 class DaemonProcess:
     """``clmmd run`` as a child process; stdout and stderr go to files beside the data dir."""
 
-    def __init__(self, env: dict[str, str], out_dir: Path, name: str, *args: str) -> None:
+    def __init__(
+        self, env: dict[str, str], out_dir: Path, name: str, *args: str, command: str = "run"
+    ) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = out_dir / f"{name}.stdout"
         self.stderr_path = out_dir / f"{name}.stderr"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "clmmd.service.cli", "run", *args],
+                [sys.executable, "-m", "clmmd.service.cli", command, *args],
                 env=env,
                 cwd=REPO,
                 stdout=out,
@@ -89,6 +121,20 @@ class DaemonProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return -9
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
 
     def kill9(self) -> None:
         if self.alive():

@@ -1,9 +1,16 @@
 """Disk full under a running daemon: on a small tmpfs (when this machine lets us mount one) and
-with ENOSPC injected into the artifact writer's ``os.write`` (always). Episodes in the full
-window end with a clear failure (failure.json naming the error, or an ``episode_lost`` log line
-with a hint when not even that could be written), the daemon keeps running and healthy, the
-cache stays readable, and once space returns episodes succeed again; after shutdown every run
-validates and no JSON file is partial."""
+with ENOSPC injected into the artifact writer's ``os.write`` (always). The daemon logs to files
+on the same disk (clmmd.log and the run's campaign.log), as ``clmmd run`` does. Episodes in the
+full window end with a clear failure (failure.json naming the error, or an ``episode_lost`` log
+line with a hint when not even that could be written, counted in
+``clmmd_episodes_lost_total{reason}``), the daemon keeps running with every episode worker
+alive, ``/healthz`` says ``degraded`` with the reasons while the disk is full, the cache stays
+readable, and once space returns episodes succeed again and health clears; after shutdown every
+run validates and no JSON file is partial.
+
+Before issue 13 a log-file write error escaped from ``log.error`` and killed the workers (the
+queue grew, ``running: 0``, ``/healthz`` still ``ok``), and ``clmmd campaign`` died with a
+traceback through the log flush: the real-process tests at the end cover both."""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import asyncio
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -28,8 +36,19 @@ from clmmd.service.cli import commands
 from clmmd.service.config import load_settings
 from clmmd.service.host.daemon import Daemon
 from clmmd.service.host.notify import SystemdNotifier
+from clmmd.service.logging import SINKS
 from tests.conftest import CapturedLogs
-from tests.reliability._harness import json_file_problems, record_figures, run_violations
+from tests.reliability._harness import (
+    DaemonProcess,
+    daemon_env,
+    free_port,
+    http_get,
+    json_file_problems,
+    metric,
+    record_figures,
+    run_violations,
+    wait_until,
+)
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 
@@ -52,6 +71,7 @@ async def disk_full_scenario(
     settings = load_settings(
         data_dir=data_dir, seed=3, durable_writes=False, http_listen="off", episode_workers=2
     )
+    SINKS.add_file(data_dir / "logs" / "clmmd.log")  # as `clmmd run` does, on the same disk
     daemon = Daemon(
         settings, env=MockClmmEnv(), install_signals=False, notifier=SystemdNotifier(None)
     )
@@ -69,15 +89,29 @@ async def disk_full_scenario(
     def ended() -> int:
         return sum(counts().values()) + len(logs.events("episode_lost"))
 
+    def lost_metric() -> float:
+        value = daemon.metrics.registry.get_sample_value(
+            "clmmd_episodes_lost_total", {"reason": "disk_full"}
+        )
+        return value or 0.0
+
+    degraded: list[str] = []
+
     await episodes(3)
     assert await _wait(lambda: ended() == 3, 20)
     fill()
     try:
         await episodes(6)
         assert await _wait(lambda: ended() == 9, 30)
-        # Still up, still healthy, the cache still answers (this process and another handle).
+        # Still up, every worker alive, the cache still answers (this process and another
+        # handle), and health tells the truth about what is wrong.
         assert not task.done()
-        assert daemon.health() == []
+        assert daemon.workers_alive() == daemon.episode_workers == 2
+        lost_so_far = len(logs.events("episode_lost"))
+        assert lost_metric() == lost_so_far
+        if lost_so_far:
+            assert await _wait(lambda: any("being lost" in r for r in daemon.health()), 10)
+        degraded = daemon.health()
         stack = daemon._stack
         assert stack is not None
         assert stack.cache.get_envelope("gas_regime") is not None
@@ -97,6 +131,8 @@ async def disk_full_scenario(
     await episodes(3)
     assert await _wait(lambda: ended() == 12, 20)
     assert counts()["success"] == 6
+    # Space is back: the next probe (an episode succeeding asks for one) clears the health.
+    assert await _wait(lambda: daemon.health() == [], 10), daemon.health()
     daemon.request_stop("test")
     assert await asyncio.wait_for(task, 30) == 0
     # Shutdown completed whatever the full disk left unfinished; every file is whole.
@@ -108,6 +144,9 @@ async def disk_full_scenario(
         "episodes_in_full_window": 6,
         "failed_with_failure_json": len(failed),
         "lost_with_hint": len(lost),
+        "lost_metric": lost_metric(),
+        "workers_alive_while_full": 2,
+        "health_while_full": degraded,
         "episodes_after_space_returned_ok": 3,
         "summary_episodes": summary["episodes"],
     }
@@ -205,6 +244,10 @@ async def test_real_full_tmpfs(small_tmpfs: Path, captured_logs: CapturedLogs) -
         filler.unlink()
 
     figures = await disk_full_scenario(small_tmpfs / "data", captured_logs, fill, free)
+    # A real full disk: not even the folder fits, and the probe sees runs/ refusing writes.
+    assert figures["lost_with_hint"] > 0
+    assert any("runs/ not writable" in r for r in figures["health_while_full"])
+    assert any("being lost" in r for r in figures["health_while_full"])
     record_figures("disk_full_tmpfs", **figures)
 
 
@@ -228,3 +271,135 @@ async def test_status_on_a_full_disk_says_so_in_one_line(
     assert len(err.splitlines()) == 1
     assert "cannot open the cache" in err and "free disk space" in err
     assert commands.status(settings) == 0  # space is back: it reads again
+
+
+# -- real processes on a full disk --------------------------------------------------------
+
+
+def _episode_folders(data_dir: Path) -> list[Path]:
+    return [episode for layout in list_runs(data_dir) for episode in layout.episode_dirs()]
+
+
+def test_daemon_process_on_a_full_disk(small_tmpfs: Path) -> None:
+    """``clmmd run`` with its data dir (and logs) on a disk that fills up mid-backlog: workers
+    stay alive, /healthz and /metrics say what is wrong, the owed episodes wait for space
+    instead of being burnt, and once space returns the workers go on; nothing accepted is
+    lost and nothing runs twice."""
+    from clmmd.scheduler.trigger_ledger import TriggerLedger
+    from clmmd.scheduler.triggers import trigger_episodes
+    from clmmd.service.datadir_lock import LOCK_FILENAME
+
+    data_dir = small_tmpfs / "data"
+    port = free_port()
+    env = daemon_env(data_dir, CLMMD_HTTP_LISTEN=f"127.0.0.1:{port}", CLMMD_EPISODE_WORKERS="2")
+    daemon = DaemonProcess(env, small_tmpfs.parent / "out", "full-disk")
+    filler = small_tmpfs / "filler"
+    try:
+        assert daemon.wait_for_event("daemon_ready", 60), daemon.stderr()
+        trigger_id = trigger_episodes(10_000, data_dir=data_dir)
+        assert wait_until(lambda: len(_episode_folders(data_dir)) >= 20, 60)
+        _fill(filler)
+        before = len(_episode_folders(data_dir))
+
+        def degraded() -> bool:
+            status, body = http_get(port, "/healthz")
+            return status == 503 and "runs/ not writable" in body
+
+        assert wait_until(degraded, 30), http_get(port, "/healthz")
+        _, health = http_get(port, "/healthz")
+        _, page = http_get(port, "/metrics")
+        assert metric(page, "clmmd_episode_workers_alive") == 2.0
+        assert metric(page, "clmmd_healthy") == 0.0
+        # Waiting, not burning through the backlog: a handful of attempts, not thousands.
+        assert daemon.alive()
+        time.sleep(2)
+        _, page = http_get(port, "/metrics")
+        attempts = metric(page, "clmmd_episodes_lost_total", 'reason="disk_full"') or 0.0
+        assert attempts < 50, attempts
+        filler.unlink()
+        assert wait_until(lambda: len(_episode_folders(data_dir)) >= before + 20, 60)
+        assert wait_until(lambda: http_get(port, "/healthz")[0] == 200, 30)
+    finally:
+        filler.unlink(missing_ok=True)
+        code = daemon.terminate()
+    assert code == 0, daemon.stderr()
+    assert "Traceback" not in daemon.stderr()
+    # Every episode folder belongs to the trigger; folders + what is still owed = 10,000.
+    folders = _episode_folders(data_dir)
+    owners = {orjson.loads((f / "proposal.json").read_bytes())["trigger_id"] for f in folders}
+    assert owners == {trigger_id}
+    ledger = TriggerLedger.open(data_dir, daemon_clock_now(), durable=False)
+    try:
+        # What the next start does first: a claim whose folder never appeared (its release
+        # could not be written on the full disk) is owed again.
+        ledger.reconcile(lambda run, ep: (data_dir / "runs" / run / "episodes" / ep).is_dir())
+        (pending,) = ledger.pending_episodes()
+        claimed = ledger.episodes_of(trigger_id)
+    finally:
+        ledger.close()
+    assert pending.remaining + len(folders) == 10_000
+    assert len(claimed) == len(folders)
+    assert (data_dir / LOCK_FILENAME).exists()
+    assert run_violations(data_dir) == []
+    record_figures(
+        "disk_full_daemon_process",
+        owed=10_000,
+        folders=len(folders),
+        still_owed_at_stop=pending.remaining,
+        lost_attempts_while_full=attempts,
+        health_while_full=orjson.loads(health)["reasons"],
+        durable_writes=False,
+    )
+
+
+def daemon_clock_now() -> Any:
+    from clmmd.artifacts.base.clock import SystemClock
+
+    return SystemClock().now()
+
+
+def test_campaign_on_a_disk_that_fills_ends_with_one_clear_line(small_tmpfs: Path) -> None:
+    """Before: a 116-line traceback through the log flush. Now: three episodes lost to the
+    full disk stop the campaign, which says so plainly (exit 1)."""
+    data_dir = small_tmpfs / "data"
+    env = daemon_env(data_dir)
+    campaign = DaemonProcess(
+        env, small_tmpfs.parent / "out", "campaign", "--episodes", "100000", command="campaign"
+    )
+    filler = small_tmpfs / "filler"
+    try:
+        assert wait_until(lambda: len(_episode_folders(data_dir)) >= 20, 60), campaign.stderr()
+        _fill(filler)
+        code = campaign.wait(60)
+    finally:
+        filler.unlink(missing_ok=True)
+        campaign.kill9()
+    err = campaign.stderr()
+    assert code == 1, err
+    assert "Traceback" not in err
+    first = err.strip().splitlines()[0]
+    assert "interrupted by a full disk" in first, err
+    assert "No space left on device" in err
+    record_figures("disk_full_campaign", exit_status=code, first_line=first)
+
+
+def test_campaign_on_a_full_disk_says_so_in_one_line(small_tmpfs: Path) -> None:
+    data_dir = small_tmpfs / "data"
+    filler = small_tmpfs / "filler"
+    _fill(filler)
+    try:
+        campaign = DaemonProcess(
+            daemon_env(data_dir),
+            small_tmpfs.parent / "out",
+            "campaign-full",
+            "--episodes",
+            "3",
+            command="campaign",
+        )
+        code = campaign.wait(60)
+    finally:
+        filler.unlink()
+    lines = campaign.stderr().strip().splitlines()
+    assert code == 1
+    assert len(lines) == 1, lines
+    assert "could not start" in lines[0] and "free disk space" in lines[0]
