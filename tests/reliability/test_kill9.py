@@ -1,7 +1,9 @@
 """kill -9 the daemon at random moments (start-up and recovery included, mostly mid-episodes);
 after every restart the artifact validator passes on every earlier run, no JSON file anywhere is
-empty or partial, interrupted episodes carry failure.json and metrics_summary.json matches the
-folders. The short version runs in CI; ``CLMMD_LONG_TESTS=1`` runs 50 trials."""
+empty or partial, interrupted episodes carry failure.json, every episode with a result has its
+timings.json, and metrics_summary.json matches the folders. Every trial's ``episodes`` trigger
+ends, across the kills and restarts, with exactly its count of episodes (none lost, none twice).
+The short version runs in CI; ``CLMMD_LONG_TESTS=1`` runs 50 trials."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import orjson
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.artifacts.layout import list_runs
 from clmmd.artifacts.writer import TEMP_MARKER
-from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.trigger_ledger import TriggerLedger
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
-from clmmd.scheduler.trigger_tail import OFFSET_FILENAME, TriggerTail
+from clmmd.scheduler.trigger_position import LEGACY_OFFSET_FILENAME
+from clmmd.scheduler.trigger_tail import TriggerTail
 from clmmd.scheduler.triggers import trigger_episodes
 from tests.reliability._harness import (
     DaemonProcess,
@@ -26,8 +29,9 @@ from tests.reliability._harness import (
     record_figures,
     run_violations,
 )
+from tests.reliability.test_sigterm_queue import episodes_by_trigger
 
-EPISODES_PER_TRIAL = 400
+EPISODES_PER_TRIAL = 200
 
 
 def _unfinished(run_dir: Path) -> int:
@@ -62,6 +66,7 @@ def kill_trials(tmp_path: Path, trials: int, seed: int) -> dict[str, int]:
         "unfinished_episodes_at_kill": 0,
         "restarts_validated": 0,
     }
+    triggered: list[str] = []
     for trial in range(trials):
         daemon = DaemonProcess(env, tmp_path / "out", f"trial{trial:03d}")
         try:
@@ -79,7 +84,7 @@ def kill_trials(tmp_path: Path, trials: int, seed: int) -> dict[str, int]:
                 problems = json_file_problems(data_dir, skip=(data_dir / "runs" / current,))
                 assert problems == []
                 figures["restarts_validated"] += 1
-                trigger_episodes(EPISODES_PER_TRIAL, data_dir=data_dir)
+                triggered.append(trigger_episodes(EPISODES_PER_TRIAL, data_dir=data_dir))
                 time.sleep(rng.uniform(0.05, 1.2))
         finally:
             daemon.kill9()
@@ -90,7 +95,7 @@ def kill_trials(tmp_path: Path, trials: int, seed: int) -> dict[str, int]:
             figures["killed_with_unfinished_episodes"] += unfinished > 0
     # A last burst start recovers the last killed run; then everything validates.
     final = DaemonProcess(env, tmp_path / "out", "final", "--once")
-    assert final.proc.wait(120) == 0, final.stderr_path.read_text()
+    assert final.proc.wait(600) == 0, final.stderr_path.read_text()
     assert run_violations(data_dir) == []
     assert json_file_problems(data_dir) == []
     interrupted = 0
@@ -101,10 +106,20 @@ def kill_trials(tmp_path: Path, trials: int, seed: int) -> dict[str, int]:
             failure = episode / "failure.json"
             if failure.exists() and orjson.loads(failure.read_bytes())["stage"] == "interrupted":
                 interrupted += 1
+            if (episode / "result.json").exists():  # killed before timings.json: completed
+                assert (episode / "timings.json").exists(), episode
     figures["episode_folders"] = total
     figures["interrupted_completed_by_recovery"] = interrupted
     # Every folder a kill left unfinished was completed as interrupted (none were invented).
     assert interrupted == figures["unfinished_episodes_at_kill"]
+    # Exactly once across the kills: every trigger has exactly its episodes.
+    per_trigger = episodes_by_trigger(data_dir)
+    wrong = {t: per_trigger[t] for t in triggered if per_trigger[t] != EPISODES_PER_TRIAL}
+    assert wrong == {}, f"episodes per trigger (want {EPISODES_PER_TRIAL}): {wrong}"
+    assert set(per_trigger) == set(triggered)
+    figures["episodes_triggers"] = len(triggered)
+    figures["episodes_lost"] = sum(max(0, EPISODES_PER_TRIAL - per_trigger[t]) for t in triggered)
+    figures["episodes_twice"] = sum(max(0, per_trigger[t] - EPISODES_PER_TRIAL) for t in triggered)
     return figures
 
 
@@ -124,11 +139,14 @@ def test_kill9_long(tmp_path: Path) -> None:
 
 
 async def test_offset_temp_left_by_a_kill_is_removed_on_start(tmp_path: Path) -> None:
-    """Regression: a kill during the tail's offset write left ``.dune_triggers.offset.json
-    .tmp-<pid>-…`` in the data dir for good (found by the kill trials above)."""
+    """Regression: a kill during the old tail's offset write left ``.dune_triggers.offset.json
+    .tmp-<pid>-…`` in the data dir for good (found by the kill trials above; once more after
+    the first fix, when the daemon was killed before its tail first opened the file). The
+    position now lives in the trigger ledger, written in SQLite transactions (no temp files);
+    the ledger removes the legacy file and its residue when it is created."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    stale = data_dir / f".{OFFSET_FILENAME}{TEMP_MARKER}999999-abcd1234"
+    stale = data_dir / f".{LEGACY_OFFSET_FILENAME}{TEMP_MARKER}999999-abcd1234"
     stale.write_bytes(b'{"dev": 1, "ino"')  # cut short by the kill
     trigger_episodes(1, data_dir=data_dir)
     seen: list[int] = []
@@ -139,13 +157,14 @@ async def test_offset_temp_left_by_a_kill_is_removed_on_start(tmp_path: Path) ->
     async def on_refresh(trigger: RefreshTrigger) -> None:
         raise AssertionError("no refresh expected")
 
-    cache = IntelCache(data_dir / "cache")
-    tail = TriggerTail(data_dir, cache, FakeClock(), on_refresh=on_refresh, on_episodes=on_episodes)
+    clock = FakeClock()
+    ledger = TriggerLedger.open(data_dir, clock.now(), durable=False)
+    assert not stale.exists()  # gone as soon as the ledger exists, before any tail runs
+    tail = TriggerTail(data_dir, ledger, clock, on_refresh=on_refresh, on_episodes=on_episodes)
     try:
         await tail.drain_once()
     finally:
         tail.close()
-        cache.close()
+        ledger.close()
     assert seen == [1]
-    assert not stale.exists()
     assert json_file_problems(data_dir) == []

@@ -1,6 +1,9 @@
 """Trigger chaos: writer processes append triggers with ids while the daemon is killed (-9) and
-restarted again and again; the file is truncated once and rotated once. Every id is dispatched
-(``trigger_refresh_started`` / ``episodes_enqueued`` in the daemon log), none twice.
+restarted again and again; the file is truncated once and rotated once. Nothing is lost and no
+episode runs twice: every ``episodes`` trigger ends with exactly its one episode folder (each
+folder's proposal.json names its trigger), every refresh trigger was started
+(``trigger_refresh_started`` in the daemon log; a refresh may start again after a kill, it is
+idempotent).
 
 Truncation and rotation are operator actions with documented limits (``scheduler/
 trigger_tail.py``): lines still unread when a file is truncated are gone by definition, and a
@@ -18,11 +21,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import diskcache
 import orjson
 
-from clmmd.scheduler.cache import _DEDUP_PREFIX
-from clmmd.scheduler.trigger_tail import DEDUPE_PREFIX, OFFSET_FILENAME
+from clmmd.scheduler.trigger_ledger import read_position
 from clmmd.scheduler.triggers import trigger_path
 from tests.reliability._harness import (
     POOL,
@@ -34,8 +35,7 @@ from tests.reliability._harness import (
     record_figures,
     wait_until,
 )
-
-DISPATCH_EVENTS = ("trigger_refresh_started", "episodes_enqueued")
+from tests.reliability.test_sigterm_queue import episodes_by_trigger
 
 WRITER = """
 import os, sys, time
@@ -66,26 +66,22 @@ for i in range(count):
 
 
 def _caught_up(data_dir: Path, not_ino: int | None = None) -> bool:
-    """The daemon's persisted position is the end of the current trigger file."""
+    """The daemon's saved position (in the ledger) is the end of the current trigger file."""
+    position = read_position(data_dir)
     try:
-        position = orjson.loads((data_dir / OFFSET_FILENAME).read_bytes())
         info = trigger_path(data_dir).stat()
-    except (OSError, orjson.JSONDecodeError):
+    except OSError:
         return False
     return (
-        position["ino"] == info.st_ino
-        and position["offset"] == info.st_size
-        and position["ino"] != not_ino
+        position is not None
+        and position.file.ino == info.st_ino
+        and position.offset == info.st_size
+        and position.file.ino != not_ino
     )
 
 
-def _claimed(data_dir: Path, ids: list[str]) -> list[str]:
-    """The ids among ``ids`` that the tail's dedupe store marked as taken."""
-    cache = diskcache.Cache(str(data_dir / "cache"))
-    try:
-        return [i for i in ids if f"{_DEDUP_PREFIX}{DEDUPE_PREFIX}{i}" in cache]
-    finally:
-        cache.close()
+def _is_episodes(trigger_id: str) -> bool:
+    return int(trigger_id.rsplit("-", 1)[1]) % 20 == 19
 
 
 def _ids_in(path: Path) -> set[str]:
@@ -184,38 +180,42 @@ def chaos(tmp_path: Path, *, writers: int, per_writer: int, kills: int, gap: flo
                 daemon.kill9()
         crew.join()
         final = DaemonProcess(env, tmp_path / "out", "final")
+        owed = {i for i in expected if _is_episodes(i)}
         try:
             assert final.wait_for_event("daemon_ready", 60)
             assert wait_until(lambda: _caught_up(data_dir), 120, step=0.1)
+            assert wait_until(lambda: owed <= set(episodes_by_trigger(data_dir)), 120, step=0.2)
         finally:
             assert final.terminate() == 0
     finally:
         crew.kill()
     written = gone | _ids_in(path) | _ids_in(path.with_name(path.name + ".1"))
     assert written == expected, f"writers wrote {len(written)} of {len(expected)} ids"
-    counts: Counter[str] = Counter()
+    refreshes: Counter[str] = Counter()
     for event in daemon_log_events(data_dir):
-        if event.get("event") in DISPATCH_EVENTS and event.get("trigger_id"):
-            counts[event["trigger_id"]] += 1
-    lost = sorted(expected - set(counts))
-    twice = sorted(i for i, n in counts.items() if n > 1)
+        if event.get("event") == "trigger_refresh_started" and event.get("trigger_id"):
+            refreshes[str(event["trigger_id"])] += 1
+    folders = episodes_by_trigger(data_dir)
+    lost = sorted(i for i in expected if (folders[i] if i in owed else refreshes[i]) == 0)
+    twice = sorted(i for i in owed if folders[i] > 1)
     figures = {
         "triggers": len(expected),
+        "episodes_triggers": len(owed),
         "writers": writers,
         "kills": kills,
         "truncations": 1,
         "rotations": 1,
-        "dispatched": len(set(counts) & expected),
         "lost": len(lost),
-        "dispatched_twice": len(twice),
+        "episodes_run_twice": len(twice),
+        "episode_folders": sum(folders.values()),
+        "refreshes_started_again_after_a_kill": sum(n - 1 for n in refreshes.values() if n > 1),
+        "durable_writes": False,
         "duration_s": round(time.monotonic() - started, 1),
     }
-    assert twice == [], f"{len(twice)} triggers dispatched twice, e.g. {twice[:5]}"
-    # At most once by design (SPEC): the tail claims an id before dispatching it, so a kill
-    # between the claim and the dispatch loses that one trigger. Anything else lost is a bug:
-    # every lost id must be claimed, and a kill loses at most the one line in that window.
-    assert _claimed(data_dir, lost) == lost, f"lost without a claim: {lost[:5]}"
-    assert len(lost) <= kills, f"{len(lost)} lost in {kills} kills: more than one per kill"
+    assert lost == [], f"{len(lost)} triggers lost, e.g. {lost[:5]}"
+    assert twice == [], f"{len(twice)} episodes triggers ran twice, e.g. {twice[:5]}"
+    # Nothing but the writers' triggers made episodes.
+    assert set(folders) == owed
     return figures
 
 
