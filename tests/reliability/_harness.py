@@ -32,7 +32,14 @@ from clmmd.artifacts.writer import TEMP_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = os.environ.get("CLMMD_LONG_TESTS") == "1"
-long_only = pytest.mark.skipif(not LONG, reason="long version: set CLMMD_LONG_TESTS=1 to run it")
+_SKIP_SHORT = pytest.mark.skipif(not LONG, reason="long version: set CLMMD_LONG_TESTS=1 to run it")
+
+
+def long_only(test: Callable[..., Any]) -> Callable[..., Any]:
+    """The long variant of a fault test: marked ``slow``, run only with CLMMD_LONG_TESTS=1."""
+    marked: Callable[..., Any] = pytest.mark.slow(_SKIP_SHORT(test))
+    return marked
+
 
 POOL = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
 OTHER_POOL = "0x8ad599c3A0ff1De082011EFDDc58f1908eb6e6D8"
