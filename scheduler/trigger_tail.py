@@ -201,7 +201,8 @@ class TriggerTail:
         if isinstance(opened, _Refusal):
             self._refuse(opened)
             return
-        if opened is None:
+        if opened is None:  # nothing there (any more): nothing refused either
+            self._stats.refused = None
             return
         if self._refused is not None:
             log.info("trigger_file_accepted", path=str(self.path))

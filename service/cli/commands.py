@@ -56,7 +56,10 @@ _SIGNAL_EXIT = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
 async def campaign(settings: Settings, *, warm: bool = True) -> int:
     """Run a campaign; 0 when every episode ended with an artifact folder, 1 when some did
     not, 130/143 when Ctrl-C/SIGTERM stopped it (after finishing or completing what ran)."""
+    from clmmd.service.host.stdlib_logs import route_stdlib_logging
+
     start_logging(settings)
+    route_stdlib_logging()  # stderr is for the summary; library noise goes to the JSON log
     clock = SystemClock()
     env = build_env(settings, clock)
     seed = resolve_seed(settings)

@@ -47,6 +47,7 @@ log = structlog.get_logger(__name__)
 
 #: Episodes lost to a full disk in a row after which a campaign stops taking new ones.
 DISK_FULL_STOP_AFTER = 3
+DISK_FULL = "a full disk (three episodes in a row could not be written)"
 
 
 @dataclass
@@ -245,7 +246,7 @@ async def _run_pool(
                 report.lost.append(f"episode {index}: {describe(exc)}")
                 full_in_a_row = full_in_a_row + 1 if lost_reason(exc) == "disk_full" else 0
                 if full_in_a_row >= DISK_FULL_STOP_AFTER:
-                    stop.request("a full disk")  # every further episode would be lost too
+                    stop.request(DISK_FULL)  # every further episode would be lost too
                 continue
             full_in_a_row = 0
             report.records.append(record)

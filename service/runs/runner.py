@@ -126,6 +126,10 @@ class _Episode:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                # Retrieved (else asyncio prints "Task exception was never retrieved" on
+                # stderr); the cancellation wins, recovery completes the folder.
+                log.warning("episode_write_failed_while_stopping", error=str(task.exception()))
             raise
 
     def _log(self, event: str, **payload: Any) -> None:

@@ -378,7 +378,7 @@ def test_campaign_on_a_disk_that_fills_ends_with_one_clear_line(small_tmpfs: Pat
     assert code == 1, err
     assert "Traceback" not in err
     first = err.strip().splitlines()[0]
-    assert "interrupted by a full disk" in first, err
+    assert "interrupted by a full disk" in first and "in a row" in first, err
     assert "No space left on device" in err
     record_figures("disk_full_campaign", exit_status=code, first_line=first)
 

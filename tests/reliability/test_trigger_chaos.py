@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 
 from clmmd.scheduler.trigger_ledger import read_position
 from clmmd.scheduler.triggers import trigger_path
@@ -141,11 +142,23 @@ class Writers:
                 proc.wait()
 
 
-def chaos(tmp_path: Path, *, writers: int, per_writer: int, kills: int, gap: float) -> dict:
+def chaos(
+    tmp_path: Path,
+    *,
+    writers: int,
+    per_writer: int,
+    kills: int,
+    gap: float,
+    durable: bool = False,
+) -> dict:
     rng = random.Random(5)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    env = daemon_env(data_dir, CLMMD_EPISODE_WORKERS="2")
+    env = daemon_env(
+        data_dir,
+        CLMMD_EPISODE_WORKERS="2",
+        CLMMD_DURABLE_WRITES="true" if durable else "false",
+    )
     path = trigger_path(data_dir)
     expected = {f"w{k}-{i:05d}" for k in range(writers) for i in range(per_writer)}
     truncate_at, rotate_at = kills // 3, (2 * kills) // 3
@@ -209,7 +222,7 @@ def chaos(tmp_path: Path, *, writers: int, per_writer: int, kills: int, gap: flo
         "episodes_run_twice": len(twice),
         "episode_folders": sum(folders.values()),
         "refreshes_started_again_after_a_kill": sum(n - 1 for n in refreshes.values() if n > 1),
-        "durable_writes": False,
+        "durable_writes": durable,
         "duration_s": round(time.monotonic() - started, 1),
     }
     assert lost == [], f"{len(lost)} triggers lost, e.g. {lost[:5]}"
@@ -225,6 +238,7 @@ def test_trigger_chaos_short(tmp_path: Path) -> None:
 
 
 @long_only
-def test_trigger_chaos_long(tmp_path: Path) -> None:
-    figures = chaos(tmp_path, writers=4, per_writer=2500, kills=20, gap=0.008)
+@pytest.mark.parametrize("durable", [False, True], ids=["fast-writes", "durable-writes"])
+def test_trigger_chaos_long(tmp_path: Path, durable: bool) -> None:
+    figures = chaos(tmp_path, writers=4, per_writer=2500, kills=20, gap=0.008, durable=durable)
     record_figures("trigger_chaos_long", **figures)
