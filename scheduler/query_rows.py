@@ -358,7 +358,12 @@ def _sql_type(annotation: Any, metadata: list[Any]) -> str:
         return "VARCHAR (decimal integer)"
     if "datetime" in text:
         return "TIMESTAMP"
-    for py, sql in (("bool", "BOOLEAN"), ("int", "BIGINT"), ("float", "DOUBLE"), ("str", "VARCHAR")):
+    for py, sql in (
+        ("bool", "BOOLEAN"),
+        ("int", "BIGINT"),
+        ("float", "DOUBLE"),
+        ("str", "VARCHAR"),
+    ):
         if py in text:
             return sql
     return "?"

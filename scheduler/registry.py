@@ -122,7 +122,9 @@ class QueryEntry(BaseModel):
                 raise _FieldProblem(name, "a positive integer", value)
         if self.max_age_seconds <= self.ttl_seconds:
             raise _FieldProblem(
-                "max_age_seconds", f"more than ttl_seconds ({self.ttl_seconds})", self.max_age_seconds
+                "max_age_seconds",
+                f"more than ttl_seconds ({self.ttl_seconds})",
+                self.max_age_seconds,
             )
         if self.method == "sql" and self.query_id is not None:
             raise _FieldProblem("query_id", "no query_id with method 'sql'", self.query_id)
@@ -142,11 +144,15 @@ class QueryEntry(BaseModel):
             or len(set(self.windows)) != len(self.windows)
         ):
             raise _FieldProblem(
-                "windows", f"a non-empty list of distinct windows from {list(WINDOWS)}", self.windows
+                "windows",
+                f"a non-empty list of distinct windows from {list(WINDOWS)}",
+                self.windows,
             )
         if self.parameters and self.method == "sql":
             raise _FieldProblem(
-                "parameters", "no extra parameters with method 'sql' (nothing binds them)", self.parameters
+                "parameters",
+                "no extra parameters with method 'sql' (nothing binds them)",
+                self.parameters,
             )
         reserved = sorted(_RESERVED_PARAMETERS & set(self.parameters))
         if reserved:
@@ -322,12 +328,14 @@ def _describe(exc: ValidationError, body: Mapping[str, Any]) -> str:
     error = exc.errors()[0]
     problem = error.get("ctx", {}).get("error")
     if isinstance(problem, _FieldProblem):
-        return f"field {problem.field_name!r}: expected {problem.expected}, got {_shown(problem.value)}"
+        expected, field_name, value = problem.expected, problem.field_name, problem.value
+        return f"field {field_name!r}: expected {expected}, got {_shown(value)}"
     field_name = str(error["loc"][0]) if error["loc"] else "?"
     if error["type"] == "extra_forbidden":
         return f"field {field_name!r}: unknown field"
     value = body.get(field_name, _MISSING)
-    return f"field {field_name!r}: expected {_EXPECTED.get(field_name, error['msg'])}, got {_shown(value)}"
+    expected = _EXPECTED.get(field_name, error["msg"])
+    return f"field {field_name!r}: expected {expected}, got {_shown(value)}"
 
 
 _EXPECTED = {

@@ -134,9 +134,7 @@ def shipped_query(name: str) -> ShippedQuery:
         raise QueryParameterError(f"no shipped SQL for query {name!r}") from None
 
 
-def bind_for_key(
-    name: str, pool_address: str | None, window: str | None, now: datetime
-) -> str:
+def bind_for_key(name: str, pool_address: str | None, window: str | None, now: datetime) -> str:
     """The bound SQL of one cache key: the pool and window of a pool-scoped key.
 
     A query that takes an explicit time range (``pool_swaps``) gets ``[now - window, now)``,

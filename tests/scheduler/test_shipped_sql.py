@@ -111,7 +111,9 @@ def test_binding_renders_typed_literals() -> None:
 def test_pool_swaps_takes_explicit_start_and_end() -> None:
     query = shipped_query("pool_swaps")
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    sql = query.bind({"pool_address": POOL, "start_time": start, "end_time": start + timedelta(days=31)})
+    sql = query.bind(
+        {"pool_address": POOL, "start_time": start, "end_time": start + timedelta(days=31)}
+    )
     assert "evt_block_time >= TIMESTAMP '2025-01-01 00:00:00 UTC'" in sql
     assert "evt_block_time < TIMESTAMP '2025-02-01 00:00:00 UTC'" in sql
     assert sql.rstrip().endswith("ORDER BY evt_block_number, evt_index")
@@ -136,7 +138,11 @@ def test_pool_swaps_takes_explicit_start_and_end() -> None:
             "'lookback': expected one of",
         ),
         ("pool_metrics", {"pool_address": POOL}, "'lookback' is missing"),
-        ("pool_metrics", {"pool_address": POOL, "lookback": "1h", "x": "1"}, "unknown parameter 'x'"),
+        (
+            "pool_metrics",
+            {"pool_address": POOL, "lookback": "1h", "x": "1"},
+            "unknown parameter 'x'",
+        ),
         (
             "pool_swaps",
             {"pool_address": POOL, "start_time": "yesterday", "end_time": NOW},
