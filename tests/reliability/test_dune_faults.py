@@ -118,11 +118,11 @@ class Harness:
             envelope = stack.cache.get_envelope(key)
             if envelope is not None:
                 # Starvation shows as a key nobody even tries any more.
-                gap = (now - parse_utc(envelope["attempted_at"])).total_seconds()
+                gap = (now - parse_utc(envelope.attempted_at)).total_seconds()
                 if gap > self.max_attempt_gap_s:
                     self.worst = (key, str(now), self.daemon.status()["refresh"])
                 self.max_attempt_gap_s = max(self.max_attempt_gap_s, gap)
-            if envelope is not None and envelope["data"] is not None:
+            if envelope is not None and envelope.data is not None:
                 self.ever_good.add(key)
             elif key in self.ever_good:
                 raise AssertionError(f"{key} lost its last good data: {envelope}")
@@ -169,7 +169,7 @@ async def test_dune_fault_matrix_through_the_daemon(
 
         def all_good() -> bool:
             envelopes = [stack.cache.get_envelope(k) for k in daemon.cache_quality()]
-            return all(e is not None and e["ok"] and e["error"] is None for e in envelopes)
+            return all(e is not None and e.ok and e.error is None for e in envelopes)
 
         assert await h.simulate_until(all_good, 10 * TICK_S)  # warm: every key fetched once
         keys = sorted(daemon.cache_quality())
@@ -242,8 +242,8 @@ async def test_dune_fault_matrix_through_the_daemon(
         starved = []
         for key in keys:
             envelope = stack.cache.get_envelope(key)
-            assert envelope is not None and envelope["fetched_at"] is not None
-            if envelope["fetched_at"] <= mixed_start.isoformat().replace("+00:00", "Z"):
+            assert envelope is not None and envelope.fetched_at is not None
+            if envelope.fetched_at <= mixed_start.isoformat().replace("+00:00", "Z"):
                 starved.append(key)
         assert starved == [], f"not refreshed once in {mixed_s / 60:.0f} faulty minutes"
         assert h.max_attempt_gap_s <= 15 * TICK_S, (h.max_attempt_gap_s, h.worst)
