@@ -292,7 +292,7 @@ class DuneClient:
         log.info("dune_execution_started", what=label, execution_id=execution_id)
         status: dict[str, Any] = {}
         try:
-            status = await self._wait_until_done(execution_id, deadline)
+            await self._wait_until_done(execution_id, deadline, status)
         finally:
             # Charged whatever the outcome: Dune bills failed executions that used compute.
             credits, estimated = execution_credits(
@@ -330,14 +330,19 @@ class DuneClient:
 
     # ----------------------------------------------------------------- protocol steps
 
-    async def _wait_until_done(self, execution_id: str, deadline: float) -> dict[str, Any]:
+    async def _wait_until_done(
+        self, execution_id: str, deadline: float, status: dict[str, Any]
+    ) -> None:
+        """Poll until the execution is done; ``status`` ends up holding the last answer (also
+        when this raises, so a failed execution's reported cost is still recorded)."""
         url = self._url(f"/execution/{execution_id}/status")
         interval = self._poll_interval_s
         while True:
-            status = await self._call("read", "GET", url, deadline)
+            status.clear()
+            status.update(await self._call("read", "GET", url, deadline))
             state = status.get("state")
             if state in DONE_STATES:
-                return status
+                return
             if state not in RUNNING_STATES:
                 error = execution_error(f"Dune execution {execution_id}", state, status)
                 raise self._scrub_error(error)
