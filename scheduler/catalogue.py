@@ -92,7 +92,7 @@ def render_catalogue(registry: Registry | None = None) -> str:
         f"{total} queries, {enabled} enabled by default, {pooled} pool-scoped. Every query ships",
         "its DuneSQL (Trino dialect) and runs it through Dune's Execute SQL endpoint: a",
         "`DUNE_API_KEY` is all it takes. To use a saved Dune query instead (your own or a public",
-        "one), copy `scheduler/queries.toml`, give the entry `method = \"execute\"` or",
+        'one), copy `scheduler/queries.toml`, give the entry `method = "execute"` or',
         '`"latest"` and its `query_id`, and point `CLMMD_QUERIES_FILE` at the copy; switch',
         "queries on or off with `CLMMD_ENABLE_QUERIES` / `CLMMD_DISABLE_QUERIES`.",
         "",

@@ -320,10 +320,12 @@ class DuneClient:
         size, rows, total = (
             metadata.get(k) for k in ("result_set_bytes", "row_count", "total_row_count")
         )
-        if not _count(size):
+        if not isinstance(size, int) or not _count(size):
             return 0.0
         # result_set_bytes is the whole result's size; a page exports its share of it.
-        share = rows / total if _count(rows) and _count(total) and total > 0 else 1.0
+        share = 1.0
+        if isinstance(rows, int) and isinstance(total, int) and _count(rows) and total > 0:
+            share = rows / total
         credits = export_credits(math.ceil(size * min(1.0, share)), self._credits_per_mb)
         await self._charge(credits, "read", True, label)
         return credits

@@ -201,8 +201,8 @@ class Refresher:
             return list(planned), []
         items = [BudgetItem(p.key, p.priority, self._estimate_of(p)) for p in planned]
         admitted, reasons = apply_budget(items, self._ledger.remaining())
-        for item in admitted:
-            self._ledger.reserve(item.key, item.estimate)
+        for budgeted in admitted:
+            self._ledger.reserve(budgeted.key, budgeted.estimate)
         skipped = []
         for item in planned:
             if item.key in reasons:

@@ -224,7 +224,12 @@ async def test_quality_counts_from_when_dune_finished_not_when_we_fetched(
     assert meta["asof"] == utc_iso(two_days_ago) and meta["age_s"] == 2 * 86400
     # The same rows computed a minute ago are fresh.
     await cache.record_success(
-        KEY, DATA, source="dune_sql", now=clock.now(), ttl_s=300, asof=clock.now() - timedelta(minutes=1)
+        KEY,
+        DATA,
+        source="dune_sql",
+        now=clock.now(),
+        ttl_s=300,
+        asof=clock.now() - timedelta(minutes=1),
     )
     assert cache.get_with_quality(KEY, clock.now(), 1800)[1]["quality"] == "fresh"
 

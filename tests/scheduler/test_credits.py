@@ -40,7 +40,10 @@ def items(*specs: tuple[str, str, float]) -> list[BudgetItem]:
 
 def test_budget_admits_high_priorities_and_skips_lower_ones_with_a_reason() -> None:
     planned = items(
-        ("gas", "P0", 10), ("health", "P0", 10), ("fee", "P1", 10), ("mev", "P2", 10),
+        ("gas", "P0", 10),
+        ("health", "P0", 10),
+        ("fee", "P1", 10),
+        ("mev", "P2", 10),
         ("tiny", "P3", 0.1),
     )
     admitted, skipped = apply_budget(planned, 30)
@@ -53,9 +56,7 @@ def test_budget_admits_high_priorities_and_skips_lower_ones_with_a_reason() -> N
 
 
 @given(
-    st.lists(
-        st.tuples(st.sampled_from(PRIORITIES), st.floats(0, 50)), min_size=0, max_size=30
-    ),
+    st.lists(st.tuples(st.sampled_from(PRIORITIES), st.floats(0, 50)), min_size=0, max_size=30),
     st.floats(0, 400),
 )
 def test_budget_never_overspends_and_never_skips_a_higher_priority_for_a_lower_one(
@@ -116,8 +117,13 @@ async def test_client_charges_each_execution_and_each_page_read(
     server.sql_rows = lambda _sql: [{"n": i} for i in range(10)]
     server.sql_script.cost_credits = None  # Dune gave no figure: the engine price is used
     client = DuneClient(
-        server.base_url, KEY, clock, rng=random.Random(0), page_size=4,
-        credit_sink=ledger, credits_per_mb=20_000.0,
+        server.base_url,
+        KEY,
+        clock,
+        rng=random.Random(0),
+        page_size=4,
+        credit_sink=ledger,
+        credits_per_mb=20_000.0,
     )
     try:
         data = await client.execute_sql("SELECT 1 AS n")

@@ -543,7 +543,11 @@ async def test_ratelimit_headers_lower_the_pace_and_a_spent_quota_waits(
 ) -> None:
     client = make_client(read_rpm=200)
     assert client.limits()["read"] == 180
-    server.extra_headers = {"RateLimit-Limit": "40", "RateLimit-Remaining": "0", "RateLimit-Reset": "7"}
+    server.extra_headers = {
+        "RateLimit-Limit": "40",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "7",
+    }
     await client.latest_results(QUERY)
     assert client.limits()["read"] == 36
     before = clock.monotonic()

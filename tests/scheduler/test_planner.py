@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
