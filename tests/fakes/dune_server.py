@@ -112,7 +112,8 @@ class QueryScript:
     final_state: str = COMPLETED
     error: Any = None
     latest_state: str = COMPLETED
-    latest_ended_at: str = "2026-01-01T00:00:00Z"
+    #: When the stored latest result was computed; None: "just now" (a scheduled query).
+    latest_ended_at: str | None = None
     cost_credits: float | None = 3.5
 
 
@@ -425,7 +426,7 @@ class FakeDuneServer:
             "query_id": query_id,
             "state": script.latest_state,
             "is_execution_finished": True,
-            "execution_ended_at": script.latest_ended_at,
+            "execution_ended_at": script.latest_ended_at or self._now_iso(),
         }
         if script.latest_state not in (COMPLETED, COMPLETED_PARTIAL):
             return web.json_response(head)
@@ -501,22 +502,28 @@ def sql_problem(sql: object) -> str | None:
 
 def shipped_sql_rows(sql: str) -> list[dict[str, Any]]:
     """clmmd's mock rows for the shipped query this SQL came from (pool taken from the SQL)."""
-    from clmmd.artifacts.base.clock import FakeClock
-    from clmmd.scheduler.mock_source import MockSource
     from clmmd.scheduler.shipped_sql import query_name_of
-    from clmmd.scheduler.source import FetchRequest
 
     name = query_name_of(sql)
     if name is None:
         return [{"row": i} for i in range(3)]
     pool = _ADDRESS.search(sql)
+    return shipped_rows(name, pool.group(0) if pool else None)
+
+
+def shipped_rows(name: str, pool_address: str | None = None) -> list[dict[str, Any]]:
+    """clmmd's mock rows for query ``name`` (the columns its row model expects)."""
+    from clmmd.artifacts.base.clock import FakeClock
+    from clmmd.scheduler.mock_source import MockSource
+    from clmmd.scheduler.source import FetchRequest
+
     request = FetchRequest(
         key=name,
         query_name=name,
         query_id=None,
         method="sql",
-        pool_address=pool.group(0) if pool else None,
-        window="1h" if pool else None,
+        pool_address=pool_address,
+        window="1h" if pool_address else None,
     )
     rows: list[dict[str, Any]] = MockSource(FakeClock(), epoch=0).rows_for(request)["rows"]
     return rows
