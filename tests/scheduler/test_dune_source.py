@@ -182,8 +182,9 @@ async def test_sql_method_sends_bound_shipped_sql_and_reports_asof_and_credits(
 async def test_latest_older_than_reexecute_after_is_executed_again(
     server: FakeDuneServer,
 ) -> None:
-    clock = FakeClock()  # 2026-01-01; the fake's latest result ended 2 days before
-    clock.advance(2 * 86400)
+    clock = FakeClock()
+    server.script(QUERY).latest_ended_at = "2026-01-01T00:00:00Z"
+    clock.advance(2 * 86400)  # the stored latest result is now two days old
     server.wall_time = clock.now
     client = DuneClient(server.base_url, KEY, clock, rng=random.Random(0), max_retries=1)
     source = DuneSource(client, clock)
