@@ -38,7 +38,6 @@ from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.layout import episode_id as make_episode_id
 from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.env.base import ClmmEnv
-from clmmd.scheduler.refresher import Refresher
 from clmmd.scheduler.scheduling import RefreshScheduler
 from clmmd.scheduler.trigger_ledger import TriggerLedger
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
@@ -61,7 +60,7 @@ from clmmd.service.runs.opening import (
 )
 from clmmd.service.runs.runner import EpisodeRunner
 from clmmd.service.runs.summary_writer import SummaryWriter
-from clmmd.service.wiring import IntelStack, build_source, open_intel
+from clmmd.service.wiring import IntelStack, build_refresh_stack, open_intel
 
 log = structlog.get_logger(__name__)
 
@@ -224,17 +223,10 @@ class Daemon:
             self.ledger = await asyncio.to_thread(
                 TriggerLedger.open, s.data_dir, self.clock.now(), durable=s.durable_writes
             )
-            source = build_source(s, self.clock)
-            refresher = Refresher(
-                source,
-                stack.cache,
-                stack.registry,
-                self.clock,
-                workers=s.refresh_workers,
-                fetch_timeout_s=s.refresh_deadline_s,
-            )
+            refresh = build_refresh_stack(s, stack, self.clock, workers=s.refresh_workers)
+            source = refresh.source
             self.scheduler = RefreshScheduler(
-                refresher,
+                refresh.refresher,
                 stack.cache,
                 stack.registry,
                 self.clock,

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from clmmd.artifacts.base.clock import Clock
 from clmmd.artifacts.layout import RunLayout
+from clmmd.scheduler.credits import CreditLedger
 from clmmd.scheduler.planner import candidate_requests
 from clmmd.scheduler.scheduling import RefreshScheduler
 from clmmd.scheduler.trigger_tail import TriggerTail
@@ -104,8 +105,16 @@ class DaemonObserver:
         ):
             _, meta = stack.cache.get_with_quality(request.key, now, spec.max_age_seconds)
             envelope = stack.cache.get_envelope(request.key)
-            out[request.key] = {**meta, "error": envelope["error"] if envelope else None}
+            out[request.key] = {**meta, "error": envelope.error if envelope else None}
         return out
+
+    def credits(self) -> dict[str, Any] | None:
+        """Dune credits spent today and the daily budget (from the cache: any process)."""
+        d = self.daemon
+        if d.stack is None:
+            return None
+        budget = d.settings.dune_credit_budget_per_day
+        return CreditLedger(d.stack.cache, d.clock, budget).status()
 
     def update_gauges(self) -> None:
         """Refresh the gauges from live state (called on each /metrics scrape)."""
@@ -117,6 +126,9 @@ class DaemonObserver:
         d.metrics.set_episode_queue_depth(d.queue_depth())
         d.metrics.set_workers_alive(d.workers_alive())
         self.health()  # sets clmmd_healthy
+        credits = self.credits()
+        if credits is not None:
+            d.metrics.set_credits(credits["used"], credits["budget_per_day"])
         if d.scheduler is not None:
             d.metrics.set_fetches_in_flight(len(d.scheduler.stats().get("in_flight", [])))
         if d.tail is not None:
@@ -150,4 +162,5 @@ class DaemonObserver:
             "triggers": dataclasses.asdict(d.tail.stats) if d.tail else None,
             "active_pools": d.active_pools(),
             "cache": self.cache_quality(),
+            "credits": self.credits(),
         }
