@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from clmmd.agent.policy import ArmStats
 from clmmd.agent.state import MAX_COUNT, AgentState
 from clmmd.artifacts.base.clock import Clock, utc_iso
+from clmmd.artifacts.writer import move_aside as move_file_aside
 from clmmd.artifacts.writer import replace_json
 
 log = structlog.get_logger(__name__)
@@ -151,14 +152,7 @@ def read_state(path: Path) -> AgentState | None:
 
 def move_aside(path: Path, clock: Clock) -> Path:
     """Rename ``path`` to ``<name>.corrupt-<YYYYmmddTHHMMSSZ>`` (a free name); returns it."""
-    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    suffix = 1
-    while target.exists():
-        suffix += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{suffix}")
-    os.rename(path, target)
-    return target
+    return move_file_aside(path, clock.now())
 
 
 #: Lock files this process holds (path → fd): ownership of a state file is per process.

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,24 @@ def create_episode_dir(
     if durable:
         fsync_dir(episodes_dir)
     return final
+
+
+def move_aside(path: Path, now: datetime, *, companions: tuple[str, ...] = ()) -> Path:
+    """Rename ``path`` (a file or a folder SQLite or a parser could not read) to a free
+    ``<name>.corrupt-<YYYYmmddTHHMMSSZ>[-n]`` beside it, never over an earlier one; files named
+    ``<path><suffix>`` for each of ``companions`` (e.g. SQLite's ``-wal``) follow it. Returns
+    the new path."""
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{suffix}")
+    os.rename(path, target)
+    for extra in companions:
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(f"{path}{extra}", f"{target}{extra}")
+    return target
 
 
 def append_line(path: Path, line: bytes, *, durable: bool = False) -> None:

@@ -44,6 +44,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clmmd.artifacts.base.clock import parse_utc, utc_iso
+from clmmd.artifacts.writer import move_aside
 from clmmd.scheduler.quality import Quality, age_seconds, is_usable, quality
 from clmmd.scheduler.source import SourceName
 
@@ -347,13 +348,7 @@ class IntelCache:
             return operation(self._disk)
 
     def _move_aside(self, exc: sqlite3.DatabaseError) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = self.directory.with_name(f"{self.directory.name}.corrupt-{stamp}")
-        suffix = 1
-        while target.exists():
-            suffix += 1
-            target = self.directory.with_name(f"{self.directory.name}.corrupt-{stamp}-{suffix}")
-        os.rename(self.directory, target)
+        target = move_aside(self.directory, datetime.now(UTC))
         log.warning(
             "cache_corrupt",
             path=str(self.directory),

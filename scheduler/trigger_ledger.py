@@ -45,6 +45,7 @@ import orjson
 import structlog
 
 from clmmd.artifacts.base.clock import parse_utc, utc_iso
+from clmmd.artifacts.writer import move_aside
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger, Trigger
 from clmmd.scheduler.trigger_position import (
     LEGACY_OFFSET_FILENAME,
@@ -142,7 +143,7 @@ class TriggerLedger:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) or not existed:
                 raise LedgerError(f"cannot open the trigger ledger {path}: {exc}") from exc
-            moved_to = _move_aside(path, now)
+            moved_to = move_aside(path, now, companions=("-wal", "-shm"))
             ledger = cls(path, _connect(path, durable), durable=durable)
             end = ledger._start_at_end_of_trigger_file(Path(data_dir))
             log.warning(
@@ -398,20 +399,6 @@ def _connect(path: Path, durable: bool) -> sqlite3.Connection:
         db.close()
         raise
     return db
-
-
-def _move_aside(path: Path, now: datetime) -> Path:
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    suffix = 1
-    while target.exists():
-        suffix += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{suffix}")
-    os.rename(path, target)
-    for extra in ("-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(f"{path}{extra}", f"{target}{extra}")
-    return target
 
 
 def _release(db: sqlite3.Connection, run_id: str, episode_id: str) -> None:

@@ -23,6 +23,7 @@ except ImportError:  # elsewhere: watchfiles
     _inotify = None  # type: ignore[assignment]
 
 from clmmd.artifacts.base.clock import Clock
+from clmmd.artifacts.base.waiting import first_of
 
 log = structlog.get_logger(__name__)
 
@@ -58,17 +59,7 @@ async def wait_for_work(
     stop: asyncio.Event, wake: asyncio.Event, clock: Clock, poll_interval_s: float
 ) -> None:
     """Return when ``stop`` or ``wake`` is set, or after ``poll_interval_s`` on ``clock``."""
-    waiters = [
-        asyncio.create_task(stop.wait()),
-        asyncio.create_task(wake.wait()),
-        asyncio.create_task(clock.sleep(poll_interval_s)),
-    ]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
+    await first_of(stop.wait(), wake.wait(), clock.sleep(poll_interval_s))
 
 
 async def _watch(

@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 
 from clmmd.artifacts.base.clock import Clock, SystemClock
+from clmmd.artifacts.base.waiting import first_of
 from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.layout import episode_id as make_episode_id
 from clmmd.artifacts.summary import EpisodeRecord
@@ -391,17 +392,11 @@ class Daemon:
                 self._disk_ok.clear()
             else:
                 self._disk_ok.set()
-            waiters = [
-                asyncio.ensure_future(self.clock.sleep(PROBE_INTERVAL_S)),
-                asyncio.ensure_future(self._probe_now.wait()),
-                asyncio.ensure_future(self.stop_event.wait()),
-            ]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-                await asyncio.gather(*waiters, return_exceptions=True)
+            await first_of(
+                self.clock.sleep(PROBE_INTERVAL_S),
+                self._probe_now.wait(),
+                self.stop_event.wait(),
+            )
 
     async def _episode_schedule(self) -> None:
         while not self.stop_event.is_set():
@@ -511,17 +506,7 @@ class Daemon:
         """After an episode lost to a full disk: wait (1, 2, 4 … 30 s) or until the probe
         finds runs/ writable again, whichever comes first."""
         delay = min(DISK_WAIT_MAX_S, WORKER_RETRY_S * 2 ** max(0, self._disk_waits - 1))
-        waiters = [
-            asyncio.ensure_future(self.clock.sleep(delay)),
-            asyncio.ensure_future(self._disk_ok.wait()),
-            asyncio.ensure_future(self.stop_event.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await first_of(self.clock.sleep(delay), self._disk_ok.wait(), self.stop_event.wait())
 
     async def _release_claim(self, index: int) -> None:
         if self.ledger is None or self.layout is None:

@@ -27,6 +27,7 @@ import structlog
 
 from clmmd.agent.persistence import LearningAgent
 from clmmd.artifacts.base.clock import Clock, SystemClock
+from clmmd.artifacts.base.waiting import first_of
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.env.base import ClmmEnv, PoolSpec, pool_by_address
@@ -291,12 +292,7 @@ async def _until_done_or_stopped(
 
 
 async def _first(main: asyncio.Future[Any], *others: Coroutine[Any, Any, Any]) -> bool:
-    """Wait until ``main`` or one of ``others`` is done; True when ``main`` is."""
-    waiters = [asyncio.ensure_future(o) for o in others]
-    try:
-        await asyncio.wait({main, *waiters}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
+    """Wait until ``main`` or one of ``others`` is done (``main`` goes on); True when ``main``
+    is done."""
+    await first_of(asyncio.shield(main), *others)
     return main.done()

@@ -398,3 +398,19 @@ def test_concurrent_appends_from_processes_never_interleave_within_a_line(
 def _ids(line: bytes) -> tuple[int, int]:
     obj = orjson.loads(line)
     return int(obj["w"]), int(obj["i"])
+
+
+def test_move_aside_never_overwrites_an_earlier_one(tmp_path: Path) -> None:
+    from clmmd.artifacts.writer import move_aside
+
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    first, second = tmp_path / "state.db", tmp_path / "state.db"
+    first.write_text("one")
+    (tmp_path / "state.db-wal").write_text("wal")
+    moved = move_aside(first, now, companions=("-wal", "-shm"))
+    second.write_text("two")
+    again = move_aside(second, now)
+    assert moved.name == "state.db.corrupt-20260301T120000Z"
+    assert again.name == "state.db.corrupt-20260301T120000Z-2"
+    assert (moved.read_text(), again.read_text()) == ("one", "two")
+    assert (tmp_path / "state.db.corrupt-20260301T120000Z-wal").read_text() == "wal"
