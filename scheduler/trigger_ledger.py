@@ -204,12 +204,13 @@ class TriggerLedger:
 
     # -- refreshes ------------------------------------------------------------------------
 
-    def refresh_done(self, trigger_id: str, now: datetime) -> None:
-        """The refresh asked for by ``trigger_id`` has run."""
+    def refresh_done(self, trigger_ids: Sequence[str], now: datetime) -> None:
+        """The refresh asked for by ``trigger_ids`` has run (one transaction)."""
+        stamp = utc_iso(now)
         with self._transaction() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE triggers SET done_at = ? WHERE id = ? AND done_at IS NULL",
-                (utc_iso(now), trigger_id),
+                [(stamp, trigger_id) for trigger_id in trigger_ids],
             )
 
     def pending_refreshes(self) -> list[RefreshTrigger]:

@@ -154,7 +154,6 @@ class Daemon:
     async def _on_refresh(self, trigger: RefreshTrigger) -> None:
         # A trigger goes straight to the single-flight refresher, never via a scheduler job;
         # the tail must not wait for Dune, so the refresh runs as its own task.
-        self._recent_pools.append(trigger.pool_address)
         log.info(
             "trigger_refresh_started",
             trigger_id=trigger.id,
@@ -162,18 +161,27 @@ class Daemon:
             reason=trigger.reason,
             priorities=list(trigger.priorities),
         )
-        task = asyncio.create_task(self._refresh_for(trigger))
+        self._start_refresh(trigger.pool_address, trigger.priorities, [trigger.id])
+
+    def _start_refresh(
+        self, pool: str, priorities: tuple[str, ...], trigger_ids: list[str | None]
+    ) -> None:
+        self._recent_pools.append(pool)
+        task = asyncio.create_task(self._refresh_for(pool, priorities, trigger_ids))
         self._refresh_tasks.add(task)
         task.add_done_callback(self._refresh_tasks.discard)
 
-    async def _refresh_for(self, trigger: RefreshTrigger) -> None:
+    async def _refresh_for(
+        self, pool: str, priorities: tuple[str, ...], trigger_ids: list[str | None]
+    ) -> None:
         assert self.scheduler is not None
-        await self.scheduler.refresh_pool(trigger.pool_address, trigger.priorities)
-        if trigger.id is not None and self.ledger is not None:
+        await self.scheduler.refresh_pool(pool, priorities)
+        done = [i for i in trigger_ids if i is not None]
+        if done and self.ledger is not None:
             try:
-                await asyncio.to_thread(self.ledger.refresh_done, trigger.id, self.clock.now())
+                await asyncio.to_thread(self.ledger.refresh_done, done, self.clock.now())
             except Exception as exc:  # it runs again at the next start: refreshes may repeat
-                log.warning("trigger_refresh_not_recorded", trigger_id=trigger.id, error=str(exc))
+                log.warning("trigger_refresh_not_recorded", trigger_ids=done, error=str(exc))
 
     async def _on_episodes(self, trigger: EpisodesTrigger) -> None:
         if self.stop_event.is_set():
@@ -299,8 +307,13 @@ class Daemon:
                 claims_released=released,
                 ids_forgotten=pruned,
             )
+        # Refreshes are idempotent: the owed ones of one pool and priorities run once together.
+        groups: dict[tuple[str, tuple[str, ...]], list[str | None]] = {}
         for trigger in refreshes:
-            await self._on_refresh(trigger)
+            groups.setdefault((trigger.pool_address, trigger.priorities), []).append(trigger.id)
+        for (pool, priorities), ids in groups.items():
+            log.info("trigger_refreshes_resumed", pool=pool, trigger_ids=ids)
+            self._start_refresh(pool, priorities, ids)
 
     async def _run_once(self, runner: EpisodeRunner) -> None:
         """Burst mode: drain the trigger file, one refresh tick, run what is owed, stop."""

@@ -34,7 +34,7 @@ from tests.reliability._harness import (
 FAULTY_DAEMON = """
 import sys, threading, warnings
 from clmmd.scheduler import scheduling
-from clmmd.service.host import http
+from clmmd.service.host import http, notify
 
 original_tick = scheduling.RefreshScheduler.tick
 ticks = []
@@ -51,10 +51,17 @@ async def failing_metrics(self, request):
 def thread_failure():
     raise RuntimeError("injected thread failure")
 
+original_ready = notify.SystemdNotifier.ready
+
+async def ready_then_faults(self, status=None):
+    # Once serving: a thread that dies and a library warning.
+    threading.Timer(0.2, thread_failure).start()
+    threading.Timer(0.2, lambda: warnings.warn("injected warning", RuntimeWarning)).start()
+    return await original_ready(self, status)
+
 scheduling.RefreshScheduler.tick = failing_first_tick
 http.StatusServer._metrics_page = failing_metrics
-threading.Timer(1.0, thread_failure).start()
-threading.Timer(1.0, lambda: warnings.warn("injected warning", RuntimeWarning)).start()
+notify.SystemdNotifier.ready = ready_then_faults
 
 from clmmd.service.cli.main import main
 sys.exit(main(["run"]))

@@ -2,8 +2,8 @@
 restarted again and again; the file is truncated once and rotated once. Nothing is lost and no
 episode runs twice: every ``episodes`` trigger ends with exactly its one episode folder (each
 folder's proposal.json names its trigger), every refresh trigger was started
-(``trigger_refresh_started`` in the daemon log; a refresh may start again after a kill, it is
-idempotent).
+(``trigger_refresh_started``, or ``trigger_refreshes_resumed`` for the owed ones a start runs
+once per pool; a refresh may run again after a kill, it is idempotent).
 
 Truncation and rotation are operator actions with documented limits (``scheduler/
 trigger_tail.py``): lines still unread when a file is truncated are gone by definition, and a
@@ -208,6 +208,8 @@ def chaos(
     for event in daemon_log_events(data_dir):
         if event.get("event") == "trigger_refresh_started" and event.get("trigger_id"):
             refreshes[str(event["trigger_id"])] += 1
+        elif event.get("event") == "trigger_refreshes_resumed":  # owed ones, run once per pool
+            refreshes.update(str(i) for i in event.get("trigger_ids") or [])
     folders = episodes_by_trigger(data_dir)
     lost = sorted(i for i in expected if (folders[i] if i in owed else refreshes[i]) == 0)
     twice = sorted(i for i in owed if folders[i] > 1)

@@ -67,7 +67,7 @@ def test_reconcile_after_a_crash(ledger: TriggerLedger, clock: FakeClock) -> Non
 def test_refreshes_are_owed_until_done(ledger: TriggerLedger, clock: FakeClock) -> None:
     ledger.accept([RefreshTrigger("r1", None, "x", POOL)], Position(HERE, 10, 1), clock.now())
     assert [r.id for r in ledger.pending_refreshes()] == ["r1"]
-    ledger.refresh_done("r1", clock.now())
+    ledger.refresh_done(["r1"], clock.now())
     assert ledger.pending_refreshes() == []
 
 
@@ -81,7 +81,7 @@ def test_completed_triggers_are_forgotten_after_the_keep_window(
     )
     ledger.claim_episode("old", "run_a", "ep_000001", clock.now())
     ledger.end_episode("run_a", "ep_000001", "finished")
-    ledger.refresh_done("r", clock.now())
+    ledger.refresh_done(["r"], clock.now())
     assert ledger.prune(clock.now() + timedelta(days=1)) == 0
     assert ledger.prune(clock.now() + timedelta(days=8)) == 2
     # The id may be accepted again now.
