@@ -55,7 +55,7 @@ DEFAULT_SIZE_LIMIT_BYTES = 256 * 1024 * 1024
 GC_EXPIRY_FACTOR = 7
 #: Used when a writer does not say what the key's max_age is.
 DEFAULT_GC_EXPIRY_S = 7 * 24 * 3600
-_DEDUP_PREFIX = "~dedup:"
+_DEDUP_PREFIX = "~dedup:"  # trigger ids of earlier versions (now in the trigger ledger)
 _META_PREFIX = "~meta:"
 _PROBE_KEY = "~probe"
 _T = TypeVar("_T")
@@ -271,19 +271,6 @@ class IntelCache:
         )
         self._mirror[key] = env
         return env
-
-    async def add_if_absent(
-        self, key: str, value: bytes | str | int | float, expire: float
-    ) -> bool:
-        """Atomically store ``value`` unless ``key`` exists; True when this call stored it.
-
-        Lives in its own namespace (never collides with envelope keys); meant for trigger dedup.
-        """
-        self._check_open()
-        added = await asyncio.to_thread(
-            self._on_disk, lambda disk: disk.add(_DEDUP_PREFIX + key, value, expire)
-        )
-        return bool(added)
 
     def probe(self) -> None:
         """Write and read back a probe entry (blocking; for health checks); raises on failure."""

@@ -174,14 +174,6 @@ async def test_mirror_is_not_aliased_to_the_callers_data(cache: IntelCache) -> N
     assert env is not None and env.data == {"rows": [{"v": 1}], "partial": False}
 
 
-async def test_add_if_absent_is_atomic_and_separate(cache: IntelCache) -> None:
-    assert await cache.add_if_absent("trigger:abc", b"1", expire=60) is True
-    assert await cache.add_if_absent("trigger:abc", b"2", expire=60) is False
-    assert await cache.add_if_absent(KEY, b"1", expire=60) is True  # no clash with envelopes
-    assert cache.get_envelope(KEY) is None
-    assert cache.keys() == []
-
-
 async def test_close_is_idempotent_and_stops_writes(cache: IntelCache) -> None:
     await cache.record_success(KEY, DATA, source="mock", now=FakeClock().now(), ttl_s=60)
     cache.close()
