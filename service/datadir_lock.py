@@ -2,7 +2,8 @@
 
 ``clmmd run`` and learning campaigns take it before touching anything (recovery, the trigger
 ledger, the agent state); a second such process gets :class:`DataDirBusy`, whose message names
-the holder (pid, command, start time) and is the one line the CLI prints (exit status 2).
+the holder (pid, command, start time) and is the one line the CLI prints (exit status 2). A data
+dir that cannot be created at all is :class:`DataDirUnusable` (one line, exit status 1).
 Read-only commands (``status``, ``runs``, ``report``) never take it.
 
 The lock belongs to the open file description: the kernel releases it when the holder exits,
@@ -31,6 +32,10 @@ class DataDirBusy(Exception):
     """Another live process owns the data dir; ``str()`` is the one line to show."""
 
 
+class DataDirUnusable(Exception):
+    """The data dir cannot be created or its lock file opened; ``str()`` says why."""
+
+
 class DataDirLock:
     """Held from :meth:`acquire` until :meth:`release` (or the process ends)."""
 
@@ -44,9 +49,15 @@ class DataDirLock:
         """Take the data dir for ``command`` (e.g. ``"run"``); :class:`DataDirBusy` when another
         process holds it. Blocking (a few syscalls)."""
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / LOCK_FILENAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise DataDirUnusable(
+                f"cannot use data dir {data_dir}: {exc.strerror or exc} (check CLMMD_DATA_DIR, "
+                "its ownership and free space)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -96,4 +107,4 @@ def describe_holder(raw: bytes) -> str:
         return "another clmmd process (its lock file names no holder)"
 
 
-__all__ = ["LOCK_FILENAME", "DataDirBusy", "DataDirLock", "describe_holder"]
+__all__ = ["LOCK_FILENAME", "DataDirBusy", "DataDirLock", "DataDirUnusable", "describe_holder"]

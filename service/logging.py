@@ -191,7 +191,8 @@ class LogSinks:
 
     def add_file(self, path: Path, *, max_bytes: int = 50 * 1024 * 1024, backups: int = 5) -> None:
         """Also write every line to ``path``, rotated when it exceeds ``max_bytes``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # else the sink reports it (failing())
+            path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if path not in self._files:
                 self._files[path] = _RotatingFile(path, max_bytes, backups)
@@ -203,7 +204,8 @@ class LogSinks:
                 sink.reopen()
 
     def add_run(self, run_id: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._runs[run_id] = _FileSink(path)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from clmmd.service.config import ConfigError, Settings, load_settings
-from clmmd.service.datadir_lock import DataDirBusy
+from clmmd.service.datadir_lock import DataDirBusy, DataDirUnusable
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataDirBusy) as exc:
         print(f"clmmd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DataDirUnusable as exc:
+        print(f"clmmd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
