@@ -197,6 +197,14 @@ def _gap(history: SwapHistory, i: int, what: str) -> HistoryError:
     )
 
 
+def _not_contained(history: SwapHistory, i: int, pos_liquidity: int) -> HistoryError:
+    return HistoryError(
+        f"row {i} (block {history.block_number[i]}, log index {history.log_index[i]}): active "
+        f"liquidity {history.liquidity[i]} inside the range is below the position's "
+        f"{pos_liquidity}: the history does not contain this position"
+    )
+
+
 @dataclass(frozen=True)
 class _Range:
     """A position with its boundary prices, as the replay loops need it."""
@@ -250,11 +258,7 @@ def _walk(prepared: PreparedHistory, i: int, r: _Range) -> tuple[int, bool]:
     if r.in_history and lower <= end_tick < upper:
         others -= pos_liquidity
         if others < 0:
-            raise HistoryError(
-                f"row {i} (block {history.block_number[i]}, log index {history.log_index[i]}): "
-                f"active liquidity {history.liquidity[i]} is below the position's "
-                f"{pos_liquidity}: the history does not contain this position"
-            )
+            raise _not_contained(history, i, pos_liquidity)
     if zero_for_one:
         remaining, received = history.amount0[i], -history.amount1[i]
     else:
@@ -342,7 +346,12 @@ def replay_exact(
             continue
         in_range += 1
         if low > sqrt_lower and high < sqrt_upper and not stepped[i]:
-            delta = (fees[i] << 128) // (liquidity[i] + pos_liquidity if on_top else liquidity[i])
+            if on_top:
+                delta = (fees[i] << 128) // (liquidity[i] + pos_liquidity)
+            elif liquidity[i] >= pos_liquidity:
+                delta = (fees[i] << 128) // liquidity[i]
+            else:
+                raise _not_contained(prepared.history, i, pos_liquidity)
             ok = verified[i]
         else:
             walked += 1
@@ -380,6 +389,12 @@ def replay_vector(
     inside = (low > sqrt_lower) & (high < sqrt_upper) & ~prepared.stepped_np[rows]
     walk = reaches & ~inside
     liquidity = prepared.liquidity_f[rows]
+    if r.in_history:
+        short = inside & (liquidity < r.liquidity)
+        if short.any():
+            i = int(np.argmax(short)) + start + 1
+            if prepared.history.liquidity[i] < r.liquidity:  # exact check of the float hint
+                raise _not_contained(prepared.history, i, r.liquidity)
     share = r.liquidity / (liquidity if r.in_history else liquidity + r.liquidity)
     earned = np.where(inside, prepared.fee_f[rows] * share, 0.0)
     zero_for_one = prepared.zero_for_one_np[rows]
