@@ -47,7 +47,9 @@ _SMALL_INT_COLUMNS = ("block_number", "log_index", "tick")
 def history_table(history: SwapHistory, pool: PoolSpec | None = None) -> pa.Table:
     """The Arrow table clmmd writes: typed small columns, decimal text for big integers."""
     columns: dict[str, pa.Array] = {
-        "block_time": pa.array(history.block_time.astype("datetime64[s]"), pa.timestamp("s", "UTC")),
+        "block_time": pa.array(
+            history.block_time.astype("datetime64[s]"), pa.timestamp("s", "UTC")
+        ),
         "block_number": pa.array(history.block_number, pa.int64()),
         "log_index": pa.array(history.log_index, pa.int64()),
         "tick": pa.array(history.tick, pa.int32()),
@@ -56,9 +58,7 @@ def history_table(history: SwapHistory, pool: PoolSpec | None = None) -> pa.Tabl
         columns[name] = pa.array([str(v) for v in getattr(history, name)], pa.string())
     table = pa.table({name: columns[name] for name in HISTORY_COLUMNS})
     if pool is not None:
-        table = table.replace_schema_metadata(
-            {POOL_METADATA_KEY: _POOL_ADAPTER.dump_json(pool)}
-        )
+        table = table.replace_schema_metadata({POOL_METADATA_KEY: _POOL_ADAPTER.dump_json(pool)})
     return table
 
 

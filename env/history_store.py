@@ -20,6 +20,7 @@ worker threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -163,7 +164,9 @@ class HistoryStore:
         for path in folder.iterdir():
             match = _PAGE_NAME.match(path.name)
             if match:
-                days.append(int(datetime.strptime(match[1], "%Y-%m-%d").replace(tzinfo=UTC).timestamp()))
+                days.append(
+                    int(datetime.strptime(match[1], "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+                )
         return sorted(days)
 
     def stored_pool(self, address: str) -> PoolSpec | None:
@@ -188,10 +191,9 @@ class HistoryStore:
         folder = self.pool_dir(pool.address)
         (folder / "pages").mkdir(parents=True, exist_ok=True)
         body = orjson.dumps(dataclasses.asdict(pool), option=orjson.OPT_INDENT_2) + b"\n"
-        try:
+        # Another process may write it first; the next call compares.
+        with contextlib.suppress(ArtifactExistsError):
             write_new(folder / "pool.json", body, durable=self.durable)
-        except ArtifactExistsError:
-            pass  # another process wrote it first; the next call compares
 
     def store_page(self, pool: PoolSpec, day: int, page: SwapHistory) -> bool:
         """Write one complete day; ``False`` if it is already stored (pages never change)."""
@@ -202,8 +204,9 @@ class HistoryStore:
                 f"page {_day_name(day)} holds an event of {utc_text(page.block_time[outside][0])}"
             )
         try:
-            write_new(self.page_path(pool.address, day), parquet_bytes(page, pool),
-                      durable=self.durable)
+            write_new(
+                self.page_path(pool.address, day), parquet_bytes(page, pool), durable=self.durable
+            )
         except ArtifactExistsError:
             return False
         return True

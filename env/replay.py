@@ -177,7 +177,7 @@ class ReplayMarket:
 
     def random_window(self, seed: int, horizon_hours: float) -> ReplayWindow:
         """A window of ``horizon_hours`` starting at a seeded uniform time in the history."""
-        horizon_s = int(round(horizon_hours * 3600))
+        horizon_s = round(horizon_hours * 3600)
         if horizon_s <= 0:
             raise ValueError(f"horizon_hours={horizon_hours!r} must be > 0")
         latest = self.last_time - horizon_s

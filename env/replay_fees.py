@@ -164,7 +164,7 @@ class PreparedHistory:
                 paid, received, protocol = amount0[i], -amount1[i], protocol0
                 # amount0_delta(after, before, liq, up) and amount1_delta(..., down) inlined:
                 # this runs once per swap of the history.
-                need = -(-(-(-((liq << 96) * (before - after)) // before)) // after)
+                need = ceil_div(ceil_div((liq << 96) * (before - after), before), after)
                 gave = liq * (before - after) >> 96
             else:
                 if after < before:
@@ -172,7 +172,7 @@ class PreparedHistory:
                 if after >= self.sqrt_at(self.word_step(int(ticks[i - 1]), False)):
                     self.stepped[i] = True
                 paid, received, protocol = amount1[i], -amount0[i], protocol1
-                need = -(-(liq * (after - before)) >> 96)
+                need = ceil_div(liq * (after - before), Q96)
                 gave = (liq << 96) * (after - before) // after // before
             fee = paid - need
             if fee < 0 or not _output_matches(gave - received, 1, liq):

@@ -56,7 +56,9 @@ def synthetic_history(pool: PoolSpec, market: SyntheticMarket = SyntheticMarket(
         unit = _unit_value_usd(pool, centre, lower, upper)
         v3.mint(f"lp{k}", lower, upper, max(1, int(share / unit)))
     usd0, usd1 = token_usd_prices(pool, pool.reference_price_usd)
-    sizes = market.median_swap_usd * np.exp(market.swap_size_sigma * rng.standard_normal(market.swaps))
+    sizes = market.median_swap_usd * np.exp(
+        market.swap_size_sigma * rng.standard_normal(market.swaps)
+    )
     gaps = rng.exponential(market.seconds_per_swap, market.swaps)
     times = market.start_time + np.floor(np.cumsum(gaps)).astype(np.int64)
     columns: list[list[int]] = [[] for _ in range(8)]

@@ -101,10 +101,16 @@ def _playable(
     """Apply the orders to the model; keep those the router would execute."""
     kept = []
     for zero_for_one, exact_input, exponent, kind, offset in raw:
-        order = SwapOrder(zero_for_one, exact_input, max(1, int(10**exponent)),
-                          _limit(kind, offset, lower, upper))
-        before = (model.sqrt_price_x96, model.tick, model.liquidity, model.fee_growth_global0,
-                  model.fee_growth_global1)
+        order = SwapOrder(
+            zero_for_one, exact_input, max(1, int(10**exponent)), _limit(kind, offset, lower, upper)
+        )
+        before = (
+            model.sqrt_price_x96,
+            model.tick,
+            model.liquidity,
+            model.fee_growth_global0,
+            model.fee_growth_global1,
+        )
         try:
             event = model.swap(
                 zero_for_one,
@@ -116,15 +122,23 @@ def _playable(
         delivered = -(event.amount1 if zero_for_one else event.amount0)
         if not exact_input and not order.sqrt_price_limit_x96 and delivered != order.amount:
             # The router reverts an unlimited exact-output swap the pool cannot fill; undo it.
-            (model.sqrt_price_x96, model.tick, model.liquidity, model.fee_growth_global0,
-             model.fee_growth_global1) = before
+            (
+                model.sqrt_price_x96,
+                model.tick,
+                model.liquidity,
+                model.fee_growth_global0,
+                model.fee_growth_global1,
+            ) = before
             continue
         kept.append(order)
     return kept
 
 
-def check_against_contract(deployed: ChainFixture, position: tuple[int, int, int],
-                           raw_orders: list[tuple[bool, bool, float, str, int]]) -> None:
+def check_against_contract(
+    deployed: ChainFixture,
+    position: tuple[int, int, int],
+    raw_orders: list[tuple[bool, bool, float, str, int]],
+) -> None:
     chain = deployed.chain
     chain.revert(deployed.snapshot)
     lower = position[0] * SPACING
@@ -152,8 +166,13 @@ def check_against_contract(deployed: ChainFixture, position: tuple[int, int, int
             order.amount if order.exact_input else -order.amount,
             order.sqrt_price_limit_x96 or None,
         )
-        assert (event.amount0, event.amount1, event.sqrt_price_x96, event.liquidity,
-                event.tick) == row[3:], f"V3Pool differs from the contract on {order}"
+        assert (
+            event.amount0,
+            event.amount1,
+            event.sqrt_price_x96,
+            event.liquidity,
+            event.tick,
+        ) == row[3:], f"V3Pool differs from the contract on {order}"
 
     history = make_history(*zip(*rows, strict=True))
     market = ReplayMarket(history, deployed.spec)

@@ -61,8 +61,18 @@ def play(
             continue
         low, high = sorted((before, event.sqrt_price_x96))
         crossed |= any(low <= get_sqrt_ratio_at_tick(t) <= high for t in other_ticks)
-        rows.append((1000 + 12 * k, k, 0, event.amount0, event.amount1, event.sqrt_price_x96,
-                     event.liquidity, event.tick))
+        rows.append(
+            (
+                1000 + 12 * k,
+                k,
+                0,
+                event.amount0,
+                event.amount1,
+                event.sqrt_price_x96,
+                event.liquidity,
+                event.tick,
+            )
+        )
     return Played(make_history(*zip(*rows, strict=True)), pool, crossed)
 
 
@@ -83,7 +93,9 @@ orders = st.lists(
     min_size=1,
     max_size=50,
 )
-ranges = st.tuples(st.integers(-40, 30), st.integers(1, 40), st.sampled_from([10**16, 10**19, 10**22]))
+ranges = st.tuples(
+    st.integers(-40, 30), st.integers(1, 40), st.sampled_from([10**16, 10**19, 10**22])
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -198,13 +210,17 @@ def test_a_history_with_a_missing_event_is_refused() -> None:
     played = play(full_range_pool(), [(True, True, 18.0, None), (False, True, 17.5, None)])
     h = played.history
     gap = make_history(
-        h.block_time[[0, 2]], h.block_number[[0, 2]], h.log_index[[0, 2]],
-        [h.amount0[0], h.amount0[2]], [h.amount1[0], h.amount1[2]],
-        [h.sqrt_price_x96[0], h.sqrt_price_x96[2]], [h.liquidity[0], h.liquidity[2]],
+        h.block_time[[0, 2]],
+        h.block_number[[0, 2]],
+        h.log_index[[0, 2]],
+        [h.amount0[0], h.amount0[2]],
+        [h.amount1[0], h.amount1[2]],
+        [h.sqrt_price_x96[0], h.sqrt_price_x96[2]],
+        [h.liquidity[0], h.liquidity[2]],
         h.tick[[0, 2]],
     )
     # Row 1 pays token1 in, but its price is below row 0's: a swap is missing in between.
-    with pytest.raises(HistoryError, match="row 1 .* pays token1 in but the price fell.*missing"):
+    with pytest.raises(HistoryError, match=r"row 1 .* pays token1 in but the price fell.*missing"):
         PreparedHistory(gap, FEE, SPACING)
 
 
@@ -221,9 +237,7 @@ def test_protocol_fee_switch_takes_its_cut() -> None:
     pool = V3Pool(2**96, FEE, SPACING, fee_protocol=4 | (4 << 4))
     low, high = usable_tick_bounds(SPACING)
     pool.mint("background", low, high, 10**21)
-    played = play(
-        pool, [(True, True, 18.0, None), (False, False, 18.0, None)], (-100, 100, 10**20)
-    )
+    played = play(pool, [(True, True, 18.0, None), (False, False, 18.0, None)], (-100, 100, 10**20))
     mine = LpPosition(-100, 100, 10**20, in_history=True)
     switched = PreparedHistory(played.history, FEE, SPACING, fee_protocol=(4, 4))
     result = replay_exact(switched, mine, 0, len(played.history) - 1)

@@ -33,24 +33,71 @@ E18 = 10**18
     ("price", "target", "liquidity", "remaining", "fee", "expected"),
     [
         # Cases of v3-core's SwapMath.spec.ts: (sqrt next, amount in, amount out, fee amount).
-        (Q96, encode_price_sqrt(101, 100), 2 * E18, E18, 600,
-         (encode_price_sqrt(101, 100), 9975124224178055, 9925619580021728, 5988667735148)),
-        (Q96, encode_price_sqrt(101, 100), 2 * E18, -E18, 600,
-         (encode_price_sqrt(101, 100), 9975124224178055, 9925619580021728, 5988667735148)),
-        (Q96, encode_price_sqrt(1000, 100), 2 * E18, E18, 600,
-         (None, 999400000000000000, 666399946655997866, 600000000000000)),
-        (Q96, encode_price_sqrt(10000, 100), 2 * E18, -E18, 600,
-         (None, 2000000000000000000, E18, 1200720432259356)),
-        (417332158212080721273783715441582, 1452870262520218020823638996,
-         159344665391607089467575320103, -1, 1,
-         (417332158212080721273783715441581, 1, 1, 1)),
-        (2, 1, 1, 3915081100057732413702495386755767, 1,
-         (1, 39614081257132168796771975168, 0, 39614120871253040049813)),
+        (
+            Q96,
+            encode_price_sqrt(101, 100),
+            2 * E18,
+            E18,
+            600,
+            (encode_price_sqrt(101, 100), 9975124224178055, 9925619580021728, 5988667735148),
+        ),
+        (
+            Q96,
+            encode_price_sqrt(101, 100),
+            2 * E18,
+            -E18,
+            600,
+            (encode_price_sqrt(101, 100), 9975124224178055, 9925619580021728, 5988667735148),
+        ),
+        (
+            Q96,
+            encode_price_sqrt(1000, 100),
+            2 * E18,
+            E18,
+            600,
+            (None, 999400000000000000, 666399946655997866, 600000000000000),
+        ),
+        (
+            Q96,
+            encode_price_sqrt(10000, 100),
+            2 * E18,
+            -E18,
+            600,
+            (None, 2000000000000000000, E18, 1200720432259356),
+        ),
+        (
+            417332158212080721273783715441582,
+            1452870262520218020823638996,
+            159344665391607089467575320103,
+            -1,
+            1,
+            (417332158212080721273783715441581, 1, 1, 1),
+        ),
+        (
+            2,
+            1,
+            1,
+            3915081100057732413702495386755767,
+            1,
+            (1, 39614081257132168796771975168, 0, 39614120871253040049813),
+        ),
         (2413, 79887613182836312, 1985041575832132834610021537970, 10, 1872, (2413, 0, 0, 10)),
-        (20282409603651670423947251286016, 20282409603651670423947251286016 * 11 // 10, 1024,
-         -4, 3000, (20282409603651670423947251286016 * 11 // 10, 26215, 0, 79)),
-        (20282409603651670423947251286016, 20282409603651670423947251286016 * 9 // 10, 1024,
-         -263000, 3000, (20282409603651670423947251286016 * 9 // 10, 1, 26214, 1)),
+        (
+            20282409603651670423947251286016,
+            20282409603651670423947251286016 * 11 // 10,
+            1024,
+            -4,
+            3000,
+            (20282409603651670423947251286016 * 11 // 10, 26215, 0, 79),
+        ),
+        (
+            20282409603651670423947251286016,
+            20282409603651670423947251286016 * 9 // 10,
+            1024,
+            -263000,
+            3000,
+            (20282409603651670423947251286016 * 9 // 10, 1, 26214, 1),
+        ),
     ],
 )
 def test_compute_swap_step_matches_v3_core_vectors(
@@ -69,8 +116,9 @@ def test_compute_swap_step_matches_v3_core_vectors(
     else:  # the spec checks it against getNextSqrtPriceFromInput/Output of the same amounts
         zero_for_one = price >= target
         if remaining > 0:
-            expected_next = next_sqrt_price_from_input(price, liquidity, remaining - fee_amount,
-                                                       zero_for_one)
+            expected_next = next_sqrt_price_from_input(
+                price, liquidity, remaining - fee_amount, zero_for_one
+            )
         else:
             expected_next = next_sqrt_price_from_output(price, liquidity, -remaining, zero_for_one)
         assert step.sqrt_price_next == expected_next
@@ -89,9 +137,7 @@ def test_next_price_from_input_matches_v3_core_vectors() -> None:
     # SqrtPriceMath.spec.ts, getNextSqrtPriceFromInput: 0.1 of either token at price 1, and
     # amounts whose product with the price overflows 256 bits (the contract's other formula).
     one = encode_price_sqrt(1, 1)
-    assert next_sqrt_price_from_input(one, E18, E18 // 10, False) == (
-        87150978765690771352898345369
-    )
+    assert next_sqrt_price_from_input(one, E18, E18 // 10, False) == (87150978765690771352898345369)
     assert next_sqrt_price_from_input(one, E18, E18 // 10, True) == 72025602285694852357767227579
     assert next_sqrt_price_from_input(one, 10 * E18, 2**100, True) == 624999999995069620
     assert next_sqrt_price_from_input(one, 1, (2**256 - 1) // 2, True) == 1

@@ -59,8 +59,17 @@ def uniswap_modules() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time across processes
         if not marker.exists():
             done = subprocess.run(
-                [str(npm), "install", "--no-save", "--no-audit", "--no-fund", "--ignore-scripts",
-                 "--prefix", str(folder), *PACKAGES],
+                [
+                    str(npm),
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--ignore-scripts",
+                    "--prefix",
+                    str(folder),
+                    *PACKAGES,
+                ],
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -107,7 +116,9 @@ class UniswapChain:
         self.token0, self.token1 = tokens
         core = "@uniswap/v3-core/artifacts/contracts/"
         periphery = "@uniswap/v3-periphery/artifacts/contracts/"
-        factory = self._deploy(artifact(modules, core + "UniswapV3Factory.sol/UniswapV3Factory.json"))
+        factory = self._deploy(
+            artifact(modules, core + "UniswapV3Factory.sol/UniswapV3Factory.json")
+        )
         self.npm = self._deploy(
             artifact(
                 modules,
@@ -133,10 +144,16 @@ class UniswapChain:
         self.pool = self.w3.eth.contract(address=address, abi=pool_abi)
 
     def _deploy(self, art: dict[str, Any], *args: Any) -> Any:
-        code = art["bytecode"] if isinstance(art["bytecode"], str) else art["evm"]["bytecode"]["object"]
+        code = (
+            art["bytecode"]
+            if isinstance(art["bytecode"], str)
+            else art["evm"]["bytecode"]["object"]
+        )
         code = code if code.startswith("0x") else "0x" + code
-        tx = self.w3.eth.contract(abi=art["abi"], bytecode=code).constructor(*args).transact(
-            {"from": self.me, "gas": 29_000_000}
+        tx = (
+            self.w3.eth.contract(abi=art["abi"], bytecode=code)
+            .constructor(*args)
+            .transact({"from": self.me, "gas": 29_000_000})
         )
         receipt = self.w3.eth.wait_for_transaction_receipt(tx)
         assert receipt.status == 1
@@ -171,15 +188,31 @@ class UniswapChain:
         position."""
         receipt = self._tx(
             self.npm.functions.mint(
-                (self.token0.address, self.token1.address, FEE, lower, upper, amount0, amount1,
-                 0, 0, self.me, DEADLINE)
+                (
+                    self.token0.address,
+                    self.token1.address,
+                    FEE,
+                    lower,
+                    upper,
+                    amount0,
+                    amount1,
+                    0,
+                    0,
+                    self.me,
+                    DEADLINE,
+                )
             )
         )
         from web3.logs import DISCARD
 
         (event,) = self.npm.events.IncreaseLiquidity().process_receipt(receipt, errors=DISCARD)
         args = event["args"]
-        return int(args["tokenId"]), int(args["liquidity"]), int(args["amount0"]), int(args["amount1"])
+        return (
+            int(args["tokenId"]),
+            int(args["liquidity"]),
+            int(args["amount0"]),
+            int(args["amount1"]),
+        )
 
     def collectable(self, token_id: int) -> tuple[int, int]:
         """What ``collect`` would pay now (a static call: the state does not change)."""
@@ -208,11 +241,23 @@ class UniswapChain:
         )
         if order.exact_input:
             return "exactInputSingle", (
-                token_in, token_out, FEE, self.me, DEADLINE, order.amount, 0,
+                token_in,
+                token_out,
+                FEE,
+                self.me,
+                DEADLINE,
+                order.amount,
+                0,
                 order.sqrt_price_limit_x96,
             )
         return "exactOutputSingle", (
-            token_in, token_out, FEE, self.me, DEADLINE, order.amount, MAX_UINT256 >> 1,
+            token_in,
+            token_out,
+            FEE,
+            self.me,
+            DEADLINE,
+            order.amount,
+            MAX_UINT256 >> 1,
             order.sqrt_price_limit_x96,
         )
 
@@ -236,7 +281,15 @@ class UniswapChain:
                 times[block] = int(self.w3.eth.get_block(block)["timestamp"])
             a = log["args"]
             rows.append(
-                (times[block], block, int(log["logIndex"]), int(a["amount0"]), int(a["amount1"]),
-                 int(a["sqrtPriceX96"]), int(a["liquidity"]), int(a["tick"]))
+                (
+                    times[block],
+                    block,
+                    int(log["logIndex"]),
+                    int(a["amount0"]),
+                    int(a["amount1"]),
+                    int(a["sqrtPriceX96"]),
+                    int(a["liquidity"]),
+                    int(a["tick"]),
+                )
             )
         return rows
