@@ -27,7 +27,6 @@ from clmmd.agent.persistence import PersistentAgent, default_state_path, read_st
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.env.base import PoolSpec, pool_by_address
-from clmmd.env.mock import MockClmmEnv
 from clmmd.scheduler.cache import IntelCache
 from clmmd.scheduler.intel import IntelSnapshot, MarketIntelligence
 from clmmd.service.analysis.evaluation_paired import (
@@ -45,6 +44,7 @@ from clmmd.service.analysis.evaluation_stats import (
     t_quantile_975,
 )
 from clmmd.service.config import Settings
+from clmmd.service.market import mock_env
 from clmmd.service.runs.campaign import CampaignReport, run_campaign
 from clmmd.service.runs.opening import episode_settings
 from clmmd.service.runs.warmup import warm_mock_intel
@@ -87,7 +87,7 @@ async def evaluate(
     there is none; ``agent.persistence.StateFormatError`` when the file is corrupt).
     ``first_index`` > 1 evaluates on episode seeds a training campaign of ``first_index − 1``
     episodes with the same seed did not use. Intel is always the seeded mock intel and execution
-    always the mock simulator, whatever HB_ENV / INTEL_DATA_SOURCE say.
+    always mock execution (in CLMMD_MARKET's market), whatever HB_ENV / INTEL_DATA_SOURCE say.
     """
     clock = clock or SystemClock()
     if state is None:
@@ -97,6 +97,7 @@ async def evaluate(
     pool = pool_by_address(settings.pools[0])
     s = episode_settings(settings, "evaluation", seed)
     snapshot = await seeded_mock_snapshot(settings, seed, pool, s.lookback_hours, clock)
+    env = mock_env(settings)
     report = await asyncio.to_thread(
         lambda: evaluate_on_snapshot(
             s,
@@ -106,6 +107,7 @@ async def evaluate(
             episodes=episodes,
             first_index=first_index,
             baseline_width_pct=baseline_width_pct,
+            env=env,
         )
     )
     diff = report.difference["reward"]
@@ -161,7 +163,7 @@ async def train_then_evaluate(
         await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), seed)
         campaign = await run_campaign(
             settings,
-            env=MockClmmEnv(),
+            env=mock_env(settings),
             intel=stack.intel,
             episodes=train_episodes,
             clock=clock,

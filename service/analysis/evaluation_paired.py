@@ -21,6 +21,7 @@ from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.scheduler.intel import IntelSnapshot
 from clmmd.service.analysis.evaluation_stats import Interval, mean_interval, paired_difference
+from clmmd.service.market import MockEnv
 from clmmd.service.runs.context import (
     EpisodeSettings,
     derive_seed,
@@ -92,7 +93,7 @@ def baseline_ticks(pool: PoolSpec, price_usd: float, width_pct: float) -> tuple[
     return usd_range_to_ticks(pool, price_usd * (1 - share), price_usd * (1 + share))
 
 
-def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
+def _arm(env: MockEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
     outcome = env.run(request)
     reward = outcome_reward(outcome, s.reward_weights)
     return ArmOutcome(
@@ -121,14 +122,15 @@ def evaluate_on_snapshot(
     episodes: int,
     first_index: int = 1,
     baseline_width_pct: float = 5.0,
+    env: MockEnv | None = None,
 ) -> EvaluationReport:
     """The pure core of :func:`service.evaluation.evaluate` (CPU only): both arms on episodes
-    ``first_index``…"""
+    ``first_index``…, in ``env``'s market (default: the synthetic one)."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if first_index < 1:
         raise ValueError(f"first_index must be at least 1, got {first_index}")
-    env = MockClmmEnv()
+    env = env or MockClmmEnv()
     view = market_view(snapshot)
     market = snapshot.market_inputs()
     pairs: list[PairedEpisode] = []

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from clmmd.service.cli import backtest_args
 from clmmd.service.config import ConfigError, Settings, load_settings
 
 EXIT_OK = 0
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     trig_ref.add_argument("--priorities", default="P0,P1")
     trig_ep = trig_sub.add_parser("episodes", help="ask the daemon to run episodes")
     trig_ep.add_argument("--count", type=_positive_int, required=True)
+    backtest_args.add_parsers(sub)
     return parser
 
 
@@ -220,6 +222,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(commands.refresh_once(settings, args.workers, args.pool_cap))
     if args.command == "status":
         return commands.status(_settings(args))
+    if args.command in ("backtest", "history"):
+        from clmmd.service.cli import backtest
+
+        settings = _settings(args)
+        if args.command == "backtest":
+            return backtest.backtest(settings, args)
+        return backtest.history_command(settings, args)
     if args.command == "trigger":
         settings = _settings(args)
         if args.trigger_command == "refresh":

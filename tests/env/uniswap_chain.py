@@ -181,6 +181,11 @@ class UniswapChain:
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
 
+    def advance_to(self, unix_s: int) -> None:
+        """Mine the next block at ``unix_s`` (later blocks follow it by a second each, so a
+        run that starts from the same time is the same chain, block for block)."""
+        self.tester.time_travel(unix_s)
+
     # --- positions -----------------------------------------------------------------------------
 
     def mint(self, lower: int, upper: int, amount0: int, amount1: int) -> tuple[int, int, int, int]:
