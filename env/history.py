@@ -191,32 +191,35 @@ def check_history(history: SwapHistory) -> None:
 
 
 def _check_big_ints(history: SwapHistory) -> None:
-    for i, (a0, a1, price, liquidity) in enumerate(
-        zip(
-            history.amount0,
-            history.amount1,
-            history.sqrt_price_x96,
-            history.liquidity,
-            strict=True,
+    # min/max run in C over the Python ints; only a failing column is searched row by row.
+    bounds = (
+        ("sqrt_price_x96", history.sqrt_price_x96, MIN_SQRT_RATIO, MAX_SQRT_RATIO - 1, "uint160"),
+        ("liquidity", history.liquidity, 0, _UINT128_MAX, "uint128"),
+        ("amount0", history.amount0, _INT256_MIN, _INT256_MAX, "int256"),
+        ("amount1", history.amount1, _INT256_MIN, _INT256_MAX, "int256"),
+    )
+    for name, values, low, high, kind in bounds:
+        if min(values) < low or max(values) > high:
+            i = next(k for k, v in enumerate(values) if not low <= v <= high)
+            raise HistoryError(f"{_row(history, i)}: {name}={values[i]} outside {kind} range")
+    # One token goes in (> 0), the other comes out (<= 0): a swap never pays both ways.
+    n = len(history)
+    paid0 = np.fromiter((v > 0 for v in history.amount0), np.bool_, n)
+    paid1 = np.fromiter((v > 0 for v in history.amount1), np.bool_, n)
+    both = paid0 == paid1
+    if both.any():
+        i = int(np.argmax(both))
+        raise HistoryError(
+            f"{_row(history, i)}: amount0={history.amount0[i]} and "
+            f"amount1={history.amount1[i]}: exactly one must be > 0"
         )
-    ):
-        if not (MIN_SQRT_RATIO <= price < MAX_SQRT_RATIO):
-            raise HistoryError(f"{_row(history, i)}: sqrt_price_x96={price} outside uint160 range")
-        if not 0 <= liquidity <= _UINT128_MAX:
-            raise HistoryError(f"{_row(history, i)}: liquidity={liquidity} outside uint128")
-        if not (_INT256_MIN <= a0 <= _INT256_MAX and _INT256_MIN <= a1 <= _INT256_MAX):
-            raise HistoryError(f"{_row(history, i)}: amount0/amount1 outside int256")
-        # One token goes in (> 0), the other comes out (<= 0): a swap never pays both ways.
-        if (a0 > 0) == (a1 > 0):
-            raise HistoryError(
-                f"{_row(history, i)}: amount0={a0} and amount1={a1}: exactly one must be > 0"
-            )
 
 
 def _check_ticks_match_prices(history: SwapHistory) -> None:
     # float log of the price is within a tick of the exact tick; a swap that ends exactly on an
     # initialised tick going down reports the tick below, hence the tolerance of 1 (+ float).
-    sqrt_f = np.array([p / 2.0**96 for p in history.sqrt_price_x96], dtype=np.float64)
+    n = len(history)
+    sqrt_f = np.fromiter(map(float, history.sqrt_price_x96), np.float64, n) / 2.0**96
     approx = np.log(sqrt_f) / _LOG_SQRT_TICK
     off = np.abs(approx - history.tick) > 1.01
     if off.any():

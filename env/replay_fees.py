@@ -115,19 +115,19 @@ class PreparedHistory:
         self.zero_for_one: list[bool] = [a0 > 0 for a0 in history.amount0]
         self.fee: list[int] = [0] * n
         self.verified: list[bool] = [True] * n
-        self.stepped: list[bool] = [False] * n
+        self.stepped_np: NDArray[np.bool_] = self._word_crossings()
+        self.stepped: list[bool] = self.stepped_np.tolist()
         self._prepare()
         # Float views for the vectorised path (one conversion per history).
-        self.sqrt_f: NDArray[np.float64] = np.array(
-            [p / _TWO_96 for p in history.sqrt_price_x96], dtype=np.float64
+        self.sqrt_f: NDArray[np.float64] = (
+            np.fromiter(map(float, history.sqrt_price_x96), np.float64, n) / _TWO_96
         )
-        self.liquidity_f: NDArray[np.float64] = np.array(
-            [float(v) for v in history.liquidity], dtype=np.float64
+        self.liquidity_f: NDArray[np.float64] = np.fromiter(
+            map(float, history.liquidity), np.float64, n
         )
-        self.fee_f: NDArray[np.float64] = np.array([float(v) for v in self.fee], dtype=np.float64)
-        self.zero_for_one_np: NDArray[np.bool_] = np.array(self.zero_for_one, dtype=np.bool_)
-        self.verified_np: NDArray[np.bool_] = np.array(self.verified, dtype=np.bool_)
-        self.stepped_np: NDArray[np.bool_] = np.array(self.stepped, dtype=np.bool_)
+        self.fee_f: NDArray[np.float64] = np.fromiter(map(float, self.fee), np.float64, n)
+        self.zero_for_one_np: NDArray[np.bool_] = np.fromiter(self.zero_for_one, np.bool_, n)
+        self.verified_np: NDArray[np.bool_] = np.fromiter(self.verified, np.bool_, n)
 
     def __len__(self) -> int:
         return len(self.history)
@@ -147,38 +147,51 @@ class PreparedHistory:
             return max(MIN_TICK, ((tick // spacing) >> 8 << 8) * spacing)
         return min(MAX_TICK, ((((tick // spacing) + 1) >> 8 << 8) + 255) * spacing)
 
+    def _word_crossings(self) -> NDArray[np.bool_]:
+        """Swaps whose path leaves the tick-bitmap word it started in: the pool takes more than
+        one step for them even with no initialised tick on the way. In ticks: going down the
+        word's first tick is crossed (the pool lands below it), going up its last is reached."""
+        spacing = self.tick_spacing
+        ticks = self.history.tick
+        compressed = ticks[:-1] // spacing
+        first = np.maximum(MIN_TICK, ((compressed >> 8) << 8) * spacing)
+        last = np.minimum(MAX_TICK, ((((compressed + 1) >> 8) << 8) + 255) * spacing)
+        stepped = np.zeros(len(ticks), dtype=np.bool_)
+        zero_for_one = np.fromiter(self.zero_for_one, np.bool_, len(ticks))[1:]
+        stepped[1:] = np.where(zero_for_one, ticks[1:] < first, ticks[1:] >= last)
+        return stepped
+
     def _prepare(self) -> None:
         history = self.history
-        prices, liquidity, ticks = history.sqrt_price_x96, history.liquidity, history.tick
+        prices, liquidity = history.sqrt_price_x96, history.liquidity
         amount0, amount1 = history.amount0, history.amount1
+        zero_for_one, fees, verified = self.zero_for_one, self.fee, self.verified
         fee_pips = self.fee_pips
         protocol0, protocol1 = self.fee_protocol
+        q96_less_one = Q96 - 1
         for i in range(1, len(history)):
             before, after, liq = prices[i - 1], prices[i], liquidity[i]
-            zero_for_one = self.zero_for_one[i]
-            if zero_for_one:
+            # amount0_delta / amount1_delta inlined (this loop runs once per swap of the
+            # history); a ceiling of positive integers is (x + d - 1) // d.
+            if zero_for_one[i]:
                 if after > before:
                     raise _gap(history, i, "pays token0 in but the price rose")
-                if after <= self.sqrt_at(self.word_step(int(ticks[i - 1]), True)):
-                    self.stepped[i] = True
                 paid, received, protocol = amount0[i], -amount1[i], protocol0
-                # amount0_delta(after, before, liq, up) and amount1_delta(..., down) inlined:
-                # this runs once per swap of the history.
-                need = ceil_div(ceil_div((liq << 96) * (before - after), before), after)
+                moved = (liq << 96) * (before - after)
+                need = ((moved + before - 1) // before + after - 1) // after
                 gave = liq * (before - after) >> 96
             else:
                 if after < before:
                     raise _gap(history, i, "pays token1 in but the price fell")
-                if after >= self.sqrt_at(self.word_step(int(ticks[i - 1]), False)):
-                    self.stepped[i] = True
                 paid, received, protocol = amount1[i], -amount0[i], protocol1
-                need = ceil_div(liq * (after - before), Q96)
+                need = (liq * (after - before) + q96_less_one) >> 96
                 gave = (liq << 96) * (after - before) // after // before
             fee = paid - need
-            if fee < 0 or not _output_matches(gave - received, 1, liq):
-                self.verified[i] = False
+            excess = gave - received  # see _output_matches, for one step
+            if fee < 0 or excess < -1 or excess > 2 + (liq >> 96):
+                verified[i] = False
                 fee = ceil_div(paid * fee_pips, FEE_DENOMINATOR)
-            self.fee[i] = fee - fee // protocol if protocol else fee
+            fees[i] = fee - fee // protocol if protocol else fee
 
 
 def _output_matches(excess: int, steps: int, liquidity: int) -> bool:

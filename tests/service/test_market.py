@@ -62,7 +62,9 @@ def test_campaign_report_and_evaluation_on_the_replayed_market(
         sim = result["simulation"]
         assert sim["market"] == "replay" and sim["swaps"] > 0
         assert result["pnl_usd"] == pytest.approx(
-            result["hodl_return_usd"] - result["il_usd"] + result["fees_usd"]
+            result["hodl_return_usd"]
+            - result["il_usd"]
+            + result["fees_usd"]
             - result["gas_cost_usd"]
         )
     assert len({r["simulation"]["window_start"] for r in results}) == 6
