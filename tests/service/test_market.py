@@ -34,10 +34,10 @@ def test_the_market_setting_picks_the_environment(
 ) -> None:
     assert isinstance(mock_env(load_settings()), MockClmmEnv)
     monkeypatch.setenv("CLMMD_MARKET", "replay")
-    with pytest.raises(ConfigError, match="holds no history of 0x88e6.*history fetch"):
+    with pytest.raises(ConfigError, match=r"holds no history of 0x88e6.*history fetch"):
         mock_env(load_settings())
     monkeypatch.setenv("CLMMD_REPLAY_HISTORY", str(history_file.with_name("nope.parquet")))
-    with pytest.raises(ConfigError, match="CLMMD_REPLAY_HISTORY=.*nope.parquet.*no such file"):
+    with pytest.raises(ConfigError, match=r"CLMMD_REPLAY_HISTORY=.*nope\.parquet.*no such file"):
         mock_env(load_settings())
     monkeypatch.setenv("CLMMD_REPLAY_HISTORY", str(history_file))
     assert isinstance(mock_env(load_settings()), ReplayClmmEnv)

@@ -103,12 +103,12 @@ def month_table() -> pa.Table:
     ("edit", "extra", "message"),
     [
         (
-            lambda t: t.take(list(range(10)) + [12, 11] + list(range(13, t.num_rows))),
+            lambda t: t.take([*range(10), 12, 11, *range(13, t.num_rows)]),
             [],
             "events not sorted: row 11",
         ),
         (
-            lambda t: t.take(list(range(20)) + [19] + list(range(20, t.num_rows))),
+            lambda t: t.take([*range(20), 19, *range(20, t.num_rows)]),
             [],
             "duplicated event: row 20",
         ),
