@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +27,27 @@ from clmmd.artifacts.base.clock import SystemClock
 from clmmd.env.base import PoolSpec, pool_by_address
 from clmmd.env.history import HistoryError, SwapHistory, utc_text
 from clmmd.env.history_io import read_history
-from clmmd.env.history_store import DAY_S, FileSource, HistoryStore, PageSource, days_covering
+from clmmd.env.history_store import (
+    DAY_S,
+    FetchReport,
+    FileSource,
+    HistoryStore,
+    PageSource,
+    days_covering,
+)
 from clmmd.env.mock import DEFAULT_GAS_PRICE_GWEI, GAS_UNITS_PER_EPISODE, gas_cost_usd
 from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.env.replay import ReplayMarket, ReplayMethod
 from clmmd.env.replay_fees import LpPosition
+from clmmd.scheduler.dune_errors import DuneError
+from clmmd.scheduler.history_source import CreditBudgetSpent, DuneHistorySource
 from clmmd.service.config import ConfigError, Settings
 from clmmd.service.logging import configure_logging
 from clmmd.service.market import history_store
+from clmmd.service.wiring import dune_client, open_intel
+
+#: Failures of a fetch that are not the user's input: exit status 1.
+FETCH_ERRORS = (DuneError, CreditBudgetSpent, OSError)
 
 EXIT_USAGE = 2
 
@@ -106,45 +121,62 @@ def _pool(address: str) -> PoolSpec:
         ) from None
 
 
-def history_for(
-    request: BacktestRequest, settings: Settings, source: PageSource | None
+@contextlib.asynccontextmanager
+async def dune_history(settings: Settings) -> AsyncIterator[PageSource]:
+    """Dune as the page source, charging the daily credit ledger the refreshes use."""
+    from clmmd.scheduler.credits import CreditLedger
+
+    clock = SystemClock()
+    stack = await asyncio.to_thread(open_intel, settings, clock)
+    ledger = CreditLedger(stack.cache, clock, settings.dune_credit_budget_per_day)
+    source = DuneHistorySource(
+        dune_client(settings, clock, ledger), ledger, settings.refresh_deadline_s
+    )
+    try:
+        yield source
+    finally:
+        await source.close()
+        await asyncio.to_thread(stack.close)
+
+
+async def load_history(
+    request: BacktestRequest, settings: Settings
 ) -> tuple[SwapHistory, PoolSpec]:
-    """The history to replay and its pool: the file, or the stored pages (plus what
-    ``source`` fetches for the days missing), from the day before ``--from``."""
+    """The history to replay and its pool: the file, or the stored pages from the day before
+    ``--from`` (the opening price is the last swap at or before it), fetching the days the
+    store lacks from Dune when a key is set."""
     if request.history_file is not None:
-        history, described = read_history(request.history_file)
-        if request.pool_address is not None:
-            pool = _pool(request.pool_address) if described is None else described
-            if pool.address.lower() != request.pool_address.lower():
-                raise ValueError(
-                    f"--pool {request.pool_address}: {request.history_file} is the history of "
-                    f"{pool.address}"
-                )
-        elif described is None:
-            raise ValueError(f"{request.history_file} does not name its pool: add --pool ADDRESS")
-        else:
-            pool = described
-        return history, pool
+        history, described = await asyncio.to_thread(read_history, request.history_file)
+        return history, _file_pool(request.history_file, described, request.pool_address)
     assert request.pool_address is not None
     pool = _pool(request.pool_address)
     store = history_store(settings)
-    # The day before --from too: the opening price is the last swap at or before --from.
-    first = request.start - DAY_S
-    now = int(SystemClock().now().timestamp())
-    if source is None:
-        stored = set(store.stored_days(pool.address))
-        missing = [
-            d for d in days_covering(request.start, request.end) if d not in stored and d < now
-        ]
-        if missing:
-            raise ValueError(
-                f"--pool {pool.address}: {len(missing)} day(s) from {utc_text(missing[0])} are "
-                f"not in {store.root} and no history source is configured (DUNE_API_KEY): run "
-                "`clmmd history fetch` or pass --history FILE"
-            )
-        return store.load(pool.address, first, request.end), pool
-    history, _ = asyncio.run(store.fetch(pool, first, request.end, source, now))
-    return history, pool
+    first, now = request.start - DAY_S, int(SystemClock().now().timestamp())
+    if settings.dune_api_key is not None:
+        async with dune_history(settings) as source:
+            history, _ = await store.fetch(pool, first, request.end, source, now)
+        return history, pool
+    stored = set(await asyncio.to_thread(store.stored_days, pool.address))
+    missing = [d for d in days_covering(request.start, request.end) if d not in stored and d < now]
+    if missing:
+        raise ValueError(
+            f"--pool {pool.address}: {len(missing)} day(s) from {utc_text(missing[0])} are not "
+            f"in {store.root} and DUNE_API_KEY is NOT SET to fetch them: run `clmmd history "
+            "fetch` with a key, or pass --history FILE"
+        )
+    return await asyncio.to_thread(store.load, pool.address, first, request.end), pool
+
+
+def _file_pool(path: Path, described: PoolSpec | None, named: str | None) -> PoolSpec:
+    """The pool of a history file: what it says, checked against ``--pool`` if given."""
+    if named is None:
+        if described is None:
+            raise ValueError(f"{path} does not name its pool: add --pool ADDRESS")
+        return described
+    pool = _pool(named) if described is None else described
+    if pool.address.lower() != named.lower():
+        raise ValueError(f"--pool {named}: {path} is the history of {pool.address}")
+    return pool
 
 
 def run_backtest(
@@ -187,74 +219,68 @@ def _fail(command: str, message: str) -> int:
 
 
 def backtest(settings: Settings, args: argparse.Namespace) -> int:
-    """``clmmd backtest``: print the position's JSON object; exit 2 on bad input."""
+    """``clmmd backtest``: print the position's JSON object; exit 2 on bad input, 1 when the
+    history could not be fetched."""
     configure_logging("warning")
     request = BacktestRequest.from_args(args)
     try:
         request.check()
-        source = network_source(settings) if request.history_file is None else None
-        history, pool = history_for(request, settings, source)
+        history, pool = asyncio.run(load_history(request, settings))
         summary = run_backtest(request, history, pool)
     except (HistoryError, ValueError) as exc:
         return _fail("backtest", str(exc))
+    except FETCH_ERRORS as exc:
+        print(f"clmmd backtest: fetching the history failed: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def network_source(settings: Settings) -> PageSource | None:
-    """The page source for days the store lacks (Dune when a key is set), else ``None``."""
-    if settings.dune_api_key is None:
-        return None
-    raise ConfigError(
-        "invalid configuration: fetching Swap history from Dune is not available in this build; "
-        "pass --history FILE or `clmmd history import FILE`"
-    )
 
 
 def history_command(settings: Settings, args: argparse.Namespace) -> int:
     """``clmmd history import|fetch|list``."""
     configure_logging("warning")
     store = history_store(settings)
+    if args.history_command == "list":
+        return _list(store)
     try:
-        if args.history_command == "list":
-            return _list(store)
-        if args.history_command == "import":
-            source = FileSource(args.file)
-            history = source.load()
-            pool = source.pool
-            if args.pool is not None:
-                named = _pool(args.pool) if pool is None else pool
-                if named.address.lower() != args.pool.lower():
-                    raise ValueError(f"--pool {args.pool}: {args.file} is {named.address}'s")
-                pool = named
-            if pool is None:
-                raise ValueError(f"{args.file} does not name its pool: add --pool ADDRESS")
-            if len(history) == 0:
-                raise ValueError(f"{args.file} holds no swaps")
-            start, end = int(history.block_time[0]), int(history.block_time[-1])
-            page_source: PageSource = source
-        else:
-            pool = _pool(args.pool)
-            start, end = args.start, args.end
-            if end <= start:
-                raise ValueError(f"--to {utc_text(end)} is not after --from {utc_text(start)}")
-            found = network_source(settings)
-            if found is None:
-                raise ConfigError(
-                    "invalid configuration: DUNE_API_KEY is NOT SET: `clmmd history fetch` "
-                    "reads Swap events from Dune"
-                )
-            page_source = found
-        now = int(SystemClock().now().timestamp())
-        history, report = asyncio.run(store.fetch(pool, start, end, page_source, now))
+        pool, start, end, report = asyncio.run(_fill_store(settings, store, args))
     except (HistoryError, ValueError) as exc:
         return _fail("history", str(exc))
+    except FETCH_ERRORS as exc:
+        print(f"clmmd history: fetching failed: {exc}", file=sys.stderr)
+        return 1
     print(
         f"{pool.address}: {report.pages_stored} day(s) stored, {report.pages_present} already "
         f"there, {report.pages_open} not over yet (not stored); {report.swaps} swaps from "
         f"{utc_text(start)} to {utc_text(end)} in {store.pool_dir(pool.address)}"
     )
     return 0
+
+
+async def _fill_store(
+    settings: Settings, store: HistoryStore, args: argparse.Namespace
+) -> tuple[PoolSpec, int, int, FetchReport]:
+    now = int(SystemClock().now().timestamp())
+    if args.history_command == "import":
+        source = FileSource(args.file)
+        history = await asyncio.to_thread(source.load)
+        pool = _file_pool(args.file, source.pool, args.pool)
+        if len(history) == 0:
+            raise ValueError(f"{args.file} holds no swaps")
+        start, end = int(history.block_time[0]), int(history.block_time[-1])
+        _, report = await store.fetch(pool, start, end, source, now)
+        return pool, start, end, report
+    pool, start, end = _pool(args.pool), args.start, args.end
+    if end <= start:
+        raise ValueError(f"--to {utc_text(end)} is not after --from {utc_text(start)}")
+    if settings.dune_api_key is None:
+        raise ConfigError(
+            "invalid configuration: DUNE_API_KEY is NOT SET: `clmmd history fetch` reads Swap "
+            "events from Dune"
+        )
+    async with dune_history(settings) as dune:
+        _, report = await store.fetch(pool, start, end, dune, now)
+    return pool, start, end, report
 
 
 def _list(store: HistoryStore) -> int:
