@@ -17,7 +17,7 @@ from clmmd.env.history import SwapHistory
 from clmmd.env.history_io import parquet_bytes
 from clmmd.env.replay_synth import SyntheticMarket, synthetic_history
 from clmmd.service.cli.main import main
-from tests.fakes.dune_server import Fault, FakeDuneServer, dune_server_thread
+from tests.fakes.dune_server import FakeDuneServer, Fault, dune_server_thread
 
 KEY = "fake-dune-key-for-history-0001"
 POOL = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]
