@@ -233,9 +233,15 @@ class HistoryStore:
         end_s: int,
         source: PageSource,
         now_s: int,
+        settle_s: int = SETTLE_S,
     ) -> tuple[SwapHistory, FetchReport]:
         """Make sure every day of ``[start_s, end_s]`` is here, fetching missing days from
-        ``source`` one at a time; return the window's events and what was done."""
+        ``source`` one at a time; return the window's events and what was done.
+
+        A day is stored once it ended ``settle_s`` before ``now_s``; later days are fetched
+        and used but not stored, days from ``now_s`` on are not asked for. A file is its own
+        clock: pass its last event's time + 1 and ``settle_s=0``.
+        """
         stored = set(await asyncio.to_thread(self.stored_days, pool.address))
         fetched = present = open_days = 0
         held: list[SwapHistory] = []
@@ -246,7 +252,7 @@ class HistoryStore:
             if day >= now_s:
                 continue  # a day that has not begun has no events yet
             page = await source.fetch_page(pool, day, day + DAY_S)
-            if day + DAY_S + SETTLE_S <= now_s:
+            if day + DAY_S + settle_s <= now_s:
                 fetched += await asyncio.to_thread(self.store_page, pool, day, page)
             else:
                 open_days += 1

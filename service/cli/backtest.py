@@ -112,12 +112,15 @@ class BacktestRequest:
             )
 
 
-def _pool(address: str) -> PoolSpec:
+def _pool(address: str, store: HistoryStore | None = None) -> PoolSpec:
+    """The pool ``--pool`` names: as described in the store (imported with its history), else
+    one clmmd knows."""
     try:
-        return pool_by_address(address)
+        described = store.stored_pool(address) if store is not None else None
+        return described or pool_by_address(address)
     except KeyError:
         raise ValueError(
-            f"--pool {address}: unknown pool (a history file written by clmmd names its pool)"
+            f"--pool {address}: unknown pool (import a history file that names it first)"
         ) from None
 
 
@@ -149,8 +152,8 @@ async def load_history(
         history, described = await asyncio.to_thread(read_history, request.history_file)
         return history, _file_pool(request.history_file, described, request.pool_address)
     assert request.pool_address is not None
-    pool = _pool(request.pool_address)
     store = history_store(settings)
+    pool = _pool(request.pool_address, store)
     first, now = request.start - DAY_S, int(SystemClock().now().timestamp())
     if settings.dune_api_key is not None:
         async with dune_history(settings) as source:
@@ -260,7 +263,6 @@ def history_command(settings: Settings, args: argparse.Namespace) -> int:
 async def _fill_store(
     settings: Settings, store: HistoryStore, args: argparse.Namespace
 ) -> tuple[PoolSpec, int, int, FetchReport]:
-    now = int(SystemClock().now().timestamp())
     if args.history_command == "import":
         source = FileSource(args.file)
         history = await asyncio.to_thread(source.load)
@@ -268,9 +270,11 @@ async def _fill_store(
         if len(history) == 0:
             raise ValueError(f"{args.file} holds no swaps")
         start, end = int(history.block_time[0]), int(history.block_time[-1])
-        _, report = await store.fetch(pool, start, end, source, now)
+        # The file is complete up to its last event: every day that ended by then is stored.
+        _, report = await store.fetch(pool, start, end, source, end + 1, settle_s=0)
         return pool, start, end, report
-    pool, start, end = _pool(args.pool), args.start, args.end
+    pool, start, end = _pool(args.pool, store), args.start, args.end
+    now = int(SystemClock().now().timestamp())
     if end <= start:
         raise ValueError(f"--to {utc_text(end)} is not after --from {utc_text(start)}")
     if settings.dune_api_key is None:

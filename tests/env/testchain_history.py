@@ -56,7 +56,7 @@ class ChainRun:
     collected: tuple[int, int]  # what collect paid after the last swap
     withdrawn: tuple[int, int]  # what decreaseLiquidity returned then
     opened_at: int  # block time of the opening swap (the window's --from)
-    closed_at: int  # block time of the last swap (--to)
+    closed_at: int  # block time of the position's last swap (--to)
 
 
 def run_testchain() -> ChainRun:
@@ -73,6 +73,10 @@ def run_testchain() -> ChainRun:
         chain.swap_batch([order])
     collected = chain.collectable(token_id)
     withdrawn = chain.decrease(token_id, liquidity)
+    # One more swap after midnight, once the position is gone: the file then covers the whole
+    # first day, which is what `clmmd history import` needs to store that day.
+    chain.advance_to(START + 24_200)
+    chain.swap_batch([SwapOrder(True, True, 10**15)])
     rows = chain.swap_events(first_block)
     history = make_history(*zip(*rows, strict=True))
     pool = PoolSpec(
@@ -94,7 +98,7 @@ def run_testchain() -> ChainRun:
         collected,
         withdrawn,
         int(history.block_time[0]),
-        int(history.block_time[-1]),
+        int(history.block_time[-2]),
     )
 
 
