@@ -55,17 +55,7 @@ def deployed() -> ChainFixture:
     opening_block = chain.block_number() + 1
     # One small swap opens the history: the replay starts from the state an event reports.
     chain.swap_batch([SwapOrder(zero_for_one=False, exact_input=True, amount=10**15)])
-    spec = PoolSpec(
-        address=chain.pool.address,
-        pair="TK1-TK0",
-        token0="TK0",
-        token1="TK1",
-        decimals0=18,
-        decimals1=18,
-        fee_pips=FEE,
-        stable_token=0,
-        reference_price_usd=1.0,
-    )
+    spec = chain.pool_spec()
     return ChainFixture(chain, spec, background, opening_block, chain.snapshot())
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from clmmd.env.base import PoolSpec
 from clmmd.env.history import SwapHistory, make_history
 from clmmd.env.uniswap_math import get_sqrt_ratio_at_tick, usable_tick_bounds
-from tests.env.uniswap_chain import FEE, SPACING, SwapOrder, UniswapChain
+from tests.env.uniswap_chain import SPACING, SwapOrder, UniswapChain
 
 START = 1_900_000_000  # 2030-03-17T17:46:40Z: after any machine's clock, so block times are ours
 LOWER, UPPER = -200, 200
@@ -79,17 +79,7 @@ def run_testchain() -> ChainRun:
     chain.swap_batch([SwapOrder(True, True, 10**15)])
     rows = chain.swap_events(first_block)
     history = make_history(*zip(*rows, strict=True))
-    pool = PoolSpec(
-        address=chain.pool.address,
-        pair="TKB-TKA",
-        token0="TKA",
-        token1="TKB",
-        decimals0=18,
-        decimals1=18,
-        fee_pips=FEE,
-        stable_token=0,
-        reference_price_usd=1.0,
-    )
+    pool = chain.pool_spec()
     return ChainRun(
         history,
         pool,

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from clmmd.env.base import PoolSpec
+
 PACKAGES = ("@uniswap/v3-core@1.0.1", "@uniswap/v3-periphery@1.4.4")
 FEE = 500
 SPACING = 10
@@ -177,6 +179,20 @@ class UniswapChain:
     def slot0(self) -> tuple[int, int]:
         sqrt_price, tick, *_ = self.pool.functions.slot0().call()
         return int(sqrt_price), int(tick)
+
+    def pool_spec(self) -> PoolSpec:
+        """The pool as clmmd describes one: token0 "TKA" counts as the $1 token."""
+        return PoolSpec(
+            address=self.pool.address,
+            pair="TKB-TKA",
+            token0="TKA",
+            token1="TKB",
+            decimals0=18,
+            decimals1=18,
+            fee_pips=FEE,
+            stable_token=0,
+            reference_price_usd=1.0,
+        )
 
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
