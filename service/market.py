@@ -10,20 +10,25 @@ thread.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from clmmd.env.base import PoolSpec, pool_by_address
 from clmmd.env.history import HistoryError
-from clmmd.env.history_io import read_history
-from clmmd.env.history_store import DAY_S, HistoryStore
 from clmmd.env.mock import MockClmmEnv
 from clmmd.env.replay import ReplayMarket
 from clmmd.env.replay_env import ReplayClmmEnv
 from clmmd.service.config import ConfigError, Settings
+
+if TYPE_CHECKING:  # pyarrow is imported only where histories are read or written
+    from clmmd.env.history_store import HistoryStore
 
 MockEnv = MockClmmEnv | ReplayClmmEnv
 
 
 def history_store(settings: Settings) -> HistoryStore:
     """``<data_dir>/history``."""
+    from clmmd.env.history_store import HistoryStore
+
     return HistoryStore(settings.data_dir / "history", durable=settings.durable_writes)
 
 
@@ -36,6 +41,9 @@ def campaign_pool(settings: Settings) -> PoolSpec:
 
 def load_replay_market(settings: Settings, pool: PoolSpec) -> ReplayMarket:
     """Read the configured history and prepare it (blocking: run it in a worker thread)."""
+    from clmmd.env.history_io import read_history
+    from clmmd.env.history_store import DAY_S
+
     protocol = (settings.replay_fee_protocol, settings.replay_fee_protocol)
     if settings.replay_history is not None:
         history, described = read_history(settings.replay_history)
