@@ -128,6 +128,10 @@ class PreparedHistory:
         self.fee_f: NDArray[np.float64] = np.fromiter(map(float, self.fee), np.float64, n)
         self.zero_for_one_np: NDArray[np.bool_] = np.fromiter(self.zero_for_one, np.bool_, n)
         self.verified_np: NDArray[np.bool_] = np.fromiter(self.verified, np.bool_, n)
+        # One pool step on the event's liquidity: ``fee`` is then the whole story. The rest is
+        # walked step by step for each position (where the crossed tick is also looked for).
+        self.simple_np: NDArray[np.bool_] = self.verified_np & ~self.stepped_np
+        self.simple: list[bool] = self.simple_np.tolist()
 
     def __len__(self) -> int:
         return len(self.history)
@@ -246,32 +250,101 @@ def _check_window(prepared: PreparedHistory, start: int, stop: int) -> None:
         raise ValueError(f"replay window [{start}, {stop}] outside rows 0..{len(prepared) - 1}")
 
 
-def _next_step(prepared: PreparedHistory, tick: int, zero_for_one: bool, r: _Range) -> int:
-    """The tick the pool's next step heads for: the nearest of the position's ticks and the
-    word boundary, at or below the current tick going down, above it going up."""
+#: How far the search for one crossed tick looks (tick spacings along the swap's path).
+MAX_CROSSING_CANDIDATES = 400
+
+
+@dataclass(frozen=True)
+class _Crossing:
+    """One initialised tick of other providers that a swap crossed, and their liquidity on
+    either side of it along the swap's path."""
+
+    tick: int
+    before: int
+    after: int
+
+
+def _next_step(
+    prepared: PreparedHistory,
+    tick: int,
+    zero_for_one: bool,
+    r: _Range,
+    crossing: _Crossing | None,
+) -> int:
+    """The tick the pool's next step heads for: the nearest of the initialised ticks known
+    (the position's, a crossed one) and the word boundary, at or below the current tick going
+    down, above it going up."""
+    known = (r.lower, r.upper) if crossing is None else (r.lower, r.upper, crossing.tick)
     word = prepared.word_step(tick, zero_for_one)
     if zero_for_one:
-        return max([word] + [t for t in (r.lower, r.upper) if t <= tick])
-    return min([word] + [t for t in (r.lower, r.upper) if t > tick])
+        return max([word] + [t for t in known if t <= tick])
+    return min([word] + [t for t in known if t > tick])
 
 
 def _walk(prepared: PreparedHistory, i: int, r: _Range) -> tuple[int, bool]:
     """Fee growth inside the range (Q128, in the input token) from swap ``i``, walked step by
-    step like the pool, and whether the event confirms the liquidity assumed on the way.
+    step like the pool, and whether its event confirmed the liquidity along the way.
 
-    Crossing a position tick going down makes the tick below current (as in the pool), so a
-    swap that ends exactly on a boundary is on the side it was heading for.
+    First on the event's liquidity; if the event disagrees, the swap crossed another
+    provider's tick: the previous event's liquidity was the pool's before it and this one's
+    after it, so every tick the path could have crossed is tried, and the one that reproduces
+    the event's output exactly is taken. Only when none does (several crossings, or liquidity
+    added or removed since the previous swap) is the fee modelled.
+    """
+    history = prepared.history
+    contained = r.in_history
+    end_tick = int(history.tick[i])
+    others_after = history.liquidity[i]
+    if contained and r.lower <= end_tick < r.upper:
+        others_after -= r.liquidity
+        if others_after < 0:
+            raise _not_contained(history, i, r.liquidity)
+    growth = _walk_with(prepared, i, r, others_after, None)
+    if growth is not None:
+        return growth, True
+    start_tick = int(history.tick[i - 1])
+    # The other providers' liquidity before the swap is the previous event's, less the
+    # position's if it was in it: a contained position minted after that event was not.
+    befores = [history.liquidity[i - 1]]
+    if contained and r.lower <= start_tick < r.upper:
+        befores.insert(0, befores[0] - r.liquidity)
+    spacing = prepared.tick_spacing
+    if prepared.zero_for_one[i]:  # crossed going down: ticks in (end_tick, start_tick]
+        first = start_tick // spacing * spacing
+        last = max(end_tick, first - MAX_CROSSING_CANDIDATES * spacing)
+        candidates = range(first, last, -spacing)
+    else:  # going up: ticks in (start_tick, end_tick]
+        first = (start_tick // spacing + 1) * spacing
+        last = min(end_tick, first + MAX_CROSSING_CANDIDATES * spacing)
+        candidates = range(first, last + 1, spacing)
+    for others_before in befores:
+        if others_before < 0 or others_before == others_after:
+            continue
+        for tick in candidates:
+            crossing = _Crossing(tick, others_before, others_after)
+            growth = _walk_with(prepared, i, r, others_before, crossing)
+            if growth is not None:
+                return growth, True
+    return _modelled_growth(prepared, i, r), False
+
+
+def _walk_with(
+    prepared: PreparedHistory,
+    i: int,
+    r: _Range,
+    others: int,
+    crossing: _Crossing | None,
+) -> int | None:
+    """One walk of swap ``i`` with the other providers' liquidity ``others`` at its start
+    (changing at ``crossing``, if given): the fee growth inside the range, or ``None`` if the
+    event's amounts contradict it. Crossing a tick going down makes the tick below current (as
+    in the pool), so a swap that ends exactly on a boundary is on the side it was heading for.
     """
     history = prepared.history
     zero_for_one = prepared.zero_for_one[i]
     price, tick = history.sqrt_price_x96[i - 1], int(history.tick[i - 1])
-    end_price, end_tick = history.sqrt_price_x96[i], int(history.tick[i])
+    end_price = history.sqrt_price_x96[i]
     lower, upper, pos_liquidity = r.lower, r.upper, r.liquidity
-    others = history.liquidity[i]  # the other providers' liquidity along the path
-    if r.in_history and lower <= end_tick < upper:
-        others -= pos_liquidity
-        if others < 0:
-            raise _not_contained(history, i, pos_liquidity)
     if zero_for_one:
         remaining, received = history.amount0[i], -history.amount1[i]
     else:
@@ -284,7 +357,7 @@ def _walk(prepared: PreparedHistory, i: int, r: _Range) -> tuple[int, bool]:
         inside = lower <= tick < upper
         liquidity = others + pos_liquidity if (inside and r.in_history) else others
         share_base = liquidity + pos_liquidity if (inside and not r.in_history) else liquidity
-        step_tick = _next_step(prepared, tick, zero_for_one, r)
+        step_tick = _next_step(prepared, tick, zero_for_one, r, crossing)
         target = prepared.sqrt_at(step_tick)
         if (target >= end_price) if zero_for_one else (target <= end_price):
             step = compute_swap_step(price, target, liquidity, remaining, fee_pips)
@@ -292,8 +365,10 @@ def _walk(prepared: PreparedHistory, i: int, r: _Range) -> tuple[int, bool]:
             out_total += step.amount_out
             fee = step.fee_amount
             if step.sqrt_price_next != target or remaining < 0:
-                break  # the input ran out before a point the event's price went past
+                return None  # the input ran out before a point the event's price went past
             price, tick = target, (step_tick - 1 if zero_for_one else step_tick)
+            if crossing is not None and step_tick == crossing.tick:
+                others = crossing.after
             last = False
         else:
             if zero_for_one:
@@ -304,15 +379,22 @@ def _walk(prepared: PreparedHistory, i: int, r: _Range) -> tuple[int, bool]:
                 out_total += amount0_delta(price, end_price, liquidity, False)
             fee = remaining - need
             if fee < 0:
-                break
+                return None
             last = True
         if inside and share_base > 0:
             growth += (lp_fee(fee, protocol) << 128) // share_base
         if last:
-            if _output_matches(out_total - received, steps, others + pos_liquidity):
-                return growth, True
-            break
-    return _modelled_growth(prepared, i, r), False
+            top = max(others, crossing.before if crossing else 0) + pos_liquidity
+            if _output_matches(out_total - received, steps, top):
+                if crossing is not None and not _crossed(crossing.tick, tick, zero_for_one):
+                    return None  # the tried tick was never reached: not this one
+                return growth
+            return None
+
+
+def _crossed(crossing_tick: int, end_tick: int, zero_for_one: bool) -> bool:
+    """Whether a walk that ended on ``end_tick`` went past ``crossing_tick``."""
+    return end_tick < crossing_tick if zero_for_one else end_tick >= crossing_tick
 
 
 def _modelled_growth(prepared: PreparedHistory, i: int, r: _Range) -> int:
@@ -348,7 +430,7 @@ def replay_exact(
     pos_liquidity, on_top = r.liquidity, not r.in_history
     prices, liquidity = prepared.history.sqrt_price_x96, prepared.history.liquidity
     fees, zero_for_one = prepared.fee, prepared.zero_for_one
-    verified, stepped = prepared.verified, prepared.stepped
+    simple = prepared.simple
     growth0 = growth1 = in_range = walked = modelled = 0
     before = prices[start]
     for i in range(start + 1, stop + 1):
@@ -358,18 +440,17 @@ def replay_exact(
         if high < sqrt_lower or low > sqrt_upper:
             continue
         in_range += 1
-        if low > sqrt_lower and high < sqrt_upper and not stepped[i]:
+        if low > sqrt_lower and high < sqrt_upper and simple[i]:
             if on_top:
                 delta = (fees[i] << 128) // (liquidity[i] + pos_liquidity)
             elif liquidity[i] >= pos_liquidity:
                 delta = (fees[i] << 128) // liquidity[i]
             else:
                 raise _not_contained(prepared.history, i, pos_liquidity)
-            ok = verified[i]
         else:
             walked += 1
             delta, ok = _walk(prepared, i, r)
-        modelled += not ok
+            modelled += not ok
         if zero_for_one[i]:
             growth0 += delta
         else:
@@ -399,7 +480,7 @@ def replay_vector(
     # float() is monotonic, so a strict float inequality implies the exact one; whatever the
     # floats cannot place strictly inside or outside is walked exactly.
     reaches = ~((high < sqrt_lower) | (low > sqrt_upper))
-    inside = (low > sqrt_lower) & (high < sqrt_upper) & ~prepared.stepped_np[rows]
+    inside = (low > sqrt_lower) & (high < sqrt_upper) & prepared.simple_np[rows]
     walk = reaches & ~inside
     liquidity = prepared.liquidity_f[rows]
     if r.in_history:
@@ -412,7 +493,7 @@ def replay_vector(
     earned = np.where(inside, prepared.fee_f[rows] * share, 0.0)
     zero_for_one = prepared.zero_for_one_np[rows]
     fee0, fee1 = float(earned[zero_for_one].sum()), float(earned[~zero_for_one].sum())
-    modelled = int((inside & ~prepared.verified_np[rows]).sum())
+    modelled = 0
     walked_rows = (np.flatnonzero(walk) + start + 1).tolist()
     for i in walked_rows:
         delta, ok = _walk(prepared, i, r)

@@ -12,7 +12,7 @@ burns the position with ``decreaseLiquidity``. The pool's own Swap events are th
 * :class:`env.v3_pool.V3Pool` emits the same Swap events and owes the same fees, which is what
   lets the fast property tests (``test_replay_fees.py``) use it instead of the EVM.
 
-``make test`` runs 25 examples (a few seconds a batch of swaps on py-evm); the slow variant runs
+``make test`` runs 15 examples (a few seconds a batch of swaps on py-evm); the slow variant runs
 250 (``CLMMD_LONG_TESTS=1``, about three minutes here).
 """
 
@@ -195,7 +195,7 @@ def check_against_contract(
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=_HEALTH)
+@settings(max_examples=15, deadline=None, suppress_health_check=_HEALTH)
 @given(position=positions, raw_orders=orders)
 def test_replay_owes_what_the_contract_collects(
     deployed: ChainFixture,

@@ -34,7 +34,8 @@ USDC_WETH = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]
 class Played:
     history: SwapHistory
     pool: V3Pool
-    crossed_other_tick: bool
+    crossed_other_tick: bool  # some swap's price path reached another provider's tick
+    most_crossed: int  # the most of those ticks one swap's path reached
 
 
 def play(
@@ -46,7 +47,7 @@ def play(
     """Row 0 of the history is a tiny opening swap; then ``mint`` (lower, upper, liquidity)
     for "me", if given, and the ``orders``."""
     rows = []
-    crossed = False
+    crossed, most = False, 0
     for k, (zero_for_one, exact_in, exponent, limit_tick) in enumerate(
         [(False, True, 3.0, None), *orders]
     ):
@@ -60,7 +61,8 @@ def play(
         except ValueError:
             continue
         low, high = sorted((before, event.sqrt_price_x96))
-        crossed |= any(low <= get_sqrt_ratio_at_tick(t) <= high for t in other_ticks)
+        reached = sum(low <= get_sqrt_ratio_at_tick(t) <= high for t in other_ticks)
+        crossed, most = crossed or reached > 0, max(most, reached)
         rows.append(
             (
                 1000 + 12 * k,
@@ -73,7 +75,7 @@ def play(
                 event.tick,
             )
         )
-    return Played(make_history(*zip(*rows, strict=True)), pool, crossed)
+    return Played(make_history(*zip(*rows, strict=True)), pool, crossed, most)
 
 
 def full_range_pool(liquidity: int = 10**21) -> V3Pool:
@@ -126,11 +128,14 @@ def test_contained_position_gets_exactly_what_the_pool_owes(
     orders=orders,
     others=st.lists(st.tuples(st.integers(-60, 60), st.integers(1, 40)), min_size=1, max_size=4),
 )
-def test_swaps_across_unknown_ticks_are_caught_and_the_rest_stays_exact(
+def test_swaps_across_other_providers_ticks_are_found_or_counted(
     position: tuple[int, int, int],
     orders: list[tuple[bool, bool, float, int | None]],
     others: list[tuple[int, int]],
 ) -> None:
+    """Other providers' ticks are invisible in Swap events. A swap across one of them is still
+    replayed exactly (the tick is found from the liquidity before and after); a swap across
+    several is modelled and counted, never silently wrong."""
     lower, upper = position[0] * SPACING, (position[0] + position[1]) * SPACING
     pool = full_range_pool()
     ticks: set[int] = set()
@@ -142,16 +147,19 @@ def test_swaps_across_unknown_ticks_are_caught_and_the_rest_stays_exact(
     if len(played.history) < 2:
         return
     prepared = PreparedHistory(played.history, FEE, SPACING)
-    exact = replay_exact(
-        prepared, LpPosition(lower, upper, position[2], in_history=True), 0, len(played.history) - 1
-    )
+    mine = LpPosition(lower, upper, position[2], in_history=True)
+    exact = replay_exact(prepared, mine, 0, len(played.history) - 1)
     pool.burn("me", lower, upper, 0)
     owed = pool.collect("me", lower, upper)
     if exact.swaps_modelled == 0:
         # Every swap in range was confirmed by its own event: then the fees are exact.
         assert (exact.fee0, exact.fee1) == owed
-    if not played.crossed_other_tick:
+    if played.most_crossed <= 1:
         assert exact.swaps_modelled == 0
+    vector = replay_vector(prepared, mine, 0, len(played.history) - 1)
+    assert vector.swaps_modelled == exact.swaps_modelled
+    assert abs(vector.fee0 - exact.fee0) <= max(2, 1e-9 * exact.fee0)
+    assert abs(vector.fee1 - exact.fee1) <= max(2, 1e-9 * exact.fee1)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -167,8 +175,8 @@ def test_a_small_position_on_top_earns_what_it_would_have_earned_in_the_pool(
     position: tuple[int, int], orders: list[tuple[bool, bool, float, int | None]]
 ) -> None:
     """On top of a history without it, a position 1e-4 of the pool's liquidity earns what the
-    same trades pay it in a pool that holds it, to about its share of the liquidity (the
-    price impact the passive model leaves out)."""
+    same trades pay it in a pool that holds it, to within 0.1 % in total (the price impact the
+    passive model leaves out; per token it can be more where one token's fee is a sliver)."""
     lower, upper = position[0] * SPACING, (position[0] + position[1]) * SPACING
     small = 10**17
     without = play(full_range_pool(), orders)
@@ -178,8 +186,8 @@ def test_a_small_position_on_top_earns_what_it_would_have_earned_in_the_pool(
     owed = holding.collect("me", lower, upper)
     prepared = PreparedHistory(without.history, FEE, SPACING)
     on_top = replay_exact(prepared, LpPosition(lower, upper, small), 0, len(without.history) - 1)
-    for replayed, real in zip((on_top.fee0, on_top.fee1), owed, strict=True):
-        assert replayed == pytest.approx(real, rel=2e-3, abs=5)
+    # Both tokens have 18 decimals and the price stays near 1: their sum is the fees' value.
+    assert on_top.fee0 + on_top.fee1 == pytest.approx(sum(owed), rel=1e-3, abs=10)
 
 
 def test_vector_path_agrees_with_exact_on_a_month_of_swaps() -> None:
