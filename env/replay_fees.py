@@ -21,17 +21,19 @@ Swap events alone:
 
 Every swap is checked against its own event: the output that the assumed liquidity implies must
 equal the event's output (to the pool's rounding: an exact-output swap's output is capped at the
-amount asked). A swap that fails crossed a tick the events do not describe; its fee is then
-modelled (``fee`` pips of the input, shared by the in-range part of the price move) and counted
-in ``swaps_modelled``. :func:`replay_vector` is :func:`replay_exact` in numpy floats for the
-swaps that stay strictly inside or outside the range; swaps at a boundary or a word boundary go
+amount asked). A swap that fails crossed a tick of another provider, which the events do not
+name; when it crossed one, that tick is found (see :func:`_walk`) and the swap is exact again.
+Otherwise its fee is modelled (``fee`` pips of the input, shared by the in-range part of the
+price move) and counted in ``swaps_modelled``. :func:`replay_vector` is :func:`replay_exact` in
+numpy floats for the one-step swaps strictly inside or outside the range; the others go
 through the same exact code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -111,6 +113,9 @@ class PreparedHistory:
         self.tick_spacing = tick_spacing
         self.fee_protocol = fee_protocol
         self._sqrt_at: dict[int, int] = {}
+        #: What the crossing search found per swap for positions on top (see ``_walk``):
+        #: ``None`` (one step on the event's liquidity), a ``_Crossing``, or ``"modelled"``.
+        self.crossings: dict[int, object] = {}
         n = len(history)
         self.zero_for_one: list[bool] = [a0 > 0 for a0 in history.amount0]
         self.fee: list[int] = [0] * n
@@ -254,6 +259,11 @@ def _check_window(prepared: PreparedHistory, start: int, stop: int) -> None:
 MAX_CROSSING_CANDIDATES = 400
 
 
+#: Markers of what the crossing search found for a swap (position on top of the history).
+_UNKNOWN: Final = "unknown"
+_MODELLED: Final = "modelled"
+
+
 @dataclass(frozen=True)
 class _Crossing:
     """One initialised tick of other providers that a swap crossed, and their liquidity on
@@ -289,7 +299,8 @@ def _walk(prepared: PreparedHistory, i: int, r: _Range) -> tuple[int, bool]:
     provider's tick: the previous event's liquidity was the pool's before it and this one's
     after it, so every tick the path could have crossed is tried, and the one that reproduces
     the event's output exactly is taken. Only when none does (several crossings, or liquidity
-    added or removed since the previous swap) is the fee modelled.
+    added or removed since the previous swap) is the fee modelled. For a position on top of the
+    history what the search finds does not depend on the position, so it is kept per swap.
     """
     history = prepared.history
     contained = r.in_history
@@ -299,33 +310,53 @@ def _walk(prepared: PreparedHistory, i: int, r: _Range) -> tuple[int, bool]:
         others_after -= r.liquidity
         if others_after < 0:
             raise _not_contained(history, i, r.liquidity)
-    growth = _walk_with(prepared, i, r, others_after, None)
-    if growth is not None:
-        return growth, True
-    start_tick = int(history.tick[i - 1])
-    # The other providers' liquidity before the swap is the previous event's, less the
-    # position's if it was in it: a contained position minted after that event was not.
+    known = None if contained else prepared.crossings.get(i, _UNKNOWN)
+    if known is None or known is _UNKNOWN:
+        growth = _walk_with(prepared, i, r, others_after, None)
+        if growth is not None:
+            if known is _UNKNOWN:
+                prepared.crossings[i] = None
+            return growth, True
+    if isinstance(known, _Crossing):
+        growth = _walk_with(prepared, i, r, known.before, known)
+        if growth is not None:
+            return growth, True
+    if known is _UNKNOWN or contained:
+        for crossing in _crossing_candidates(prepared, i, r, others_after):
+            growth = _walk_with(prepared, i, r, crossing.before, crossing)
+            if growth is not None:
+                if not contained:
+                    prepared.crossings[i] = crossing
+                return growth, True
+        if not contained:
+            prepared.crossings[i] = _MODELLED
+    return _modelled_growth(prepared, i, r), False
+
+
+def _crossing_candidates(
+    prepared: PreparedHistory, i: int, r: _Range, others_after: int
+) -> Iterator[_Crossing]:
+    """Every single crossing that could explain swap ``i``: a tick spacing on its path, with
+    the previous event's liquidity before it (less the position's if it was in it; a contained
+    position minted after that event was not, so both are tried) and this event's after."""
+    history = prepared.history
+    start_tick, end_tick = int(history.tick[i - 1]), int(history.tick[i])
     befores = [history.liquidity[i - 1]]
-    if contained and r.lower <= start_tick < r.upper:
+    if r.in_history and r.lower <= start_tick < r.upper:
         befores.insert(0, befores[0] - r.liquidity)
     spacing = prepared.tick_spacing
     if prepared.zero_for_one[i]:  # crossed going down: ticks in (end_tick, start_tick]
         first = start_tick // spacing * spacing
         last = max(end_tick, first - MAX_CROSSING_CANDIDATES * spacing)
-        candidates = range(first, last, -spacing)
+        ticks = range(first, last, -spacing)
     else:  # going up: ticks in (start_tick, end_tick]
         first = (start_tick // spacing + 1) * spacing
         last = min(end_tick, first + MAX_CROSSING_CANDIDATES * spacing)
-        candidates = range(first, last + 1, spacing)
-    for others_before in befores:
-        if others_before < 0 or others_before == others_after:
-            continue
-        for tick in candidates:
-            crossing = _Crossing(tick, others_before, others_after)
-            growth = _walk_with(prepared, i, r, others_before, crossing)
-            if growth is not None:
-                return growth, True
-    return _modelled_growth(prepared, i, r), False
+        ticks = range(first, last + 1, spacing)
+    for before in befores:
+        if before >= 0 and before != others_after:
+            for tick in ticks:
+                yield _Crossing(tick, before, others_after)
 
 
 def _walk_with(
