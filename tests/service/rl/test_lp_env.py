@@ -6,30 +6,28 @@ import dataclasses
 import warnings
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-gym = pytest.importorskip("gymnasium", reason="gymnasium is not installed (pip install .[dev])")
-
-from gymnasium.utils.env_checker import check_env  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import clmmd.service.rl  # noqa: E402,F401  (registers the ids)
-from clmmd.agent.policy import DEFAULT_WIDTHS  # noqa: E402
-from clmmd.agent.proposer import centred_range  # noqa: E402
-from clmmd.agent.reward import outcome_reward  # noqa: E402
-from clmmd.env.base import ExecutionRequest, MarketInputs, PoolSpec  # noqa: E402
-from clmmd.env.mock import MockClmmEnv  # noqa: E402
-from clmmd.service.analysis.evaluation_paired import baseline_ticks  # noqa: E402
-from clmmd.service.rl import observation as obs  # noqa: E402
-from clmmd.service.rl.lp_env import (  # noqa: E402
+import clmmd.service.rl  # noqa: F401  (registers the ids)
+from clmmd.agent.policy import DEFAULT_WIDTHS
+from clmmd.agent.proposer import centred_range
+from clmmd.agent.reward import outcome_reward
+from clmmd.env.base import ExecutionRequest, MarketInputs, PoolSpec
+from clmmd.env.mock import MockClmmEnv
+from clmmd.service.analysis.evaluation_paired import baseline_ticks
+from clmmd.service.rl import observation as obs
+from clmmd.service.rl.lp_env import (
     UniswapV3LPContinuousEnv,
     UniswapV3LPEnv,
     offset_action,
 )
-from clmmd.service.rl.market import EpisodeMarket, SyntheticMarket  # noqa: E402
-from clmmd.service.rl.registration import ENV_IDS  # noqa: E402
+from clmmd.service.rl.market import EpisodeMarket, SyntheticMarket
+from clmmd.service.rl.registration import ENV_IDS
 
 
 @pytest.mark.parametrize("env_id", sorted(ENV_IDS))
