@@ -30,8 +30,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from clmmd.agent.reward import RewardWeights
 from clmmd.env.base import PoolSpec
 from clmmd.env.mock import (
@@ -87,9 +85,11 @@ class LpEpisode:
         self.decisions = market.steps // steps_per_decision
         self.weights = weights
         inputs = market.inputs
-        self._prices = market.prices_usd
-        self._raw = raw_prices_from_usd(pool, market.prices_usd)
-        self._volumes = market.volumes_usd
+        # Plain lists: an interval is a dozen steps, where a Python loop beats numpy's per-call
+        # overhead several times over (bench/gym_speed.py).
+        self._prices: list[float] = market.prices_usd.tolist()
+        self._raw: list[float] = raw_prices_from_usd(pool, market.prices_usd).tolist()
+        self._volumes: list[float] = market.volumes_usd.tolist()
         self._fee = pool.fee_fraction
         self._stable_is_token0 = pool.stable_token == 0
         self._scale0 = 10.0**-pool.decimals0
@@ -126,7 +126,11 @@ class LpEpisode:
     @property
     def price_usd(self) -> float:
         """The price now: at the start of the next interval (the end of the path when done)."""
-        return float(self._prices[self.t * self.k])
+        return self._prices[self.t * self.k]
+
+    @property
+    def start_price_usd(self) -> float:
+        return self._prices[0]
 
     @property
     def elapsed_steps(self) -> int:
@@ -187,8 +191,8 @@ class LpEpisode:
             raise RuntimeError("the episode is over: reset before stepping again")
         i0 = self.t * self.k
         i1 = i0 + self.k
-        raw0 = float(self._raw[i0])
-        usd0 = float(self._prices[i0])
+        raw0 = self._raw[i0]
+        usd0 = self._prices[i0]
         gas = swap = 0.0
         value_before = self.value_usd
         if ticks is not None:
@@ -196,13 +200,16 @@ class LpEpisode:
         fees = 0.0
         in_range = 0
         if self.ticks is not None:
-            segment = self._raw[i0:i1]
-            mask = (segment >= self._pa) & (segment < self._pb)
-            in_range = int(np.count_nonzero(mask))
+            pa, pb = self._pa, self._pb
+            volume = 0.0
+            for raw, step_volume in zip(self._raw[i0:i1], self._volumes[i0:i1], strict=True):
+                if pa <= raw < pb:
+                    in_range += 1
+                    volume += step_volume
             if in_range:
                 share = self._liquidity / (self._active_liquidity + self._liquidity)
-                fees = self._fee * share * float(self._volumes[i0:i1] @ mask)
-            self.value_usd = self._value(float(self._raw[i1]), float(self._prices[i1]))
+                fees = self._fee * share * volume
+            self.value_usd = self._value(self._raw[i1], self._prices[i1])
         self.t += 1
         done = self.done
         if done and self.ticks is not None:

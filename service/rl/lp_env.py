@@ -102,7 +102,7 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
         self.observation_space = gym.spaces.Box(obs.LOW, obs.HIGH, dtype=np.float32)
         self.episode: LpEpisode | None = None
         self.regime: Regime | None = None
-        self._static: NDArray[np.float64] = np.zeros(obs.STATIC_SIZE)
+        self._static: NDArray[np.float32] = np.zeros(obs.STATIC_SIZE, dtype=np.float32)
 
     # -- Gymnasium API -----------------------------------------------------------------------
 
@@ -143,17 +143,19 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
             steps_per_decision=self.steps_per_decision,
             weights=self.weights,
         )
-        self._static = obs.static_features(
-            volatility_daily=inputs.volatility_daily,
-            volume_usd_per_day=inputs.volume_usd_per_day,
-            active_liquidity_usd=inputs.active_liquidity_usd,
-            gas_cost_usd=gas_cost_usd(
-                inputs.gas_price_gwei, inputs.eth_price_usd, GAS_UNITS_PER_EPISODE
-            ),
-            size_usd_applied=size,
-            fee_pips=self.pool.fee_pips,
-            regime=self.regime,
-            risk_scalar=scalar,
+        self._static = obs.clip_static(
+            obs.static_features(
+                volatility_daily=inputs.volatility_daily,
+                volume_usd_per_day=inputs.volume_usd_per_day,
+                active_liquidity_usd=inputs.active_liquidity_usd,
+                gas_cost_usd=gas_cost_usd(
+                    inputs.gas_price_gwei, inputs.eth_price_usd, GAS_UNITS_PER_EPISODE
+                ),
+                size_usd_applied=size,
+                fee_pips=self.pool.fee_pips,
+                regime=self.regime,
+                risk_scalar=scalar,
+            )
         )
         return self.episode
 
@@ -168,7 +170,7 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
         return obs.encode(
             self._static,
             price_usd=e.price_usd,
-            start_price_usd=float(e.market.prices_usd[0]),
+            start_price_usd=e.start_price_usd,
             range_usd=e.range_usd,
             time_in_range=e.in_range_steps / elapsed if elapsed else 0.0,
             fees_pct=100.0 * e.fees_usd / e.size_usd,
