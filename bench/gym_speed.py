@@ -16,10 +16,9 @@ import sys
 import time
 from typing import Any
 
-from _common import Row, print_table, save
-
 import gymnasium as gym
 import numpy as np
+from _common import Row, print_table, save
 
 import clmmd.service.rl  # noqa: F401  (registers the ids)
 from clmmd.service.rl.registration import CONTINUOUS_ID, DISCRETE_ID
