@@ -112,14 +112,14 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
         super().reset(seed=seed)
         market = self.source.draw(self.np_random, self.pool, self.horizon_hours)
         self.start_episode(market)
-        return self._observe(), self._info()
+        return self.observe(), self._info()
 
     def step(self, action: ActT) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
         episode = self.episode
         if episode is None:
             raise RuntimeError("call reset() before step()")
         result = episode.step(self.ticks_for(action, episode.price_usd))
-        return self._observe(), result.reward, result.done, False, self._info()
+        return self.observe(), result.reward, result.done, False, self._info()
 
     # -- the shared pieces -------------------------------------------------------------------
 
@@ -163,7 +163,8 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
         """The range ``action`` opens at ``price_usd``, or ``None`` to keep what is open."""
         raise NotImplementedError
 
-    def _observe(self) -> Observation:
+    def observe(self) -> Observation:
+        """The observation now (what reset and step return)."""
         e = self.episode
         assert e is not None
         elapsed = e.elapsed_steps
