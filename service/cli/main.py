@@ -148,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="Minari dataset id, (namespace/)name-v<version> (minari)",
     )
 
+    sw = sub.add_parser("sweep", help="(pool, policy or static width, seed) grid, on Ray")
+    sw.add_argument("--pools", required=True, help="comma-separated pool addresses")
+    sw.add_argument(
+        "--widths", required=True, help="comma-separated arms: 'policy' and/or ± widths in %%"
+    )
+    sw.add_argument("--seeds", required=True, help="campaign seeds, e.g. 1,2,5-8")
+    sw.add_argument("--episodes", type=_positive_int, default=10, help="episodes per cell")
+    sw.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
+    sw.add_argument("--workers", type=_positive_int, help="CPUs of the local Ray (default all)")
+    sw.add_argument("--batch", type=_positive_int, help="evaluations per Ray task")
+    sw.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+
     sub.add_parser("registry", help="print the query catalogue by priority")
 
     vp = sub.add_parser("validate-pool", help="check a proposal's pool before execution")
@@ -236,6 +248,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return export_minari(_settings(args), args.runs, args.dataset_id, args.out)
     if args.command == "export":
         return commands.export(_settings(args), args.window, args.runs, args.out)
+    if args.command == "sweep":
+        from clmmd.service.cli.sweep import sweep
+
+        return sweep(
+            _settings(args),
+            pools=args.pools,
+            widths=args.widths,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            ray_address=args.ray_address,
+            serial=args.serial,
+            workers=args.workers,
+            batch=args.batch,
+        )
     if args.command == "registry":
         return commands.registry()
     if args.command == "refresh":
