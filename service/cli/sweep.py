@@ -37,8 +37,10 @@ def sweep(
     try:
         pool_specs = tuple(pool_by_address(p.strip()) for p in pools.split(","))
         grid = SweepGrid(pool_specs, parse_arms(widths), parse_seeds(seeds), episodes)
-    except (KeyError, ValueError) as exc:
-        return _err(str(exc).strip("'\""))
+    except KeyError as exc:  # its str() adds quotes around the message
+        return _err(str(exc.args[0]))
+    except ValueError as exc:
+        return _err(str(exc))
     executor: BatchExecutor
     if serial:
         executor = SerialExecutor()
