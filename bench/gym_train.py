@@ -59,15 +59,18 @@ def references(episodes: int) -> dict[str, list[float]]:
     return out
 
 
-def evaluate(model: Any, episodes: int) -> tuple[list[float], dict[str, Counter[int]]]:
+def evaluate(model: Any, episodes: int) -> tuple[list[float], dict[str, Counter[int]], float]:
+    """Returns per held-out episode, first actions per regime, mean rebalances per episode."""
     env = gym.make("clmmd/UniswapV3LP-v0")
     returns: list[float] = []
     firsts: dict[str, Counter[int]] = defaultdict(Counter)
+    rebalances = 0
     for seed in range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + episodes):
         value, first = policy_return(env, lambda o: model.predict(o, deterministic=True)[0], seed)
         returns.append(value)
         firsts[env.unwrapped.regime.key][int(first)] += 1
-    return returns, firsts
+        rebalances += env.unwrapped.episode.rebalances
+    return returns, firsts, rebalances / episodes
 
 
 def main() -> int:
@@ -105,9 +108,10 @@ def main() -> int:
             model.learn(total_timesteps=checkpoint - done, reset_num_timesteps=False)
             train_s += time.perf_counter() - started
             done = checkpoint
-            returns, firsts = evaluate(model, args.eval_episodes)
+            returns, firsts, rebalances = evaluate(model, args.eval_episodes)
             point: dict[str, Any] = {"steps": checkpoint, "train_s": round(train_s, 1)}
             point["policy"] = float(np.mean(returns))
+            point["rebalances_per_episode"] = rebalances
             for name, ref in refs.items():
                 d = paired_difference(returns, ref)
                 point[f"vs {name}"] = [d.mean, d.low, d.high]

@@ -9,6 +9,9 @@ or quieter during the run shows as a gap between the two):
   imported in them): the steady state a sweep of many batches sees;
 * Ray, N empty tasks: the per-task overhead alone (submit, schedule, return).
 
+Before and after, two plain busy-loop processes measure how many cores two workers can get
+at all right now (on a quiet 2-core machine: 2.0): the ceiling of the speed-up.
+
 Target: speed-up >= 1.7x for a grid of >= 2,000 episode evaluations. Also printed: the cold
 first round (worker start-up included), ``ray.init`` time, and the load average before and
 after (the machine is shared; the lead re-runs this on a quiet one). Writing the artifacts is
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import Row, print_table, save
 
@@ -43,6 +48,27 @@ from clmmd.service.runs.context import market_view
 from clmmd.service.runs.opening import episode_settings
 
 TARGET = 1.7
+
+
+def _busy(seconds: float, out: Any) -> None:
+    started, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        pass
+    out.put((time.process_time() - cpu) / (time.perf_counter() - started))
+
+
+def parallel_capacity(processes: int = 2, seconds: float = 2.0) -> float:
+    """Cores ``processes`` busy loops get together right now: the ceiling of any speed-up
+    with that many workers on this (shared) machine."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_busy, args=(seconds, queue)) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    shares = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return float(sum(shares))
 
 
 def build_batches(seeds: int, episodes: int, workers: int) -> tuple[list[SweepBatch], int]:
@@ -71,6 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("warning")
     load_before = os.getloadavg()
+    capacity_before = parallel_capacity()
     batches, total = build_batches(args.seeds, args.episodes, workers=2)
     print(f"grid: {total} evaluations in {len(batches)} tasks; load average {load_before}")
 
@@ -102,6 +129,8 @@ def main() -> int:
     per_empty_task_ms = (time.perf_counter() - started) / args.empty_tasks * 1000.0
     ray_exec.shutdown()
     load_after = os.getloadavg()
+    capacity_after = parallel_capacity()
+    print(f"two busy processes got {capacity_before:.2f} cores before, {capacity_after:.2f} after")
 
     serial_s = statistics.fmean(serial_walls)
     ray_s = min(ray_walls)
@@ -129,6 +158,15 @@ def main() -> int:
             note=f"serial {serial_s:.2f} s (mean of {len(serial_walls)}), Ray {ray_s:.2f} s "
             f"(best of {args.repeats}); cores used serial {serial_share:.2f}, Ray "
             f"{best_share:.2f}; load {load_before[0]:.1f}->{load_after[0]:.1f}",
+        ),
+        Row(
+            name="cores 2 busy processes got (speed-up ceiling)",
+            figure=min(capacity_before, capacity_after),
+            unit="cores",
+            target="2 on a quiet machine",
+            ratio=None,
+            passed=None,
+            note=f"before {capacity_before:.2f}, after {capacity_after:.2f}",
         ),
         Row(
             name="sweep Ray overhead per task (grid)",
