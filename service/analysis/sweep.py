@@ -15,7 +15,6 @@ part that differs, records how they ran).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -285,25 +284,21 @@ async def run_sweep(
     await asyncio.to_thread(
         open_run_folder, settings, layout, grid.seeds[0], clock, state.agent_version, "sweep"
     )
-    try:
-        store = ArtifactStore(layout, durable=settings.durable_writes)
-        await asyncio.to_thread(_write_episodes, store, evaluations, intel, settings, clock.now())
-        summary = await asyncio.to_thread(summarize_folders, layout, clock.now())
-        await asyncio.to_thread(store.write_summary, summary)
-        document = sweep_document(layout.run_id, grid, evaluations, cells, stats)
-        await asyncio.to_thread(
-            replace_json,
-            layout.run_dir / SWEEP_FILE,
-            document,
-            durable=settings.durable_writes,
-        )
-    finally:
-        await asyncio.to_thread(layout.active_marker.unlink, True)
+    store = ArtifactStore(layout, durable=settings.durable_writes)
+    await asyncio.to_thread(_write_episodes, store, evaluations, intel, settings, clock.now())
+    summary = await asyncio.to_thread(summarize_folders, layout, clock.now())
+    await asyncio.to_thread(store.write_summary, summary)
+    document = sweep_document(layout.run_id, grid, evaluations, cells, stats)
+    await asyncio.to_thread(
+        replace_json, layout.run_dir / SWEEP_FILE, document, durable=settings.durable_writes
+    )
+    # Only a complete run loses its marker: if writing failed half-way, the next start's
+    # recovery finds the marker of a dead writer and completes the episodes left open.
+    await asyncio.to_thread(layout.active_marker.unlink, True)
     log.info(
         "sweep_done",
         evaluations=len(evaluations),
         wall_s=round(stats.wall_s, 3),
         overhead_per_task_ms=round(stats.overhead_per_task_ms, 3),
-        pid=os.getpid(),
     )
     return SweepResult(layout, grid, cells, stats)

@@ -22,8 +22,8 @@ Keyword arguments of ``gymnasium.make`` (all optional): ``pool`` (address of a k
 ``size_usd`` (before the regime's risk scalar), ``horizon_hours``, ``decision_minutes``,
 ``step_minutes``, ``market`` (a mapping of :class:`clmmd.env.base.MarketInputs` fields fixing
 every episode's inputs; default: drawn per episode), ``toxic_share`` (with ``market``),
-``reward_weights`` (``pnl``, ``fees``, ``gas``, ``range``) and, continuous-only, nothing more;
-discrete-only ``widths``.
+``reward_weights`` (``pnl``, ``fees``, ``gas``, ``range``); the discrete environment also takes
+``widths`` (tick widths of its actions 1…).
 """
 
 from __future__ import annotations

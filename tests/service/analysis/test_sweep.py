@@ -12,6 +12,7 @@ import pytest
 from clmmd.agent.policy import ArmStats
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import FakeClock
+from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.validate import validate_run
 from clmmd.env.base import KNOWN_POOLS, pool_by_address
 from clmmd.service.analysis.evaluation import evaluate
@@ -149,3 +150,37 @@ def test_cli_sweep_serial_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     assert main([*base[:4], "0xdead", "--seeds", "1", "--widths", "5", "--serial"]) == 2
     assert "unknown pool address '0xdead'" in capsys.readouterr().err
     assert len(list((tmp_path / "d" / "runs").iterdir())) == 1  # bad input wrote nothing
+
+
+async def test_a_sweep_that_dies_while_writing_is_completed_by_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clmmd.artifacts.recovery import recover_all
+    from clmmd.artifacts.store import ArtifactStore
+
+    settings = load_settings(data_dir=tmp_path / "data", durable_writes=False)
+    grid = SweepGrid(POOLS[:1], parse_arms("5"), (1,), 6)
+    calls = {"n": 0}
+    original = ArtifactStore.write_batch
+
+    def failing(self: ArtifactStore, *args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(28, "No space left on device")
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ArtifactStore, "write_batch", failing)
+    with pytest.raises(OSError, match="No space"):
+        await run_sweep(
+            settings, grid, SerialExecutor(), FakeClock(), run_id="run_20261202_120000_dead"
+        )
+    monkeypatch.setattr(ArtifactStore, "write_batch", original)
+    (run_dir,) = (settings.data_dir / "runs").iterdir()
+    marker = run_dir / ".active"
+    assert marker.exists()  # left for recovery: the run is not complete
+    marker.write_text("999999999")  # the writer has exited
+    recover_all(settings.data_dir, FakeClock().now())
+    layout = RunLayout(settings.data_dir, run_dir.name)
+    assert validate_run(layout) == []
+    assert (run_dir / "episodes" / "ep_000004" / "failure.json").exists()
+    assert not (run_dir / "episodes" / "ep_000005").exists()
