@@ -41,6 +41,8 @@ def sweep(
         return _err(str(exc.args[0]))
     except ValueError as exc:
         return _err(str(exc))
+    if workers is not None and (serial or ray_address):
+        return _err("--workers sizes the local Ray: not with --serial or --ray-address")
     executor: BatchExecutor
     if serial:
         executor = SerialExecutor()

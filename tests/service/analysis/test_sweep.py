@@ -149,6 +149,8 @@ def test_cli_sweep_serial_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     assert "'abc'" in capsys.readouterr().err
     assert main([*base[:4], "0xdead", "--seeds", "1", "--widths", "5", "--serial"]) == 2
     assert "unknown pool address '0xdead'" in capsys.readouterr().err
+    assert main([*base, "--widths", "5", "--serial", "--workers", "2"]) == 2
+    assert "--workers sizes the local Ray" in capsys.readouterr().err
     assert len(list((tmp_path / "d" / "runs").iterdir())) == 1  # bad input wrote nothing
 
 
