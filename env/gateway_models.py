@@ -250,10 +250,15 @@ class Balances(GatewayModel):
 
 
 class Allowances(GatewayModel):
-    """``POST /chains/{chain}/allowances``: the spender's address and symbol -> allowance."""
+    """``POST /chains/{chain}/allowances``: the spender's address and symbol -> allowance
+    (decimal strings carrying every digit of the token: compared exactly, never as floats)."""
 
     spender: str
-    approvals: dict[str, Amount]
+    approvals: dict[str, Decimal]
+
+    def raw(self, symbol: str, decimals: int) -> int:
+        """The allowance of ``symbol`` in the token's smallest unit (0 when not listed)."""
+        return int(self.approvals.get(symbol, Decimal(0)).scaleb(decimals))
 
 
 class ChainStatus(GatewayModel):

@@ -38,10 +38,21 @@ class Need:
     amount: float
 
     @property
+    def raw(self) -> int:
+        """What Gateway's open-position will require in the token's smallest unit.
+
+        Gateway computes ``Math.floor(amount * 10 ** decimals)`` in float64 and reads the
+        result's shortest decimal form (``toString``), which can exceed the exact product; the
+        larger of that and the exact amount rounded up is what must be approved.
+        """
+        as_js = int(Decimal(repr(float(math.floor(self.amount * 10.0**self.decimals)))))
+        exact = int(Decimal(repr(self.amount)).scaleb(self.decimals).to_integral(ROUND_CEILING))
+        return max(as_js, exact)
+
+    @property
     def exact(self) -> str:
-        """The amount as a decimal string rounded *up* to the token's smallest unit."""
-        quantum = Decimal(1).scaleb(-self.decimals)
-        return str(Decimal(repr(self.amount)).quantize(quantum, rounding=ROUND_CEILING))
+        """:attr:`raw` as a decimal string in human units (what ``approve`` is sent)."""
+        return str(Decimal(self.raw).scaleb(-self.decimals))
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,7 @@ class FundsCheck:
     short_balances: tuple[str, ...]
     to_approve: tuple[Need, ...]
     balances: dict[str, float]
-    allowances: dict[str, float]
+    allowances: dict[str, str]
 
     @property
     def balance_ok(self) -> bool:
@@ -76,7 +87,7 @@ async def check_funds(
     """Balances (tokens + the native token for gas) and allowances for ``wanted``."""
     symbols = [n.symbol for n in wanted]
     balances = (await client.balances(venue, wallet, [*symbols, native])).balances
-    allowances = (await client.allowances(venue, wallet, symbols)).approvals if symbols else {}
+    allowed = await client.allowances(venue, wallet, symbols) if symbols else None
     short = [
         f"{n.symbol}: holds {balances.get(n.symbol, 0.0):.8g}, the open needs {n.amount:.8g}"
         for n in wanted
@@ -85,12 +96,10 @@ async def check_funds(
     if not balances.get(native, 0.0) > 0:
         short.append(f"{native}: holds none, gas cannot be paid")
     to_approve = tuple(
-        n
-        for n in wanted
-        if not math.isfinite(allowances.get(n.symbol, 0.0))
-        or allowances.get(n.symbol, 0.0) < float(n.exact)
+        n for n in wanted if allowed is None or allowed.raw(n.symbol, n.decimals) < n.raw
     )
-    return FundsCheck(tuple(short), to_approve, dict(balances), dict(allowances))
+    approvals = {k: str(v) for k, v in allowed.approvals.items()} if allowed else {}
+    return FundsCheck(tuple(short), to_approve, dict(balances), approvals)
 
 
 async def approve_shortfall(
@@ -113,5 +122,5 @@ async def approve_shortfall(
             token=need.symbol,
             amount=amount if amount is not None else "unlimited",
             policy=policy,
-            allowance_before=check.allowances.get(need.symbol, 0.0),
+            allowance_before=check.allowances.get(need.symbol, "0"),
         )
