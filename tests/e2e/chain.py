@@ -117,7 +117,9 @@ class Chain:
     def positions_of(self, owner: str) -> list[int]:
         count = words(self.eth_call(self.npm, selector("balanceOf(address)") + word(owner)))[0]
         sig = selector("tokenOfOwnerByIndex(address,uint256)")
-        return [words(self.eth_call(self.npm, sig + word(owner) + word(i)))[0] for i in range(count)]
+        return [
+            words(self.eth_call(self.npm, sig + word(owner) + word(i)))[0] for i in range(count)
+        ]
 
     def position_liquidity(self, token_id: int) -> int:
         return words(self.eth_call(self.npm, selector("positions(uint256)") + word(token_id)))[7]
@@ -206,7 +208,9 @@ class Trader(threading.Thread):
             (self.chain.weth, self.chain.usdc) if weth_in else (self.chain.usdc, self.chain.weth)
         )
         data = (
-            selector("exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))")
+            selector(
+                "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
+            )
             + word(token_in)
             + word(token_out)
             + word(self.fee)

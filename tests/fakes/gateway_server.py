@@ -367,8 +367,8 @@ class FakeGatewayServer:
     @staticmethod
     def _raw(pool: FakePool, amounts: tuple[float, float]) -> tuple[int, int]:
         return (
-            int(round(amounts[0] * 10 ** pool.token0[2])),
-            int(round(amounts[1] * 10 ** pool.token1[2])),
+            round(amounts[0] * 10 ** pool.token0[2]),
+            round(amounts[1] * 10 ** pool.token1[2]),
         )
 
     # --- reads ---
@@ -573,7 +573,9 @@ class FakeGatewayServer:
                         f"Insufficient {token[0]} allowance. Please approve at least {amount} "
                         f"{token[0]} ({token[1]}) for the Position Manager ({POSITION_MANAGER})",
                     )
-        position = FakePosition(str(next(self._ids)), pool, str(args["walletAddress"]), lower, upper)
+        position = FakePosition(
+            str(next(self._ids)), pool, str(args["walletAddress"]), lower, upper
+        )
         position.deposit(amount0, amount1)
         added = position.amounts()
         raw = self._raw(pool, added)
