@@ -12,6 +12,7 @@ outcome record in :mod:`env.real_outcome`.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 import structlog
@@ -202,10 +203,22 @@ class RealClmmEnv:
         )
         log.info("live_open", pool=pool.address, prices=prices, size_usd=size)
         position, reconciled = await self.positions.open(pool, request, info, prices, quote, ledger)
+        # The position id in the episode's logs is what restart reconciliation looks for.
+        log.info(
+            "live_opened",
+            position=position,
+            pool=pool.address,
+            tick_lower=request.tick_lower,
+            tick_upper=request.tick_upper,
+            reconciled=reconciled,
+        )
         tick_open = current_tick(pool, info)
         try:
             in_range, samples, info_close = await self._hold(pool, request, info)
             close_method = await self.positions.close(pool, position, ledger)
+        except asyncio.CancelledError:
+            await self._close_on_cancel(pool, position, ledger)
+            raise
         except BaseException as exc:
             # Say loudly what is left on chain: the operator has to deal with it.
             log.error(
@@ -240,6 +253,35 @@ class RealClmmEnv:
             receipts_source=self.receipts.source,
         )
         return live_outcome(run)
+
+    async def _close_on_cancel(self, pool: PoolSpec, position: str, ledger: Ledger) -> None:
+        """Stopped while holding (SIGTERM past the drain deadline): close before leaving.
+
+        The close is shielded from a second cancellation; whatever happens is logged into the
+        episode's logs, and the next start reconciles with the chain either way."""
+        log.warning("live_close_on_cancel", position=position, pool=pool.address)
+        try:
+            method = await asyncio.shield(self.positions.close(pool, position, ledger))
+        except BaseException as exc:
+            log.error(
+                "live_position_may_be_open",
+                position=position,
+                pool=pool.address,
+                error=f"{type(exc).__name__}: {exc}",
+                hint="the next start reconciles it; or close it in Gateway by hand",
+            )
+            return
+        log.warning(
+            "live_closed_on_cancel",
+            position=position,
+            close_method=method,
+            transactions=[t.as_json() for t in ledger.transactions],
+            token0_removed=ledger.removed[0],
+            token1_removed=ledger.removed[1],
+            token0_fees=ledger.fees[0],
+            token1_fees=ledger.fees[1],
+            gas_native=ledger.gas_native,
+        )
 
     async def _funds(self, pool: PoolSpec, info: PoolInfo, quote: PositionQuote) -> FundsCheck:
         """Balances and allowances for what the open will send (the quote's amounts)."""

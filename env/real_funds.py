@@ -98,7 +98,7 @@ async def check_funds(
     to_approve = tuple(
         n for n in wanted if allowed is None or allowed.raw(n.symbol, n.decimals) < n.raw
     )
-    approvals = {k: str(v) for k, v in allowed.approvals.items()} if allowed else {}
+    approvals = {k: format(v, "f") for k, v in allowed.approvals.items()} if allowed else {}
     return FundsCheck(tuple(short), to_approve, dict(balances), approvals)
 
 
@@ -119,7 +119,7 @@ async def approve_shortfall(
             result,
             ledger,
             "approve",
-            token=need.symbol,
+            token_symbol=need.symbol,
             amount=amount if amount is not None else "unlimited",
             policy=policy,
             allowance_before=check.allowances.get(need.symbol, "0"),

@@ -225,7 +225,7 @@ class LivePositionWriter:
     async def close(self, pool: PoolSpec, position: str, ledger: Ledger) -> str:
         """Close; if that fails and the position still exists, remove 100 % and collect what
         is owed. Returns how it was closed; raises with what is still held when it could not."""
-        snapshot = await self._state(pool, position)
+        snapshot = await self.state(pool, position)
         try:
             result = await self._client.close_position(
                 self._venue, self._wallet, position, pool.address
@@ -249,7 +249,7 @@ class LivePositionWriter:
         for check in range(1, checks + 1):
             owned = await self._owned_or_none(pool, check)
             if owned is not None and not any(p.address == position for p in owned):
-                state = await self._state(pool, position)
+                state = await self.state(pool, position)
                 if state is None or state.is_empty:
                     log.info("live_close_reconciled", position=position, check=check)
                     if snapshot is not None:
@@ -268,7 +268,7 @@ class LivePositionWriter:
         ledger: Ledger,
         close_error: GatewayError,
     ) -> str:
-        state = await self._state(pool, position)
+        state = await self.state(pool, position)
         try:
             if state is None or any(state.token_amounts()):
                 result = await self._client.remove_liquidity(
@@ -277,14 +277,14 @@ class LivePositionWriter:
                 receipt = await self.settle(result, ledger, "remove", position=position)
                 # remove-liquidity collects everything owed in the same transaction.
                 self._account_exit(pool, position, result, receipt, snapshot, ledger, fees=True)
-                state = await self._state(pool, position)
+                state = await self.state(pool, position)
             if state is not None and any(state.token_fees()):
                 await self._collect(pool, position, state, ledger)
-                state = await self._state(pool, position)
+                state = await self.state(pool, position)
         except GatewayError as exc:
             raise LiveExecutionError(
                 f"close failed ({close_error}) and remove+collect failed ({exc}); "
-                + self._holding_statement(position, await self._state(pool, position))
+                + self._holding_statement(position, await self.state(pool, position))
             ) from exc
         if state is None or not state.is_empty:
             raise LiveExecutionError(
@@ -321,7 +321,7 @@ class LivePositionWriter:
             )
             ledger.add("fees", fees, "gateway")
 
-    async def _state(self, pool: PoolSpec, position: str) -> PositionInfo | None:
+    async def state(self, pool: PoolSpec, position: str) -> PositionInfo | None:
         """position-info, or ``None`` when Gateway cannot read it (a burned position answers
         500 "Failed to get position info")."""
         try:

@@ -182,7 +182,7 @@ async def test_open_approves_exactly_what_it_sends_and_records_the_approvals(
         assert body is not None and body["spender"] == "uniswap/clmm"
         assert 0 <= float(body["amount"]) - sent[body["token"]] < 1e-5  # exact, rounded up
     details = [t for t in outcome.simulation["transaction_details"] if t["kind"] == "approve"]
-    assert {t["token"] for t in details} == {"USDC", "WETH"}
+    assert {t["token_symbol"] for t in details} == {"USDC", "WETH"}
     assert all(t["policy"] == "exact" and t["gas_native"] > 0 for t in details)
     assert outcome.simulation["approval_policy"] == "exact"
 
