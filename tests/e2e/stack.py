@@ -219,6 +219,19 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
 
+    def add_wallet(self, eth: int, usdc: int, weth: int) -> str:
+        """A new funded wallet in Gateway (a fresh key made here, handed to Gateway only)."""
+        status, added = self.gateway(
+            "POST",
+            "/wallet/add",
+            {"chain": "ethereum", "privateKey": "0x" + secrets.token_hex(32), "setDefault": False},
+        )
+        if status != 200:
+            raise RuntimeError(f"wallet/add answered {status}: {added}")
+        address = str(added["address"])
+        self.chain.fund(address, self.deployment.deployer, eth, usdc, weth)
+        return address
+
     def gateway(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One Gateway request; returns (status, parsed body)."""
         request = urllib.request.Request(

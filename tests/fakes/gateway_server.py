@@ -421,16 +421,27 @@ class FakeGatewayServer:
             return self._error(404, "Not Found", "Pool not found")
         if self.fail_quote:
             return self._error(400, "Bad Request", "Insufficient liquidity for the quoted range")
-        base = float(args.get("baseTokenAmount", 0) or 0)
-        quote = float(args.get("quoteTokenAmount", 0) or 0)
+        pool = self._pool(args)
+        assert pool is not None
+        lower = pool.tick_for(float(args["lowerPrice"]))
+        upper = pool.tick_for(float(args["upperPrice"]))
+        if lower >= upper:
+            return self._error(400, "HttpError", "Lower price must be less than upper price")
+        # Like the SDK's Position.fromAmounts: the side given (base = token0) sets L, the other
+        # side is what that L needs at the current price.
+        offered0 = float(args.get("baseTokenAmount") or 0) or 1e30
+        offered1 = float(args.get("quoteTokenAmount") or 0) or 1e30
+        probe = FakePosition("quote", pool, "", lower, upper)
+        probe.deposit(offered0, offered1)
+        amount0, amount1 = probe.amounts()
         return self._json(
             {
-                "baseLimited": True,
-                "baseTokenAmount": base,
-                "quoteTokenAmount": quote,
-                "baseTokenAmountMax": base,
-                "quoteTokenAmountMax": quote,
-                "liquidity": "764184318114895",
+                "baseLimited": offered0 < 1e30,
+                "baseTokenAmount": amount0,
+                "quoteTokenAmount": amount1,
+                "baseTokenAmountMax": float(args.get("baseTokenAmount") or amount0),
+                "quoteTokenAmountMax": float(args.get("quoteTokenAmount") or amount1),
+                "liquidity": str(int(probe.liquidity * 1e12)),
             }
         )
 
