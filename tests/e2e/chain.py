@@ -146,6 +146,18 @@ class Chain:
             ]
         return hashes
 
+    def position_events(self, event: str, token_id: int) -> list[tuple[int, int]]:
+        """(amount0, amount1) of every ``event`` the position manager logged for ``token_id``."""
+        logs = self.call(
+            "eth_getLogs",
+            [{"address": self.npm, "fromBlock": "0x0", "topics": [event, "0x" + word(token_id)]}],
+        )
+        amounts = []
+        for log in logs:
+            values = words(log["data"])
+            amounts.append((values[1], values[2]))
+        return amounts
+
     def npm_amounts(self, receipt: Receipt, event: str) -> tuple[int, int]:
         """Σ (amount0, amount1) of the position manager's ``event`` logs in ``receipt``."""
         total0 = total1 = 0
