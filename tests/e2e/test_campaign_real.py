@@ -38,7 +38,8 @@ def test_three_real_episodes_reconcile_with_the_chain(
     last_block = chain.block_number()
 
     results = episodes(data)
-    assert len(results) == 3
+    failures = [p.read_text()[:1500] for p in data.glob("runs/*/episodes/*/failure.json")]
+    assert len(results) == 3, failures
     assert all(r["status"] == "success" for r in results), [r.get("reason") for r in results]
     assert chain.positions_of(wallet) == [] or all(
         chain.position_liquidity(t) == 0 for t in chain.positions_of(wallet)
