@@ -71,7 +71,12 @@ async def settle_claim(env: RealClmmEnv, claim: Claim) -> dict[str, Any]:
     try:
         method = await env.positions.close(claim.pool, claim.position, ledger)
     except (GatewayError, LiveExecutionError) as exc:
-        log.error("live_reconcile_close_failed", position=claim.position, error=str(exc))
+        log.error(
+            "live_reconcile_close_failed",
+            position=claim.position,
+            error=str(exc),
+            hint="close the position in Gateway by hand; reconciliation.json names it",
+        )
         return {
             **record,
             "action": "left_open",
