@@ -13,6 +13,8 @@ outcome record in :mod:`env.real_outcome`.
 from __future__ import annotations
 
 import asyncio
+import math
+from dataclasses import replace
 from typing import Any, Literal
 
 import structlog
@@ -30,7 +32,7 @@ from clmmd.env.gates import GATE_QUOTE, check_gates
 from clmmd.env.gateway import GatewayClient, PoolInfo, PositionQuote, Venue, client_from_settings
 from clmmd.env.gateway_errors import GatewayError, GatewayUnreachable
 from clmmd.env.mock import validate_request
-from clmmd.env.pricing import liquidity_for_value_usd
+from clmmd.env.pricing import liquidity_for_value_usd, usd_price_to_tick
 from clmmd.env.real_funds import (
     APPROVAL_POLICIES,
     ApprovalPolicy,
@@ -141,6 +143,7 @@ class RealClmmEnv:
                 raise PoolValidationError(field, f"pool is on {theirs!r}, this env on {ours!r}")
         validated = await validate_pool(self.client, self.venue, pool)
         pool, info = validated.pool, validated.info
+        request, shift = anchor_to_live_price(request, pool, info)
         size = request.size_usd * request.risk_scalar
         prices = gateway_price_range(pool, request.tick_lower, request.tick_upper)
         usd_open = volatile_usd_price(pool, info)
@@ -251,6 +254,7 @@ class RealClmmEnv:
             samples=samples,
             approval_policy=self.approval_policy,
             receipts_source=self.receipts.source,
+            range_shift_ticks=shift,
         )
         return live_outcome(run)
 
@@ -314,6 +318,30 @@ class RealClmmEnv:
             tick = current_tick(pool, last)
             in_range += request.tick_lower <= tick < request.tick_upper
         return in_range, samples, last
+
+
+def anchor_to_live_price(
+    request: ExecutionRequest, pool: PoolSpec, info: PoolInfo
+) -> tuple[ExecutionRequest, int]:
+    """The proposal's range moved, whole tick spacings at a time, from the price it was centred
+    on (the intel snapshot's, else the pool's reference) to the live pool price.
+
+    The agent chose a width around the price it saw; a stale snapshot would otherwise put the
+    range beside the market (a one-sided deposit that earns nothing). Returns the request and
+    the shift in ticks (0 when the snapshot was current).
+    """
+    anchor_usd = request.market.price_usd or pool.reference_price_usd
+    if not (anchor_usd and math.isfinite(anchor_usd) and anchor_usd > 0):
+        return request, 0
+    drift = current_tick(pool, info) - usd_price_to_tick(pool, anchor_usd)
+    shift = round(drift / pool.tick_spacing) * pool.tick_spacing
+    if shift == 0:
+        return request, 0
+    log.info("live_range_anchored", shift_ticks=shift, tick_lower=request.tick_lower + shift)
+    moved = replace(
+        request, tick_lower=request.tick_lower + shift, tick_upper=request.tick_upper + shift
+    )
+    return moved, shift
 
 
 def real_env_from_settings(settings_like: Any, clock: Clock) -> RealClmmEnv:

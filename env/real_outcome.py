@@ -93,6 +93,7 @@ class LiveRun:
     samples: int
     approval_policy: str = "exact"
     receipts_source: str | None = None
+    range_shift_ticks: int = 0
 
 
 def live_outcome(run: LiveRun) -> ExecutionOutcome:
@@ -131,6 +132,7 @@ def live_outcome(run: LiveRun) -> ExecutionOutcome:
         "wallet_address": run.wallet_address,
         "tick_lower": request.tick_lower,
         "tick_upper": request.tick_upper,
+        "range_shift_ticks": run.range_shift_ticks,
         "lower_price": run.lower,
         "upper_price": run.upper,
         "price_open": info.price,

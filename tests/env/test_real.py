@@ -22,6 +22,7 @@ from clmmd.env.base import (
 from clmmd.env.gateway import GatewayClient
 from clmmd.env.gateway_errors import GatewayBadRequest, TransactionReverted
 from clmmd.env.mock import MockClmmEnv
+from clmmd.env.pricing import usd_price_to_tick
 from clmmd.env.real import LiveExecutionError, RealClmmEnv, real_env_from_settings
 from tests.conftest import CapturedLogs
 from tests.fakes.gateway_server import FakeGatewayServer, FakePool
@@ -42,7 +43,8 @@ def request(**override: Any) -> ExecutionRequest:
         "risk_scalar": 0.5,
         "horizon_hours": 1.0,
         "seed": 7,
-        "market": MarketInputs(eth_price_usd=3000.0),
+        # The snapshot's price is the pool's: the range needs no re-anchoring.
+        "market": MarketInputs(price_usd=1e12 / 1.0001**TICK, eth_price_usd=3000.0),
     }
     fields.update(override)
     return ExecutionRequest(**fields)
@@ -452,3 +454,23 @@ async def test_mock_mode_never_opens_a_socket_or_builds_a_client(
     # The guard is live: the same patches stop a Gateway client from connecting at all.
     with pytest.raises(AssertionError):
         socket.create_connection(("127.0.0.1", 9))
+
+
+async def test_a_range_centred_on_a_stale_price_is_moved_to_the_live_price(
+    gateway: FakeGatewayServer, client: GatewayClient, clock: FakeClock
+) -> None:
+    # The intel snapshot says $3,300 while the pool trades near $2,970: the agent's range
+    # around $3,300 would sit beside the market and earn nothing.
+    gateway.approve_all()
+    centre = usd_price_to_tick(POOL, 3300.0) // 10 * 10
+    stale = request(
+        tick_lower=centre - 300,
+        tick_upper=centre + 300,
+        market=MarketInputs(price_usd=3300.0, eth_price_usd=3300.0),
+    )
+    outcome = await make_env(client, clock).execute(stale)
+    sim = outcome.simulation
+    assert sim["range_shift_ticks"] != 0 and sim["range_shift_ticks"] % POOL.tick_spacing == 0
+    assert sim["tick_upper"] - sim["tick_lower"] == stale.tick_upper - stale.tick_lower
+    assert sim["tick_lower"] <= TICK < sim["tick_upper"]
+    assert outcome.time_in_range_pct == 100.0 and outcome.fees_usd > 0
