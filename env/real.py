@@ -224,13 +224,7 @@ class RealClmmEnv:
             raise
         except BaseException as exc:
             # Say loudly what is left on chain: the operator has to deal with it.
-            log.error(
-                "live_position_may_be_open",
-                position=position,
-                pool=pool.address,
-                error=f"{type(exc).__name__}: {exc}",
-                hint="check the position in Gateway (positions-owned) and close it by hand",
-            )
+            may_be_open(position, pool, exc)
             raise
         run = LiveRun(
             pool=pool,
@@ -267,13 +261,7 @@ class RealClmmEnv:
         try:
             method = await asyncio.shield(self.positions.close(pool, position, ledger))
         except BaseException as exc:
-            log.error(
-                "live_position_may_be_open",
-                position=position,
-                pool=pool.address,
-                error=f"{type(exc).__name__}: {exc}",
-                hint="the next start reconciles it; or close it in Gateway by hand",
-            )
+            may_be_open(position, pool, exc)
             return
         log.warning(
             "live_closed_on_cancel",
@@ -318,6 +306,18 @@ class RealClmmEnv:
             tick = current_tick(pool, last)
             in_range += request.tick_lower <= tick < request.tick_upper
         return in_range, samples, last
+
+
+def may_be_open(position: str, pool: PoolSpec, exc: BaseException) -> None:
+    """The ERROR line that names a position a failed or stopped episode may have left open."""
+    log.error(
+        "live_position_may_be_open",
+        position=position,
+        pool=pool.address,
+        error=f"{type(exc).__name__}: {exc}",
+        hint="the next start in real mode reconciles it (reconciliation.json); or close it in "
+        "Gateway by hand (positions-owned lists it)",
+    )
 
 
 def anchor_to_live_price(

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -219,32 +220,44 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
 
-    def add_wallet(self, eth: int, usdc: int, weth: int) -> str:
+    def add_wallet(self, eth: int, usdc: int, weth: int, *, default: bool = False) -> str:
         """A new funded wallet in Gateway (a fresh key made here, handed to Gateway only)."""
         status, added = self.gateway(
             "POST",
             "/wallet/add",
-            {"chain": "ethereum", "privateKey": "0x" + secrets.token_hex(32), "setDefault": False},
+            {
+                "chain": "ethereum",
+                "privateKey": "0x" + secrets.token_hex(32),
+                "setDefault": default,
+            },
         )
         if status != 200:
             raise RuntimeError(f"wallet/add answered {status}: {added}")
         address = str(added["address"])
-        self.chain.fund(address, self.deployment.deployer, eth, usdc, weth)
+        if eth or usdc or weth:
+            self.chain.fund(address, self.deployment.deployer, eth, usdc, weth)
         return address
 
     def gateway(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One Gateway request; returns (status, parsed body)."""
-        request = urllib.request.Request(
-            self.gateway_url + path,
-            data=json.dumps(body).encode() if body is not None else None,
-            method=method,
-            headers={"content-type": "application/json"} if body is not None else {},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as answer:
-                return answer.status, json.loads(answer.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return http_json(self.gateway_url, method, path, body)
+
+
+def http_json(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One JSON request; (status, parsed body) whatever the status. A GET's body is its query."""
+    if method == "GET" and body:
+        path, body = path + "?" + urllib.parse.urlencode(body), None
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"content-type": "application/json"} if body is not None else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def configure_gateway(gateway_dir: Path, run_dir: Path, rpc: str, port: int) -> None:
@@ -317,15 +330,7 @@ def running_stack(workdir: Path) -> Iterator[Stack]:
         url = f"http://127.0.0.1:{gw_port}"
         wait_http(url + "/", gateway, 90)
         stack = Stack(workdir, deployment, chain, url, "", processes)
-        # A fresh key made here and handed to Gateway only: no key lives in the repository.
-        status, added = stack.gateway(
-            "POST",
-            "/wallet/add",
-            {"chain": "ethereum", "privateKey": "0x" + secrets.token_hex(32), "setDefault": True},
-        )
-        if status != 200:
-            raise RuntimeError(f"wallet/add answered {status}: {added}")
-        stack.wallet = added["address"]
+        stack.wallet = stack.add_wallet(0, 0, 0, default=True)
         yield stack
     finally:
         for process in reversed(processes):

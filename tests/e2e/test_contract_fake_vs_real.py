@@ -9,13 +9,9 @@ orientation (which token each route calls the base) must be the same.
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, http_json
 from tests.fakes.gateway_server import FakeGatewayServer, FakePool
 
 NET = "mainnet"
@@ -37,20 +33,7 @@ def shape(value: Any) -> Any:
     return type(value).__name__
 
 
-def call(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    if method == "GET" and body:
-        path, body = path + "?" + urllib.parse.urlencode(body), None
-    request = urllib.request.Request(
-        base + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"content-type": "application/json"} if body is not None else {},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+call = http_json
 
 
 def conversation(base: str, wallet: str, pool: str) -> dict[str, tuple[int, Any]]:

@@ -82,6 +82,17 @@ def start_one_episode(stack: Stack, env: dict[str, str], proc: Any) -> tuple[Pat
     return episode_dir, position
 
 
+def restart_until_reconciled(env: dict[str, str], log: Path, episode_dir: Path) -> Any:
+    """Start the daemon again, wait for the episode's reconciliation.json, stop; its record."""
+    record_path = episode_dir / "reconciliation.json"
+    with daemon(env, log) as proc:
+        wait_for("reconciliation.json", record_path.exists, 120, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    (record,) = json.loads(record_path.read_text())["positions"]
+    return record
+
+
 def stopped_env(stack: Stack, data: Path) -> dict[str, str]:
     # A long horizon keeps the position open while the test stops the daemon.
     return clmmd_env(stack, data, CLMMD_HORIZON_HOURS="0.2", CLMMD_DRAIN_TIMEOUT_S="1")
@@ -99,12 +110,7 @@ def test_kill_9_with_an_open_position_is_reconciled_on_restart(
         proc.wait(10)
     assert stack.chain.position_liquidity(position) > 0  # really left open by the kill
 
-    with daemon(env, log) as proc:
-        record_path = episode_dir / "reconciliation.json"
-        wait_for("reconciliation.json", record_path.exists, 120, proc)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    (record,) = json.loads(record_path.read_text())["positions"]
+    record = restart_until_reconciled(env, log, episode_dir)
     assert record["position_id"] == str(position) and record["action"] == "closed"
     assert record["token0_removed"] > 0 or record["token1_removed"] > 0
     assert record["token0_fees"] > 0 or record["token1_fees"] > 0  # the trader's swaps paid
@@ -132,10 +138,5 @@ def test_sigterm_with_an_open_position_closes_it_before_exit(
     assert json.loads((episode_dir / "failure.json").read_text())["stage"] == "interrupted"
 
     # The next start checks the chain for that episode's position and records what it found.
-    with daemon(env, log) as proc:
-        record_path = episode_dir / "reconciliation.json"
-        wait_for("reconciliation.json", record_path.exists, 120, proc)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    (record,) = json.loads(record_path.read_text())["positions"]
+    record = restart_until_reconciled(env, log, episode_dir)
     assert record["action"] == "none" and record["found"] is False
