@@ -23,6 +23,9 @@ HUSKY=0 "$PNPM" install --frozen-lockfile --store-dir "$CACHE/pnpm-store" --repo
 # Dev mode listens on 0.0.0.0 (hard-coded in src/app.ts): tests bind loopback only.
 grep -q "host: '0.0.0.0'" dist/app.js
 sed -i "s/host: '0.0.0.0'/host: '127.0.0.1'/" dist/app.js
+# Gateway's default configuration, kept as a template: each run copies it into its own root.
+bash gateway-setup.sh --with-defaults < /dev/null > /dev/null
+mv conf conf.template
 cd / && rm -rf "$DEST" && mv "$DEST.tmp/gateway" "$DEST" && rm -rf "$DEST.tmp"
 touch "$DEST/.built"
 echo "$DEST"
