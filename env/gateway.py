@@ -30,6 +30,7 @@ from clmmd.env.gateway_models import (
     Allowances,
     Balances,
     ChainStatus,
+    Health,
     Json,
     PollResult,
     PoolInfo,
@@ -104,9 +105,7 @@ class GatewayClient(GatewayTransport):
     async def health(self) -> float:
         """``GET /`` once (no retries); the round trip in milliseconds. Raises when not ok."""
         start = self._clock.monotonic()
-        body = await self._send("GET", "/", None, None, self.read_timeout_s)
-        if not isinstance(body, dict) or body.get("status") != "ok":
-            raise GatewayResponseError(f"health answer is not status ok: {body!r}")
+        Health.parse(await self._send("GET", "/", None, None, self.read_timeout_s), "health")
         return (self._clock.monotonic() - start) * 1000.0
 
     async def pool_info(self, venue: Venue, pool_address: str) -> PoolInfo:

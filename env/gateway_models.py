@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -268,6 +268,12 @@ class ChainStatus(GatewayModel):
     network: str
     rpc_url: str | None = Field(None, alias="rpcUrl")
     current_block: Whole | None = Field(None, alias="currentBlockNumber")
+
+
+class Health(GatewayModel):
+    """``GET /``: ``{"status": "ok"}``."""
+
+    status: Literal["ok"]
 
 
 class TokenInfo(GatewayModel):

@@ -168,7 +168,7 @@ class LivePositionWriter:
             # No hash: the transaction may be pending. Look for it; never send it again.
             log.warning("live_open_ambiguous", error=str(exc))
             found = await self._find_new_position(request, pool, before, str(exc))
-            ledger.add("added", found.token_amounts(), "gateway")
+            await self._account_reconciled_open(pool, found, ledger)
             return found.address, True
         receipt = await self.settle(result, ledger, "open")
         position_id = str(result.data.get("positionAddress") or "")
@@ -190,6 +190,22 @@ class LivePositionWriter:
             if not any(ledger.added):
                 ledger.add("added", found.token_amounts(), "gateway")
         return position_id, False
+
+    async def _account_reconciled_open(
+        self, pool: PoolSpec, found: PositionInfo, ledger: Ledger
+    ) -> None:
+        """An open that came back without a hash: find its mint on chain for the exact amounts
+        and gas; else the position's amounts as Gateway reads them (oriented by address)."""
+        tx_hash = await self._receipts.minted_in(found.address)
+        receipt = await self._receipts.receipt(tx_hash) if tx_hash else None
+        if tx_hash and receipt is not None and receipt.succeeded:
+            detail = {"reconciled": True}
+            ledger.record(TxRecord(tx_hash, "open", receipt.gas_native, "receipt", detail))
+            ledger.add(
+                "added", human(pool, receipt.position_flows(found.address).increased), "receipt"
+            )
+            return
+        ledger.add("added", found.token_amounts(), "gateway")
 
     async def _find_new_position(
         self, request: ExecutionRequest, pool: PoolSpec, before: set[str], why: str

@@ -170,6 +170,18 @@ class ChainReceipts:
             raise ReceiptUnavailable(f"{method}: node answered an error: {error!r:.200}")
         return body.get("result")
 
+    async def minted_in(self, token_id: str) -> str | None:
+        """Hash of the transaction that minted position ``token_id`` (its first
+        IncreaseLiquidity log), for an open whose answer carried no hash."""
+        topic = "0x" + f"{int(token_id):064x}"
+        logs = await self._call(
+            "eth_getLogs", [{"fromBlock": "earliest", "topics": [INCREASE_LIQUIDITY, topic]}]
+        )
+        if not isinstance(logs, list) or not logs or not isinstance(logs[0], dict):
+            return None
+        tx_hash = logs[0].get("transactionHash")
+        return str(tx_hash) if tx_hash else None
+
     async def receipt(self, tx_hash: str) -> Receipt:
         """The mined receipt of ``tx_hash``, waiting a little for a node that lags Gateway's."""
         for attempt in range(1, self._attempts + 1):
@@ -235,6 +247,17 @@ class ReceiptSource:
             return await reader.receipt(tx_hash)
         except ReceiptUnavailable as exc:
             log.warning("receipt_unavailable", tx=tx_hash, reason=str(exc))
+            return None
+
+    async def minted_in(self, token_id: str) -> str | None:
+        """The hash that minted ``token_id``, ``None`` (logged) when no node can say."""
+        reader = await self.reader()
+        if reader is None:
+            return None
+        try:
+            return await reader.minted_in(token_id)
+        except (ReceiptUnavailable, ValueError) as exc:
+            log.warning("mint_lookup_unavailable", position=token_id, reason=str(exc))
             return None
 
     async def close(self) -> None:

@@ -89,6 +89,10 @@ async def test_an_open_whose_receipt_is_late_is_reconciled_with_oriented_amounts
     assert sim["token0_added"] == pytest.approx(added[0] / 1e6, rel=1e-6)  # USDC
     assert sim["token1_added"] == pytest.approx(added[1] / 1e18, rel=1e-6)  # WETH
     assert sim["initial_value_usd"] == pytest.approx(4000.0, rel=0.02)
+    # The mint was found on chain: the open's gas is the episode's, from its receipt.
+    (opened,) = [t for t in sim["transaction_details"] if t["kind"] == "open"]
+    assert opened["reconciled"] is True
+    assert opened["gas_native"] == pytest.approx(chain.receipt(opened["hash"]).gas_wei / 1e18)
 
 
 async def test_a_failed_close_ends_with_the_position_emptied_and_fees_from_the_chain(

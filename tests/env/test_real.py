@@ -268,6 +268,10 @@ async def test_pending_without_hash_is_reconciled_with_oriented_amounts(
     assert sim["open_reconciled"] is True and sim["close_method"] == "close"
     assert clock.slept.count(10.0) == 2  # two reconciliation checks saw nothing yet
     assert 100 < sim["token0_added"] < 500 and 0 < sim["token1_added"] < 0.2
+    # Its mint was found on chain: exact amounts, and its gas is the episode's too.
+    (opened,) = [t for t in sim["transaction_details"] if t["kind"] == "open"]
+    assert opened["reconciled"] is True and opened["source"] == "receipt"
+    assert sim["gas_paid_native"] == pytest.approx(2 * gateway.gas_fee)
 
 
 async def test_open_that_never_appears_fails_without_resending(

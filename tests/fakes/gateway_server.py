@@ -13,7 +13,8 @@ It answers in Gateway v2.13's shapes and orientation rules (checked against the 
   fees while "removed" includes what was owed — the receipt's events carry the truth;
 * open checks the allowance (400 "Insufficient USDC allowance…"); approve/allowances/balances
   and ``/chains/ethereum/status`` (whose ``rpcUrl`` points at this server's ``/rpc``, which
-  answers ``eth_getTransactionReceipt`` with Increase/Decrease/Collect logs) are served;
+  answers ``eth_getTransactionReceipt`` and ``eth_getLogs`` with Increase/Decrease/Collect logs)
+  are served;
 * a reverted open is 400 "Transaction failed…" without a hash; a receipt that does not come in
   Gateway's 10 s is 500 "Failed to open position" without a hash.
 
@@ -547,6 +548,16 @@ class FakeGatewayServer:
         )
 
     def _h_rpc(self, args: dict[str, Any]) -> web.Response:
+        if args.get("method") == "eth_getLogs":
+            wanted = args["params"][0]["topics"]
+            found = [
+                {**entry, "transactionHash": sig}
+                for sig, tx in self.txs.items()
+                if tx.polls_left <= 0
+                for entry in tx.logs
+                if entry["topics"][: len(wanted)] == wanted
+            ]
+            return self._json({"jsonrpc": "2.0", "id": args.get("id"), "result": found})
         if args.get("method") != "eth_getTransactionReceipt":
             return self._json({"jsonrpc": "2.0", "id": args.get("id"), "error": {"code": -32601}})
         tx = self.txs.get(str(args["params"][0]))
