@@ -53,22 +53,37 @@ from clmmd.service.wiring import load_configured_registry, open_intel
 log = structlog.get_logger(__name__)
 
 
-async def seeded_mock_snapshot(
-    settings: Settings, seed: int, pool: PoolSpec, lookback_hours: float, clock: Clock
-) -> IntelSnapshot:
-    """The snapshot a mock campaign with ``seed`` gives its episodes (throw-away cache)."""
+async def seeded_mock_snapshots(
+    settings: Settings, seed: int, pools: list[PoolSpec], lookback_hours: float, clock: Clock
+) -> dict[str, IntelSnapshot]:
+    """The snapshots a mock campaign with ``seed`` gives its episodes in each of ``pools``, by
+    address (one throw-away cache, warmed for all of them)."""
     registry = load_configured_registry(settings)
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="clmmd-eval-intel-"))
+    addresses = list(dict.fromkeys([*settings.pools, *(p.address for p in pools)]))
     try:
         cache = await asyncio.to_thread(IntelCache, folder)
         try:
-            await warm_mock_intel(cache, registry, clock, list(settings.pools), seed)
+            await warm_mock_intel(cache, registry, clock, addresses, seed)
             intel = MarketIntelligence(cache, registry, clock)
-            return await asyncio.to_thread(intel.snapshot, pool.address, pool.pair, lookback_hours)
+            return {
+                pool.address: await asyncio.to_thread(
+                    intel.snapshot, pool.address, pool.pair, lookback_hours
+                )
+                for pool in pools
+            }
         finally:
             await asyncio.to_thread(cache.close)
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+async def seeded_mock_snapshot(
+    settings: Settings, seed: int, pool: PoolSpec, lookback_hours: float, clock: Clock
+) -> IntelSnapshot:
+    """The snapshot a mock campaign with ``seed`` gives its episodes (throw-away cache)."""
+    snapshots = await seeded_mock_snapshots(settings, seed, [pool], lookback_hours, clock)
+    return snapshots[pool.address]
 
 
 async def evaluate(
@@ -230,6 +245,7 @@ __all__ = [
     "mean_interval",
     "paired_difference",
     "seeded_mock_snapshot",
+    "seeded_mock_snapshots",
     "t_quantile_975",
     "train_then_evaluate",
 ]
