@@ -33,7 +33,7 @@ from clmmd.service.runs.runner import EpisodeRunner, EpisodeSettings, IntelReade
 
 log = structlog.get_logger(__name__)
 
-RunKind = Literal["campaign", "daemon"]
+RunKind = Literal["campaign", "daemon", "sweep"]
 
 
 class RunOpenError(Exception):
@@ -140,6 +140,11 @@ async def open_run(
         raise RunOpenError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from exc
     if recovered.episodes_completed:
         log.warning("recovered_interrupted_episodes", episodes=recovered.episodes_completed)
+    if env.name == "real":
+        # Positions interrupted episodes left on chain are settled before anything new opens.
+        from clmmd.service.runs.live_recovery import reconcile_live_positions
+
+        await reconcile_live_positions(data_dir, env, settings.pools, clock)
     seed = resolve_seed(settings)
     if agent is None:
         agent = await PersistentAgent.open(
