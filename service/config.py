@@ -713,7 +713,7 @@ def derive_exec_mode(hb_env: ExecMode, mock_clmm: bool) -> ExecMode:
 
 def _secret_variables() -> set[str]:
     """The variable names of :data:`SECRET_FIELDS` (their values are never shown)."""
-    out = set()
+    out: set[str] = set()
     for name in SECRET_FIELDS:
         alias = Settings.model_fields[name].validation_alias
         if isinstance(alias, AliasChoices):
