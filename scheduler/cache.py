@@ -266,8 +266,10 @@ class IntelCache:
         """Record a failed attempt, keeping the last good data and its ``fetched_at``."""
         expire = _gc_expiry(max_age_s)
         attempt = utc_iso(now)
+        self._check_open()
         env = await asyncio.to_thread(
-            self._merge_failure, key, error, attempt, ttl_s, source, expire
+            self._on_disk,
+            lambda disk: self._merge_failure(disk, key, error, attempt, ttl_s, source, expire),
         )
         self._mirror[key] = env
         return env
@@ -346,20 +348,6 @@ class IntelCache:
         )
 
     def _merge_failure(
-        self,
-        key: str,
-        error: str,
-        attempt: str,
-        ttl_s: int,
-        source: SourceName | None,
-        expire: float,
-    ) -> Envelope:
-        self._check_open()
-        return self._on_disk(
-            lambda disk: self._merge_failure_in(disk, key, error, attempt, ttl_s, source, expire)
-        )
-
-    def _merge_failure_in(
         self,
         disk: diskcache.Cache,
         key: str,
