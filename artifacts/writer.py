@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +46,45 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class _TempNames:
+    """Unique hidden temp names without a system call per name.
+
+    ``<pid>-<token><counter>``: the pid lets a process tell its own temps from a dead one's, the
+    random token (drawn once per process) keeps a reused pid from meeting a dead process's
+    leftovers, and ``O_EXCL`` refuses any collision anyway. Reset in a forked child.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = f"{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(3)}"
+        self.counter = itertools.count()
+
+    def next(self, name: str) -> str:
+        return f".{name}{self.prefix}{next(self.counter):x}"
+
+
+_NAMES = _TempNames()
+
+
 def _temp_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
+    return final.with_name(_NAMES.next(final.name))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     temp = _temp_path(final)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         if durable:
             os.fsync(fd)
     except BaseException:
@@ -66,19 +95,32 @@ def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     return temp
 
 
+def write_files_new(
+    folder: Path, files: Sequence[tuple[str, bytes]], *, durable: bool = True
+) -> None:
+    """Create each ``(name, data)`` in ``folder``, in order, atomically and never overwriting.
+
+    Each file goes through its own temp name and ``link``; :class:`ArtifactExistsError` stops
+    the batch at the first name that exists (the files before it stay: each is whole). Durable:
+    every file is fsynced before its link, and the folder once after the last one, so a batch
+    costs one directory fsync however many files it holds.
+    """
+    for name, data in files:
+        final = folder / name
+        temp = _write_temp(final, data, durable)
+        try:
+            os.link(temp, final)
+        except FileExistsError:
+            raise ArtifactExistsError(f"refusing to overwrite artifact {final}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+    if durable and files:
+        fsync_dir(folder)
+
+
 def write_new(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Create ``path`` atomically with ``data``; :class:`ArtifactExistsError` if it exists."""
-    if path.exists():
-        raise ArtifactExistsError(f"refusing to overwrite artifact {path}")
-    temp = _write_temp(path, data, durable)
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        raise ArtifactExistsError(f"refusing to overwrite artifact {path}") from None
-    finally:
-        temp.unlink(missing_ok=True)
-    if durable:
-        fsync_dir(path.parent)
+    write_files_new(path.parent, [(path.name, data)], durable=durable)
 
 
 def write_json_new(path: Path, obj: Any, *, durable: bool = True) -> None:
@@ -104,13 +146,11 @@ def create_episode_dir(
     """Create ``episodes_dir/episode_id`` holding proposal.json, atomically.
 
     The folder is assembled under a hidden temporary name and renamed into place. ``rename``
-    onto an existing non-empty directory fails, and we check first for the empty case, so an
-    existing episode is never replaced.
+    onto an existing non-empty directory fails, and we check just before it for the empty case,
+    so an existing episode is never replaced.
     """
     final = episodes_dir / episode_id
-    if final.exists():
-        raise ArtifactExistsError(f"refusing to overwrite episode folder {final}")
-    staging = episodes_dir / f".{episode_id}{TEMP_MARKER}{secrets.token_hex(4)}"
+    staging = episodes_dir / _NAMES.next(episode_id)
     staging.mkdir(parents=True)
     try:
         write_json_new(staging / "proposal.json", proposal, durable=durable)
@@ -135,6 +175,16 @@ def create_episode_dir(
     return final
 
 
+def append_unlocked(path: Path, data: bytes) -> None:
+    """Append ``data`` with one ``O_APPEND`` write and no lock: for a file with a single writer
+    (an episode's logs.jsonl, written only by its own episode task)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
 def append_line(path: Path, line: bytes, *, durable: bool = False) -> None:
     """Append one line with a single ``write`` under an exclusive lock.
 
@@ -147,10 +197,7 @@ def append_line(path: Path, line: bytes, *, durable: bool = False) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            view = memoryview(line)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, line)
             if durable:
                 os.fsync(fd)
         finally:

@@ -200,16 +200,29 @@ class _Episode:
             stage, t = "reward", self.r.clock.monotonic()
             reward = outcome_reward(outcome, self.s.reward_weights)
             self._mark("reward", t)
-            stage, t = "write_result", self.r.clock.monotonic()
+            stage = "write_result"
             result = build.success_result(outcome, self.r.env.name, self.stages)
-            # reward.json first: a crash between the two leaves reward without result, which
-            # recovery completes with failure.json; the reverse could never validate.
-            await self._write(("reward.json", reward), ("result.json", result))
-            self._mark("write_result", t)
+            self._decide_learning(result)
+            if self._learns():
+                # The outcome must be on disk before the agent learns from it.
+                t = self.r.clock.monotonic()
+                await self._write(*_outcome_files(reward, result))
+                self._mark("write_result", t)
         except Exception as exc:
             return await self._fail(stage, exc)
-        await self._learn(result, reward)
-        await self._finish()
+        if self._learns():
+            await self._learn(reward)
+            await self._finish()
+        else:
+            # Nothing happens between the outcome and the last files: one write (one thread
+            # hop, one directory fsync) for all of them.
+            try:
+                await self._finish(*_outcome_files(reward, result))
+            except Exception as exc:
+                landed = await self._io(self.r.store.has, self.episode_id, "result.json")
+                if landed:  # only timings/metadata failed: as a failed _finish always did
+                    raise
+                return await self._fail("write_result", exc)
         log.info(
             "episode_done",
             status=result.status,
@@ -240,10 +253,9 @@ class _Episode:
         value = self.snapshot.hygiene.get("fresh_pct")
         return float(value) if isinstance(value, (int, float)) else None
 
-    async def _learn(self, result: EpisodeResult, reward: Reward) -> None:
+    def _decide_learning(self, result: EpisodeResult) -> None:
+        """The learning gates (pure): decided before the outcome is written."""
         t = self.r.clock.monotonic()
-        proposal = self.proposal
-        assert proposal is not None
         regime_unknown = classify(market_view(self.snapshot)).is_unknown
         self.learning = decide_learning(
             status=result.status,
@@ -253,13 +265,23 @@ class _Episode:
             fresh_pct_floor=self.s.fresh_pct_floor,
             regime_unknown=regime_unknown,
         )
-        if self.learning.apply and proposal.regime_key and proposal.action:
-            try:
-                await self.r.agent.learn(
-                    proposal.regime_key, proposal.action.width_ticks, reward.total
-                )
-            except Exception as exc:
-                self.learning = LearningDecision(False, f"learning update failed: {exc}")
+        self._mark("learn", t)
+        if not self._learns():
+            self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
+
+    def _learns(self) -> bool:
+        proposal = self.proposal
+        return bool(self.learning.apply and proposal and proposal.regime_key and proposal.action)
+
+    async def _learn(self, reward: Reward) -> None:
+        """Apply the update the gates allowed (``_learns()``); a failure is recorded, not fatal."""
+        t = self.r.clock.monotonic()
+        proposal = self.proposal
+        assert proposal is not None and proposal.regime_key and proposal.action
+        try:
+            await self.r.agent.learn(proposal.regime_key, proposal.action.width_ticks, reward.total)
+        except Exception as exc:
+            self.learning = LearningDecision(False, f"learning update failed: {exc}")
         self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
         self._mark("learn", t)
 
@@ -270,9 +292,8 @@ class _Episode:
             exc, self.r.env.name, self.stages, self.s.reward_weights
         )
         self._log("skipped", gate=exc.gate, reason=str(exc))
-        await self._write(("reward.json", reward), ("result.json", result))
         self.learning = LearningDecision(False, f"gate: episode skipped ({exc.gate})")
-        await self._finish()
+        await self._finish(*_outcome_files(reward, result))
         return EpisodeRecord(status="skipped", fresh_pct=self._fresh_pct())
 
     async def _fail(self, stage: str, exc: BaseException) -> EpisodeRecord:
@@ -297,8 +318,9 @@ class _Episode:
         await self._finish()
         return EpisodeRecord(status="failed", fresh_pct=self._fresh_pct())
 
-    async def _finish(self) -> None:
-        """Write timings.json and metadata.json: the last files of every episode."""
+    async def _finish(self, *first: tuple[str, BaseModel]) -> None:
+        """Write ``first`` (the outcome, when nothing happened since), then timings.json and
+        metadata.json: the last files of every episode."""
         metadata = build.metadata(
             run_id=self.s.run_id,
             episode_id=self.episode_id,
@@ -315,4 +337,10 @@ class _Episode:
         timings = build.timings(
             self.stages, self.r.clock.monotonic() - self.t0, self.started, self.r.clock.now()
         )
-        await self._write(("timings.json", timings), ("metadata.json", metadata))
+        await self._write(*first, ("timings.json", timings), ("metadata.json", metadata))
+
+
+def _outcome_files(reward: Reward, result: EpisodeResult) -> tuple[tuple[str, BaseModel], ...]:
+    # reward.json first: a crash between the two leaves reward without result, which recovery
+    # completes with failure.json; the reverse could never validate.
+    return (("reward.json", reward), ("result.json", result))

@@ -168,10 +168,17 @@ class ZeroSizeEnv:
 
 
 class ResultWriteFails(ArtifactStore):
-    def write(self, episode_id: str, name: str, artifact: Any) -> None:
-        if name == "result.json":
+    """result.json cannot be written; the files before it in the same batch land."""
+
+    def write_batch(
+        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
+    ) -> None:
+        names = [name for name, _ in artifacts]
+        if "result.json" in names:
+            before = artifacts[: names.index("result.json")]
+            super().write_batch(episode_id, logs, before)
             raise OSError(28, "No space left on device")
-        super().write(episode_id, name, artifact)
+        super().write_batch(episode_id, logs, artifacts)
 
 
 @pytest.mark.parametrize(
