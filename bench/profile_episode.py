@@ -24,7 +24,6 @@ import asyncio
 import cProfile
 import json
 import os
-import pstats
 import re
 import resource
 import shutil
@@ -226,7 +225,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [
-        f"| {name} | {share:.1%} | {share * split['cpu_ms']:.3f} |" for name, share in shares.items()
+        f"| {name} | {share:.1%} | {share * split['cpu_ms']:.3f} |"
+        for name, share in shares.items()
     ]
     lines.append("")
     if calls is None:

@@ -3,7 +3,8 @@
 Steps: intel snapshot → propose → execute → reward → result → learning gate → metadata.
 The folder appears atomically with proposal.json (a placeholder proposal recording why when
 the agent could not propose). Any exception in a step writes failure.json naming the step, and
-metadata.json is always written last. Disk writes run in worker threads (fsync blocks).
+metadata.json is always written last. Disk writes run on an :class:`IoLane` thread, never on the
+event loop; an episode that ends without learning writes its outcome and last files at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 from clmmd.agent.learner import LearningDecision, decide_learning
 from clmmd.agent.persistence import LearningAgent
 from clmmd.agent.proposer import ProposalContext, propose
-from clmmd.agent.regime import classify
+from clmmd.agent.regime import MarketView, classify
 from clmmd.agent.reward import outcome_reward
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import Clock, utc_iso
@@ -46,6 +47,7 @@ from clmmd.service.runs.context import (
     execution_request,
     market_view,
 )
+from clmmd.service.runs.io_lane import IoLane
 
 __all__ = [
     "STAGE_HINTS",
@@ -75,6 +77,7 @@ class EpisodeRunner:
         pool: PoolSpec,
         clock: Clock,
         proposer: Callable[[ProposalContext, AgentState], Proposal] = propose,
+        io: IoLane | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,6 +87,10 @@ class EpisodeRunner:
         self.pool = pool
         self.clock = clock
         self.proposer = proposer
+        # Non-durable writes are short CPU work: one lane thread takes them all (fewest thread
+        # wake-ups and GIL hand-offs). Durable ones wait on fsync: they overlap in the default
+        # thread pool (``io`` None), as many as episodes are in flight.
+        self.io = io if io is not None else (None if store.durable else IoLane(name="episode-io"))
 
     async def run(self, index: int) -> EpisodeRecord:
         """Run episode ``index`` (1-based) to an artifact folder; returns its summary record.
@@ -110,6 +117,7 @@ class _Episode:
         self.t0 = runner.clock.monotonic()
         self.stages: dict[str, float] = {}
         self.snapshot: IntelSnapshotView | None = None
+        self.view: MarketView | None = None  # the agent's view of the snapshot, built once
         self.proposal: Proposal | None = None
         self.learning = LearningDecision(False, "episode did not reach the learning step")
         self.health: EnvHealth | None = None
@@ -119,7 +127,10 @@ class _Episode:
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
         # finishes the write it started before the cancellation propagates, so recovery never
         # races a half-done write (e.g. writing failure.json while result.json is landing).
-        task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        lane = self.r.io
+        task = asyncio.ensure_future(
+            lane.run(fn, *args) if lane is not None else asyncio.to_thread(fn, *args)
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -146,7 +157,7 @@ class _Episode:
             )
             self._mark("snapshot", t)
             stage, t = "propose", self.r.clock.monotonic()
-            view = market_view(self.snapshot)
+            view = self.view = market_view(self.snapshot)
             ctx = ProposalContext(
                 run_id=self.s.run_id,
                 episode_id=self.episode_id,
@@ -256,7 +267,7 @@ class _Episode:
     def _decide_learning(self, result: EpisodeResult) -> None:
         """The learning gates (pure): decided before the outcome is written."""
         t = self.r.clock.monotonic()
-        regime_unknown = classify(market_view(self.snapshot)).is_unknown
+        regime_unknown = classify(self.view or market_view(None)).is_unknown
         self.learning = decide_learning(
             status=result.status,
             exec_mode=self.s.exec_mode,
