@@ -1,12 +1,13 @@
 """Atomic, immutable artifact files.
 
-Every artifact is written to a temporary file in the same directory, fsynced, then *linked* to
-its final name: ``link`` fails when the name exists, so a file is never overwritten, and readers
-never see a partial file. The directory is fsynced afterwards so the new name survives a power
-cut. An episode folder is built under a temporary name with its proposal.json and renamed into
+Every artifact is written to a temporary file in the same directory (fsynced when durable),
+then *linked* to its final name: ``link`` fails when the name exists, so a file is never
+overwritten, and readers never see a partial file. When durable, the directory is fsynced once
+after the last file of a batch (:func:`write_files_new`) so the new names survive a power cut.
+An episode folder is built under a temporary name with its proposal.json and renamed into
 place, so no episode folder ever exists without its proposal.
 
-These functions block (fsync); async callers run them with ``asyncio.to_thread``.
+These functions block (fsync); async callers run them off the event loop.
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ from _common import Row, print_table, save
 
 from clmmd.artifacts.base.clock import SystemClock
 from clmmd.artifacts.layout import RunLayout
-from clmmd.artifacts.writer import append_unlocked, create_episode_dir, write_files_new
 from clmmd.env.base import ClmmEnv
 from clmmd.env.mock import MockClmmEnv
 from clmmd.service.config import load_settings
@@ -152,6 +151,10 @@ def disk_limit_measure(
     """Write the files of ``template``'s episodes again under ``target`` (its episodes folder),
     as the store does: the folder with proposal.json, then logs.jsonl and the other files in
     one batch. Nothing else runs: this is what the disk (and the kernel) allow."""
+    # Imported here so that the profile script, which shares this module, also runs against
+    # an older writer (before/after comparisons).
+    from clmmd.artifacts.writer import append_unlocked, create_episode_dir, write_files_new
+
     episodes = [
         (d.name, {p.name: p.read_bytes() for p in d.iterdir()}) for d in template.episode_dirs()
     ]
