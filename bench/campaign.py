@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import Row, print_table, save
+from _common import Row, print_table, save, scratch_root
 
 from clmmd.artifacts.base.clock import SystemClock
 from clmmd.artifacts.layout import RunLayout
@@ -202,7 +202,7 @@ def main() -> list[Row]:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     configure_logging("warning", stream=open(os.devnull, "wb"))  # noqa: SIM115
-    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch_root()) as tmp:
         root = Path(tmp)
         file_cost = new_file_cost_us(root)
         fast, fast_layout = asyncio.run(

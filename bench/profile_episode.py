@@ -38,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, machine
+from _common import RESULTS, ROOT, machine, scratch_root
 from campaign import files_per_episode, in_process, new_file_cost_us
 
 from clmmd.service.logging import configure_logging
@@ -285,7 +285,7 @@ def main() -> None:
         asyncio.run(in_process(args.child, args.episodes, WORKERS, durable=False))
         return
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch_root()) as tmp:
         root = Path(tmp)
         results: dict[str, Any] = {
             "episodes": args.episodes,
