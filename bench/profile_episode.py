@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, ROOT, machine, scratch_root
-from campaign import files_per_episode, in_process, new_file_cost_us
+from campaign import create_files, files_per_episode, in_process, new_file_cost_us
 
 from clmmd.service.logging import configure_logging
 
@@ -206,13 +206,12 @@ def deletion_cost(root: Path, deleted: int = 2000, settle_s: float = 2.0) -> dic
     The kernel compares deletion times in whole seconds, hence the pause before measuring.
     """
     folder = Path(tempfile.mkdtemp(prefix=".deletion-probe-", dir=root))
-    before = new_file_cost_us(folder)
+    before = create_files(folder, 300, "before")
+    create_files(folder, deleted, "gone")
     for index in range(deleted):
-        os.close(os.open(folder / f"d{index}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-    for index in range(deleted):
-        os.unlink(folder / f"d{index}")
+        os.unlink(folder / f"gone{index}")
     time.sleep(settle_s)
-    after = new_file_cost_us(folder)
+    after = create_files(folder, 300, "after")
     return {"deleted": deleted, "before_us": before, "after_us": after}
 
 
