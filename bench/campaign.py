@@ -8,7 +8,9 @@
 * disk limit: the same files (names, sizes, batches) written with the store's own write
   functions by the same number of threads, and nothing else;
 * new-file cost: kernel CPU per created file in the data dir at the time of the run (ext4 makes
-  creating a file expensive for minutes after many deletions nearby: see docs/performance.md).
+  creating a file expensive for minutes after many deletions nearby: see docs/performance.md);
+  the data dir is the first of up to three candidates where that cost is low (each candidate
+  lands in a block group of its own), so a run does not measure an earlier run's clean-up.
 
     python bench/campaign.py [--episodes 500] [--cpu-episodes 1000] [--processes 10]
 
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +196,26 @@ def new_file_cost_us(folder: Path, count: int = 300) -> float:
     return create_files(Path(tempfile.mkdtemp(prefix=".new-file-cost-", dir=folder)), count)
 
 
+@contextlib.contextmanager
+def quiet_data_dir(tries: int = 3, quiet_us: float = 60.0) -> Iterator[tuple[Path, float]]:
+    """A temporary data dir in a block group where creating a file is cheap right now.
+
+    Up to ``tries`` candidates (each lands in a group of its own: see ``scratch_root``) are
+    probed with :func:`new_file_cost_us`; the first under ``quiet_us``, else the cheapest, is
+    used. Yields it and its new-file cost, which the results report. The benchmark measures
+    the episode, not the residue of clean-ups that ran minutes before it.
+    """
+    with contextlib.ExitStack() as stack:
+        candidates: list[tuple[float, Path]] = []
+        for _ in range(tries):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=scratch_root())))
+            candidates.append((new_file_cost_us(folder), folder))
+            if candidates[-1][0] < quiet_us:
+                break
+        cost, folder = min(candidates)
+        yield folder, cost
+
+
 def files_per_episode(layout: RunLayout) -> float:
     """Inodes an episode allocates: its folder plus the files in it."""
     dirs = layout.episode_dirs()
@@ -206,9 +230,7 @@ def main() -> list[Row]:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     configure_logging("warning", stream=open(os.devnull, "wb"))  # noqa: SIM115
-    with tempfile.TemporaryDirectory(dir=scratch_root()) as tmp:
-        root = Path(tmp)
-        file_cost = new_file_cost_us(root)
+    with quiet_data_dir() as (root, file_cost):
         fast, fast_layout = asyncio.run(
             in_process(root / "fast", args.cpu_episodes, args.workers, durable=False)
         )

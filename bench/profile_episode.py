@@ -38,8 +38,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, machine, scratch_root
-from campaign import create_files, files_per_episode, in_process, new_file_cost_us
+from _common import RESULTS, ROOT, machine
+from campaign import create_files, files_per_episode, in_process, quiet_data_dir
 
 from clmmd.service.logging import configure_logging
 
@@ -284,15 +284,14 @@ def main() -> None:
         asyncio.run(in_process(args.child, args.episodes, WORKERS, durable=False))
         return
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(dir=scratch_root()) as tmp:
-        root = Path(tmp)
+    with quiet_data_dir() as (root, new_file_us):
         results: dict[str, Any] = {
             "episodes": args.episodes,
             "log_level": args.log_level,
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": machine(),
             "load": load,
-            "new_file_us": new_file_cost_us(root),
+            "new_file_us": new_file_us,
             "cpu": cpu_split(root, args.episodes),
             "profile": profiled(root, args.episodes),
             "strace": [args.episodes // 5, args.episodes],
