@@ -14,7 +14,8 @@
 
     python bench/campaign.py [--episodes 500] [--cpu-episodes 1000] [--processes 10]
 
-``disk_limit`` and ``in_process`` are reused by other benchmarks (e.g. replayed campaigns).
+``disk_limit``, ``in_process`` (and ``measure_in_process``, ``quiet_data_dir``) are reused by
+other benchmarks (e.g. bench/replay.py).
 """
 
 from __future__ import annotations
@@ -103,15 +104,16 @@ class Stopwatch:
         )
 
 
-async def in_process(
+async def measure_in_process(
     data_dir: Path,
     episodes: int,
     workers: int,
+    env: ClmmEnv | None = None,
     *,
     durable: bool = True,
-    env: ClmmEnv | None = None,
 ) -> tuple[Measure, RunLayout]:
-    """A mock campaign of ``episodes`` episodes in this process (intel warmed first)."""
+    """Wall clock and CPU of one in-process campaign (mock execution in ``env``'s market,
+    default the synthetic simulator; intel warmed first) and where it wrote."""
     clock = SystemClock()
     settings = load_settings(
         data_dir=data_dir, seed=1, episode_workers=workers, durable_writes=durable
@@ -128,6 +130,14 @@ async def in_process(
         stack.close()
     assert report.complete, report.lost
     return measure, RunLayout(data_dir, report.run_id)
+
+
+async def in_process(
+    data_dir: Path, episodes: int, workers: int, env: ClmmEnv | None = None
+) -> tuple[float, RunLayout]:
+    """Episodes/s of one durable in-process campaign (see :func:`measure_in_process`)."""
+    measure, layout = await measure_in_process(data_dir, episodes, workers, env)
+    return measure.per_s, layout
 
 
 def per_process(data_dir: Path, count: int) -> float:
@@ -232,12 +242,14 @@ def main() -> list[Row]:
     configure_logging("warning", stream=open(os.devnull, "wb"))  # noqa: SIM115
     with quiet_data_dir() as (root, file_cost):
         fast, fast_layout = asyncio.run(
-            in_process(root / "fast", args.cpu_episodes, args.workers, durable=False)
+            measure_in_process(root / "fast", args.cpu_episodes, args.workers, durable=False)
         )
         fast_disk = disk_limit_measure(
             fast_layout, root / "fast-disk" / "episodes", args.workers, durable=False
         )
-        durable, layout = asyncio.run(in_process(root / "inproc", args.episodes, args.workers))
+        durable, layout = asyncio.run(
+            measure_in_process(root / "inproc", args.episodes, args.workers)
+        )
         disk = disk_limit_measure(layout, root / "disk" / "episodes", args.workers)
         proc = per_process(root / "proc", args.processes)
         inodes = files_per_episode(fast_layout)

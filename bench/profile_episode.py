@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, ROOT, machine
-from campaign import create_files, files_per_episode, in_process, quiet_data_dir
+from campaign import create_files, files_per_episode, measure_in_process, quiet_data_dir
 
 from clmmd.service.logging import configure_logging
 
@@ -109,7 +109,7 @@ def category(key: str) -> str:
 
 async def _campaign(data_dir: Path, episodes: int) -> dict[str, float]:
     main_before = resource.getrusage(resource.RUSAGE_THREAD)
-    measure, layout = await in_process(data_dir, episodes, WORKERS, durable=False)
+    measure, layout = await measure_in_process(data_dir, episodes, WORKERS, durable=False)
     main_after = resource.getrusage(resource.RUSAGE_THREAD)
     main_ms = 1000.0 * (
         main_after.ru_utime - main_before.ru_utime + main_after.ru_stime - main_before.ru_stime
@@ -281,7 +281,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(args.log_level, stream=open(os.devnull, "wb"))  # noqa: SIM115
     if args.child is not None:  # one campaign under strace
-        asyncio.run(in_process(args.child, args.episodes, WORKERS, durable=False))
+        asyncio.run(measure_in_process(args.child, args.episodes, WORKERS, durable=False))
         return
     load = os.getloadavg()[0]
     with quiet_data_dir() as (root, new_file_us):

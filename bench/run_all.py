@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,8 +14,14 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("campaign", ["campaign.py"]),
     ("intel", ["intel.py"]),
+    ("replay", ["replay.py"]),
     ("daemon", ["daemon.py"]),
+    ("gym_speed", ["gym_speed.py"]),
 ]
+# Benchmarks of the optional extras run when the extra is installed (make test-extras installs
+# them); gym_train.py is a long training run of its own (docs/agent.md).
+if importlib.util.find_spec("ray") is not None:
+    BENCHMARKS.append(("sweep_speed", ["sweep_speed.py"]))
 
 
 def main() -> int:

@@ -27,7 +27,6 @@ from clmmd.agent.persistence import PersistentAgent, default_state_path, read_st
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.env.base import PoolSpec, pool_by_address
-from clmmd.env.mock import MockClmmEnv
 from clmmd.scheduler.cache import IntelCache
 from clmmd.scheduler.intel import IntelSnapshot, MarketIntelligence
 from clmmd.service.analysis.evaluation_paired import (
@@ -45,6 +44,7 @@ from clmmd.service.analysis.evaluation_stats import (
     t_quantile_975,
 )
 from clmmd.service.config import Settings
+from clmmd.service.market import mock_env
 from clmmd.service.runs.campaign import CampaignReport, run_campaign
 from clmmd.service.runs.opening import episode_settings
 from clmmd.service.runs.warmup import warm_mock_intel
@@ -53,22 +53,37 @@ from clmmd.service.wiring import load_configured_registry, open_intel
 log = structlog.get_logger(__name__)
 
 
-async def seeded_mock_snapshot(
-    settings: Settings, seed: int, pool: PoolSpec, lookback_hours: float, clock: Clock
-) -> IntelSnapshot:
-    """The snapshot a mock campaign with ``seed`` gives its episodes (throw-away cache)."""
+async def seeded_mock_snapshots(
+    settings: Settings, seed: int, pools: list[PoolSpec], lookback_hours: float, clock: Clock
+) -> dict[str, IntelSnapshot]:
+    """The snapshots a mock campaign with ``seed`` gives its episodes in each of ``pools``, by
+    address (one throw-away cache, warmed for all of them)."""
     registry = load_configured_registry(settings)
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="clmmd-eval-intel-"))
+    addresses = list(dict.fromkeys([*settings.pools, *(p.address for p in pools)]))
     try:
         cache = await asyncio.to_thread(IntelCache, folder)
         try:
-            await warm_mock_intel(cache, registry, clock, list(settings.pools), seed)
+            await warm_mock_intel(cache, registry, clock, addresses, seed)
             intel = MarketIntelligence(cache, registry, clock)
-            return await asyncio.to_thread(intel.snapshot, pool.address, pool.pair, lookback_hours)
+            return {
+                pool.address: await asyncio.to_thread(
+                    intel.snapshot, pool.address, pool.pair, lookback_hours
+                )
+                for pool in pools
+            }
         finally:
             await asyncio.to_thread(cache.close)
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+async def seeded_mock_snapshot(
+    settings: Settings, seed: int, pool: PoolSpec, lookback_hours: float, clock: Clock
+) -> IntelSnapshot:
+    """The snapshot a mock campaign with ``seed`` gives its episodes (throw-away cache)."""
+    snapshots = await seeded_mock_snapshots(settings, seed, [pool], lookback_hours, clock)
+    return snapshots[pool.address]
 
 
 async def evaluate(
@@ -87,7 +102,7 @@ async def evaluate(
     there is none; ``agent.persistence.StateFormatError`` when the file is corrupt).
     ``first_index`` > 1 evaluates on episode seeds a training campaign of ``first_index − 1``
     episodes with the same seed did not use. Intel is always the seeded mock intel and execution
-    always the mock simulator, whatever HB_ENV / INTEL_DATA_SOURCE say.
+    always mock execution (in CLMMD_MARKET's market), whatever HB_ENV / INTEL_DATA_SOURCE say.
     """
     clock = clock or SystemClock()
     if state is None:
@@ -97,6 +112,7 @@ async def evaluate(
     pool = pool_by_address(settings.pools[0])
     s = episode_settings(settings, "evaluation", seed)
     snapshot = await seeded_mock_snapshot(settings, seed, pool, s.lookback_hours, clock)
+    env = mock_env(settings)
     report = await asyncio.to_thread(
         lambda: evaluate_on_snapshot(
             s,
@@ -106,6 +122,7 @@ async def evaluate(
             episodes=episodes,
             first_index=first_index,
             baseline_width_pct=baseline_width_pct,
+            env=env,
         )
     )
     diff = report.difference["reward"]
@@ -161,7 +178,7 @@ async def train_then_evaluate(
         await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), seed)
         campaign = await run_campaign(
             settings,
-            env=MockClmmEnv(),
+            env=mock_env(settings),
             intel=stack.intel,
             episodes=train_episodes,
             clock=clock,
@@ -230,6 +247,7 @@ __all__ = [
     "mean_interval",
     "paired_difference",
     "seeded_mock_snapshot",
+    "seeded_mock_snapshots",
     "t_quantile_975",
     "train_then_evaluate",
 ]

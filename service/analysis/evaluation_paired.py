@@ -13,14 +13,17 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from clmmd.agent.proposer import ProposalContext, propose
+from clmmd.agent.regime import MarketView
 from clmmd.agent.reward import outcome_reward
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.layout import episode_id
+from clmmd.artifacts.models import Proposal
 from clmmd.env.base import ExecutionRequest, PoolSpec
 from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.scheduler.intel import IntelSnapshot
 from clmmd.service.analysis.evaluation_stats import Interval, mean_interval, paired_difference
+from clmmd.service.market import MockEnv
 from clmmd.service.runs.context import (
     EpisodeSettings,
     derive_seed,
@@ -92,7 +95,7 @@ def baseline_ticks(pool: PoolSpec, price_usd: float, width_pct: float) -> tuple[
     return usd_range_to_ticks(pool, price_usd * (1 - share), price_usd * (1 + share))
 
 
-def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
+def _arm(env: MockEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
     outcome = env.run(request)
     reward = outcome_reward(outcome, s.reward_weights)
     return ArmOutcome(
@@ -112,6 +115,32 @@ def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> Arm
     )
 
 
+def greedy_proposal(
+    s: EpisodeSettings,
+    pool: PoolSpec,
+    view: MarketView,
+    state: AgentState,
+    index: int,
+    episode: str | None = None,
+) -> tuple[int, Proposal]:
+    """Episode ``index``'s seed and the policy's greedy proposal for it (no exploration), as a
+    campaign with ``s.campaign_seed`` would propose (``episode``: its id, default the
+    campaign's ``ep_<index>``)."""
+    seed = derive_seed(s.campaign_seed, index)
+    ctx = ProposalContext(
+        run_id=s.run_id,
+        episode_id=episode or episode_id(index),
+        seed=seed,
+        pool=pool,
+        view=view,
+        size_usd=s.size_usd,
+        horizon_hours=s.horizon_hours,
+        risk_scalar_override=s.risk_scalar_override,
+        risk_profile=s.risk_profile,
+    )
+    return seed, propose(ctx, state, greedy=True)
+
+
 def evaluate_on_snapshot(
     s: EpisodeSettings,
     pool: PoolSpec,
@@ -121,32 +150,21 @@ def evaluate_on_snapshot(
     episodes: int,
     first_index: int = 1,
     baseline_width_pct: float = 5.0,
+    env: MockEnv | None = None,
 ) -> EvaluationReport:
     """The pure core of :func:`service.evaluation.evaluate` (CPU only): both arms on episodes
-    ``first_index``…"""
+    ``first_index``…, in ``env``'s market (default: the synthetic one)."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if first_index < 1:
         raise ValueError(f"first_index must be at least 1, got {first_index}")
-    env = MockClmmEnv()
+    env = env or MockClmmEnv()
     view = market_view(snapshot)
     market = snapshot.market_inputs()
     pairs: list[PairedEpisode] = []
     regime_key = ""
     for index in range(first_index, first_index + episodes):
-        seed = derive_seed(s.campaign_seed, index)
-        ctx = ProposalContext(
-            run_id=s.run_id,
-            episode_id=episode_id(index),
-            seed=seed,
-            pool=pool,
-            view=view,
-            size_usd=s.size_usd,
-            horizon_hours=s.horizon_hours,
-            risk_scalar_override=s.risk_scalar_override,
-            risk_profile=s.risk_profile,
-        )
-        proposal = propose(ctx, state, greedy=True)
+        seed, proposal = greedy_proposal(s, pool, view, state, index)
         assert proposal.tick_lower is not None and proposal.tick_upper is not None
         assert proposal.price_at_proposal_usd is not None and proposal.risk_scalar is not None
         assert proposal.action is not None
