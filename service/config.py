@@ -31,7 +31,7 @@ _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 #: Variables whose value is never shown: logs and the config summary say set / NOT SET.
-SECRET_FIELDS = frozenset({"dune_api_key", "gateway_api_key"})
+SECRET_FIELDS = frozenset({"dune_api_key", "gateway_api_key", "chain_rpc_url"})
 
 
 class ConfigError(Exception):
@@ -457,6 +457,29 @@ class Settings(BaseSettings):
         le=50,
         description="real mode: slippage tolerance sent with writes",
         validation_alias=AliasChoices("GATEWAY_SLIPPAGE_PCT"),
+    )
+    gateway_approval_policy: Literal["exact", "unlimited", "never"] = Field(
+        "exact",
+        description=(
+            "real mode: ERC-20 approvals for the position manager before an open: exact (the "
+            "amounts of this open), unlimited (Gateway's default, max uint256) or never (skip "
+            "the episode on the allowance gate)"
+        ),
+        validation_alias=AliasChoices("GATEWAY_APPROVAL_POLICY"),
+    )
+    gateway_sample_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="real mode: how often the pool price is sampled while a position is held",
+        validation_alias=AliasChoices("GATEWAY_SAMPLE_INTERVAL_S"),
+    )
+    chain_rpc_url: SecretStr | None = Field(
+        None,
+        description=(
+            "real mode: read-only node URL for transaction receipts (secret: provider URLs embed "
+            "keys); unset = the node Gateway reports in /chains/<chain>/status"
+        ),
+        validation_alias=AliasChoices("CLMMD_CHAIN_RPC_URL"),
     )
     gateway_ca_file: Path | None = Field(
         None,

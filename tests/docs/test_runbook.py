@@ -155,7 +155,7 @@ def _clmmd_args(line: str) -> list[str] | None:
 def _all_command_lines() -> list[tuple[Block, list[str]]]:
     out = []
     for block in _blocks():
-        if block.lang not in ("sh", "text"):
+        if block.lang not in ("sh", "text", "bash"):  # bash: real mode, run by make e2e
             continue
         for line in block.text.splitlines():
             args = _clmmd_args(line)
