@@ -16,10 +16,11 @@ from pydantic import BaseModel
 from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.models import LogLine, MetricsSummary
 from clmmd.artifacts.writer import (
-    append_line,
+    append_unlocked,
     create_episode_dir,
+    dumps,
     replace_json,
-    write_json_new,
+    write_files_new,
 )
 
 
@@ -43,7 +44,11 @@ class ArtifactStore:
 
     def write(self, episode_id: str, name: str, artifact: BaseModel) -> None:
         """Write ``name`` (e.g. ``result.json``) once; refuses to overwrite."""
-        write_json_new(self.layout.episode_dir(episode_id) / name, artifact, durable=self.durable)
+        self.write_batch(episode_id, [], [(name, artifact)])
+
+    def has(self, episode_id: str, name: str) -> bool:
+        """Whether the episode's ``name`` exists (after a failed batch: which files landed)."""
+        return (self.layout.episode_dir(episode_id) / name).exists()
 
     def append_log(self, episode_id: str, ts: str, event: str, payload: dict[str, Any]) -> None:
         """Append one ``{"ts","event","payload"}`` line to the episode's logs.jsonl."""
@@ -55,15 +60,18 @@ class ArtifactStore:
         logs: list[LogLine],
         artifacts: list[tuple[str, BaseModel]],
     ) -> None:
-        """Append ``logs`` (one locked write), then write ``artifacts`` in order.
+        """Append ``logs`` (one write), then write ``artifacts`` in order (one directory fsync).
 
-        One call per step keeps an episode to a few thread hops instead of one per file.
+        One call per step keeps an episode to a few thread hops instead of one per file. The
+        log append takes no lock: an episode's logs.jsonl has one writer, its own episode task
+        (one process owns a data dir; recovery never writes logs.jsonl).
         """
+        folder = self.layout.episode_dir(episode_id)
         if logs:
             data = b"".join(orjson.dumps(line.model_dump(mode="json")) + b"\n" for line in logs)
-            append_line(self.layout.episode_dir(episode_id) / "logs.jsonl", data)
-        for name, artifact in artifacts:
-            self.write(episode_id, name, artifact)
+            append_unlocked(folder / "logs.jsonl", data)
+        encoded = [(name, dumps(artifact)) for name, artifact in artifacts]
+        write_files_new(folder, encoded, durable=self.durable)
 
     def write_summary(self, summary: MetricsSummary) -> None:
         """Atomically replace metrics_summary.json (serialised: last writer has newest data)."""

@@ -1,12 +1,13 @@
 """Atomic, immutable artifact files.
 
-Every artifact is written to a temporary file in the same directory, fsynced, then *linked* to
-its final name: ``link`` fails when the name exists, so a file is never overwritten, and readers
-never see a partial file. The directory is fsynced afterwards so the new name survives a power
-cut. An episode folder is built under a temporary name with its proposal.json and renamed into
+Every artifact is written to a temporary file in the same directory (fsynced when durable),
+then *linked* to its final name: ``link`` fails when the name exists, so a file is never
+overwritten, and readers never see a partial file. When durable, the directory is fsynced once
+after the last file of a batch (:func:`write_files_new`) so the new names survive a power cut.
+An episode folder is built under a temporary name with its proposal.json and renamed into
 place, so no episode folder ever exists without its proposal.
 
-These functions block (fsync); async callers run them with ``asyncio.to_thread``.
+These functions block (fsync); async callers run them off the event loop.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,18 +48,45 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class _TempNames:
+    """Unique hidden temp names without a system call per name.
+
+    ``<pid>-<token><counter>``: the pid lets a process tell its own temps from a dead one's, the
+    random token (drawn once per process) keeps a reused pid from meeting a dead process's
+    leftovers, and ``O_EXCL`` refuses any collision anyway. Reset in a forked child.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = f"{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(3)}"
+        self.counter = itertools.count()
+
+    def next(self, name: str) -> str:
+        return f".{name}{self.prefix}{next(self.counter):x}"
+
+
+_NAMES = _TempNames()
+
+
 def _temp_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
+    return final.with_name(_NAMES.next(final.name))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     temp = _temp_path(final)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         if durable:
             os.fsync(fd)
     except BaseException:
@@ -67,19 +97,32 @@ def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     return temp
 
 
+def write_files_new(
+    folder: Path, files: Sequence[tuple[str, bytes]], *, durable: bool = True
+) -> None:
+    """Create each ``(name, data)`` in ``folder``, in order, atomically and never overwriting.
+
+    Each file goes through its own temp name and ``link``; :class:`ArtifactExistsError` stops
+    the batch at the first name that exists (the files before it stay: each is whole). Durable:
+    every file is fsynced before its link, and the folder once after the last one, so a batch
+    costs one directory fsync however many files it holds.
+    """
+    for name, data in files:
+        final = folder / name
+        temp = _write_temp(final, data, durable)
+        try:
+            os.link(temp, final)
+        except FileExistsError:
+            raise ArtifactExistsError(f"refusing to overwrite artifact {final}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+    if durable and files:
+        fsync_dir(folder)
+
+
 def write_new(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Create ``path`` atomically with ``data``; :class:`ArtifactExistsError` if it exists."""
-    if path.exists():
-        raise ArtifactExistsError(f"refusing to overwrite artifact {path}")
-    temp = _write_temp(path, data, durable)
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        raise ArtifactExistsError(f"refusing to overwrite artifact {path}") from None
-    finally:
-        temp.unlink(missing_ok=True)
-    if durable:
-        fsync_dir(path.parent)
+    write_files_new(path.parent, [(path.name, data)], durable=durable)
 
 
 def write_json_new(path: Path, obj: Any, *, durable: bool = True) -> None:
@@ -105,13 +148,11 @@ def create_episode_dir(
     """Create ``episodes_dir/episode_id`` holding proposal.json, atomically.
 
     The folder is assembled under a hidden temporary name and renamed into place. ``rename``
-    onto an existing non-empty directory fails, and we check first for the empty case, so an
-    existing episode is never replaced.
+    onto an existing non-empty directory fails, and we check just before it for the empty case,
+    so an existing episode is never replaced.
     """
     final = episodes_dir / episode_id
-    if final.exists():
-        raise ArtifactExistsError(f"refusing to overwrite episode folder {final}")
-    staging = episodes_dir / f".{episode_id}{TEMP_MARKER}{secrets.token_hex(4)}"
+    staging = episodes_dir / _NAMES.next(episode_id)
     staging.mkdir(parents=True)
     try:
         write_json_new(staging / "proposal.json", proposal, durable=durable)
@@ -154,6 +195,16 @@ def move_aside(path: Path, now: datetime, *, companions: tuple[str, ...] = ()) -
     return target
 
 
+def append_unlocked(path: Path, data: bytes) -> None:
+    """Append ``data`` with one ``O_APPEND`` write and no lock: for a file with a single writer
+    (an episode's logs.jsonl, written only by its own episode task)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
 def append_line(path: Path, line: bytes, *, durable: bool = False) -> None:
     """Append one line with a single ``write`` under an exclusive lock.
 
@@ -166,10 +217,7 @@ def append_line(path: Path, line: bytes, *, durable: bool = False) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            view = memoryview(line)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, line)
             if durable:
                 os.fsync(fd)
         finally:

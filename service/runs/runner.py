@@ -3,7 +3,8 @@
 Steps: intel snapshot → propose → execute → reward → result → learning gate → metadata.
 The folder appears atomically with proposal.json (a placeholder proposal recording why when
 the agent could not propose). Any exception in a step writes failure.json naming the step, and
-metadata.json is always written last. Disk writes run in worker threads (fsync blocks).
+metadata.json is always written last. Disk writes run on an :class:`IoLane` thread, never on the
+event loop; an episode that ends without learning writes its outcome and last files at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 from clmmd.agent.learner import LearningDecision, decide_learning
 from clmmd.agent.persistence import LearningAgent
 from clmmd.agent.proposer import ProposalContext, propose
-from clmmd.agent.regime import classify
+from clmmd.agent.regime import MarketView, classify
 from clmmd.agent.reward import outcome_reward
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import Clock, utc_iso
@@ -46,6 +47,7 @@ from clmmd.service.runs.context import (
     execution_request,
     market_view,
 )
+from clmmd.service.runs.io_lane import IoLane
 
 __all__ = [
     "STAGE_HINTS",
@@ -75,6 +77,7 @@ class EpisodeRunner:
         pool: PoolSpec,
         clock: Clock,
         proposer: Callable[[ProposalContext, AgentState], Proposal] = propose,
+        io: IoLane | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,6 +87,10 @@ class EpisodeRunner:
         self.pool = pool
         self.clock = clock
         self.proposer = proposer
+        # Non-durable writes are short CPU work: one lane thread takes them all (fewest thread
+        # wake-ups and GIL hand-offs). Durable ones wait on fsync: they overlap in the default
+        # thread pool (``io`` None), as many as episodes are in flight.
+        self.io = io if io is not None else (None if store.durable else IoLane(name="episode-io"))
 
     async def run(self, index: int, *, trigger_id: str | None = None) -> EpisodeRecord:
         """Run episode ``index`` (1-based) to an artifact folder; returns its summary record.
@@ -112,6 +119,7 @@ class _Episode:
         self.t0 = runner.clock.monotonic()
         self.stages: dict[str, float] = {}
         self.snapshot: IntelSnapshotView | None = None
+        self.view: MarketView | None = None  # the agent's view of the snapshot, built once
         self.proposal: Proposal | None = None
         self.learning = LearningDecision(False, "episode did not reach the learning step")
         self.health: EnvHealth | None = None
@@ -121,7 +129,10 @@ class _Episode:
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
         # finishes the write it started before the cancellation propagates, so recovery never
         # races a half-done write (e.g. writing failure.json while result.json is landing).
-        task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        lane = self.r.io
+        task = asyncio.ensure_future(
+            lane.run(fn, *args) if lane is not None else asyncio.to_thread(fn, *args)
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -152,7 +163,7 @@ class _Episode:
             )
             self._mark("snapshot", t)
             stage, t = "propose", self.r.clock.monotonic()
-            view = market_view(self.snapshot)
+            view = self.view = market_view(self.snapshot)
             ctx = ProposalContext(
                 run_id=self.s.run_id,
                 episode_id=self.episode_id,
@@ -209,16 +220,29 @@ class _Episode:
             stage, t = "reward", self.r.clock.monotonic()
             reward = outcome_reward(outcome, self.s.reward_weights)
             self._mark("reward", t)
-            stage, t = "write_result", self.r.clock.monotonic()
+            stage = "write_result"
             result = build.success_result(outcome, self.r.env.name, self.stages)
-            # reward.json first: a crash between the two leaves reward without result, which
-            # recovery completes with failure.json; the reverse could never validate.
-            await self._write(("reward.json", reward), ("result.json", result))
-            self._mark("write_result", t)
+            self._decide_learning(result)
+            if self._learns():
+                # The outcome must be on disk before the agent learns from it.
+                t = self.r.clock.monotonic()
+                await self._write(*_outcome_files(reward, result))
+                self._mark("write_result", t)
         except Exception as exc:
             return await self._fail(stage, exc)
-        await self._learn(result, reward)
-        await self._finish()
+        if self._learns():
+            await self._learn(reward)
+            await self._finish()
+        else:
+            # Nothing happens between the outcome and the last files: one write (one thread
+            # hop, one directory fsync) for all of them.
+            try:
+                await self._finish(*_outcome_files(reward, result))
+            except Exception as exc:
+                landed = await self._io(self.r.store.has, self.episode_id, "result.json")
+                if landed:  # only timings/metadata failed: as a failed _finish always did
+                    raise
+                return await self._fail("write_result", exc)
         log.info(
             "episode_done",
             status=result.status,
@@ -249,11 +273,10 @@ class _Episode:
         value = self.snapshot.hygiene.get("fresh_pct")
         return float(value) if isinstance(value, (int, float)) else None
 
-    async def _learn(self, result: EpisodeResult, reward: Reward) -> None:
+    def _decide_learning(self, result: EpisodeResult) -> None:
+        """The learning gates (pure): decided before the outcome is written."""
         t = self.r.clock.monotonic()
-        proposal = self.proposal
-        assert proposal is not None
-        regime_unknown = classify(market_view(self.snapshot)).is_unknown
+        regime_unknown = classify(self.view or market_view(None)).is_unknown
         self.learning = decide_learning(
             status=result.status,
             exec_mode=self.s.exec_mode,
@@ -262,13 +285,23 @@ class _Episode:
             fresh_pct_floor=self.s.fresh_pct_floor,
             regime_unknown=regime_unknown,
         )
-        if self.learning.apply and proposal.regime_key and proposal.action:
-            try:
-                await self.r.agent.learn(
-                    proposal.regime_key, proposal.action.width_ticks, reward.total
-                )
-            except Exception as exc:
-                self.learning = LearningDecision(False, f"learning update failed: {exc}")
+        self._mark("learn", t)
+        if not self._learns():
+            self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
+
+    def _learns(self) -> bool:
+        proposal = self.proposal
+        return bool(self.learning.apply and proposal and proposal.regime_key and proposal.action)
+
+    async def _learn(self, reward: Reward) -> None:
+        """Apply the update the gates allowed (``_learns()``); a failure is recorded, not fatal."""
+        t = self.r.clock.monotonic()
+        proposal = self.proposal
+        assert proposal is not None and proposal.regime_key and proposal.action
+        try:
+            await self.r.agent.learn(proposal.regime_key, proposal.action.width_ticks, reward.total)
+        except Exception as exc:
+            self.learning = LearningDecision(False, f"learning update failed: {exc}")
         self._log("learning", applied=self.learning.apply, reason=self.learning.reason)
         self._mark("learn", t)
 
@@ -279,9 +312,8 @@ class _Episode:
             exc, self.r.env.name, self.stages, self.s.reward_weights
         )
         self._log("skipped", gate=exc.gate, reason=str(exc))
-        await self._write(("reward.json", reward), ("result.json", result))
         self.learning = LearningDecision(False, f"gate: episode skipped ({exc.gate})")
-        await self._finish()
+        await self._finish(*_outcome_files(reward, result))
         return EpisodeRecord(status="skipped", fresh_pct=self._fresh_pct())
 
     async def _fail(self, stage: str, exc: BaseException) -> EpisodeRecord:
@@ -306,8 +338,9 @@ class _Episode:
         await self._finish()
         return EpisodeRecord(status="failed", fresh_pct=self._fresh_pct())
 
-    async def _finish(self) -> None:
-        """Write timings.json and metadata.json: the last files of every episode."""
+    async def _finish(self, *first: tuple[str, BaseModel]) -> None:
+        """Write ``first`` (the outcome, when nothing happened since), then timings.json and
+        metadata.json: the last files of every episode."""
         metadata = build.metadata(
             run_id=self.s.run_id,
             episode_id=self.episode_id,
@@ -324,4 +357,10 @@ class _Episode:
         timings = build.timings(
             self.stages, self.r.clock.monotonic() - self.t0, self.started, self.r.clock.now()
         )
-        await self._write(("timings.json", timings), ("metadata.json", metadata))
+        await self._write(*first, ("timings.json", timings), ("metadata.json", metadata))
+
+
+def _outcome_files(reward: Reward, result: EpisodeResult) -> tuple[tuple[str, BaseModel], ...]:
+    # reward.json first: a crash between the two leaves reward without result, which recovery
+    # completes with failure.json; the reverse could never validate.
+    return (("reward.json", reward), ("result.json", result))

@@ -168,10 +168,17 @@ class ZeroSizeEnv:
 
 
 class ResultWriteFails(ArtifactStore):
-    def write(self, episode_id: str, name: str, artifact: Any) -> None:
-        if name == "result.json":
+    """result.json cannot be written; the files before it in the same batch land."""
+
+    def write_batch(
+        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
+    ) -> None:
+        names = [name for name, _ in artifacts]
+        if "result.json" in names:
+            before = artifacts[: names.index("result.json")]
+            super().write_batch(episode_id, logs, before)
             raise OSError(28, "No space left on device")
-        super().write(episode_id, name, artifact)
+        super().write_batch(episode_id, logs, artifacts)
 
 
 @pytest.mark.parametrize(
@@ -297,3 +304,56 @@ async def test_gate_refusal_is_a_skipped_result_naming_the_gate(
     metadata = read(folder / "metadata.json")
     assert (metadata["gateway_health"], metadata["gateway_latency_ms"]) == ("ok", 12.5)
     assert validate_episode(folder, runner.settings.run_id) == []
+
+
+class RecordingStore(ArtifactStore):
+    """Records every blocking call the runner makes (one call = one thread hop)."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        super().__init__(layout, durable=False)
+        self.calls: list[tuple[str, ...]] = []
+
+    def create_episode(self, episode_id: str, proposal: Any) -> Path:
+        self.calls.append(("create_episode",))
+        return super().create_episode(episode_id, proposal)
+
+    def write_batch(
+        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
+    ) -> None:
+        self.calls.append(("write_batch", *(name for name, _ in artifacts)))
+        super().write_batch(episode_id, logs, artifacts)
+
+
+@pytest.mark.parametrize("learns", [False, True])
+async def test_an_episode_writes_in_two_hops_unless_the_agent_learns_in_between(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock, learns: bool
+) -> None:
+    await warm(cache, clock)
+    store = RecordingStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
+    runner = make_runner(tmp_path, cache, clock, store=store, learn_from_mock=learns)
+    await runner.run(1)
+    last = ("timings.json", "metadata.json")
+    if learns:  # the outcome is on disk before the agent learns from it
+        expected = [
+            ("create_episode",),
+            ("write_batch", "reward.json", "result.json"),
+            ("write_batch", *last),
+        ]
+    else:
+        expected = [("create_episode",), ("write_batch", "reward.json", "result.json", *last)]
+    assert store.calls == expected
+    folder = store.layout.episode_dir("ep_000001")
+    assert validate_episode(folder, runner.settings.run_id) == []
+    lines = (folder / "logs.jsonl").read_bytes().splitlines()
+    events = [orjson.loads(line)["event"] for line in lines]
+    assert events == ["proposed", "executed", "learning"]
+
+
+async def test_non_durable_writes_go_through_one_lane_durable_ones_through_the_pool(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    fast = make_runner(tmp_path / "fast", cache, clock)
+    durable_store = ArtifactStore(RunLayout(tmp_path / "d", "run_20260101_000000_abcd"))
+    durable = make_runner(tmp_path / "durable", cache, clock, store=durable_store)
+    assert fast.io is not None
+    assert durable.io is None
