@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -12,14 +11,16 @@ import structlog
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.env.base import ClmmEnv
 from clmmd.env.mock import MockClmmEnv
+from clmmd.service.cli.campaign_summary import campaign_summary
+from clmmd.service.cli.console import Console
 from clmmd.service.cli.progress import CampaignProgress
 from clmmd.service.cli.run_commands import clean, report, runs_list, runs_show, runs_validate
 from clmmd.service.config import ConfigError, Settings
-from clmmd.service.logging import REDACTOR, SINKS, configure_logging
+from clmmd.service.logging import REDACTOR
 from clmmd.service.runs.campaign import CampaignError, run_campaign
 from clmmd.service.runs.opening import resolve_seed
 from clmmd.service.runs.warmup import warm_mock_intel
-from clmmd.service.wiring import build_source, load_configured_registry, open_intel, start_logging
+from clmmd.service.wiring import build_source, load_configured_registry, open_intel
 
 log = structlog.get_logger(__name__)
 
@@ -47,9 +48,13 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-async def campaign(settings: Settings, *, warm: bool = True) -> int:
-    """Run a campaign; 0 when every episode ended with an artifact folder."""
-    start_logging(settings)
+async def campaign(settings: Settings, console: Console, *, warm: bool = True) -> int:
+    """Run a campaign; 0 when every episode ended with an artifact folder.
+
+    On a terminal: a progress bar and a text summary on stdout, log lines in the log file.
+    Elsewhere: JSON lines on stdout, the summary being the last one (``campaign_summary``).
+    """
+    log_path = console.campaign_logging(settings)
     clock = SystemClock()
     env = build_env(settings, clock)
     seed = resolve_seed(settings)
@@ -60,7 +65,9 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
     except OSError as exc:
         _err(f"clmmd: cannot use data dir {settings.data_dir}: {exc}")
         return 1
-    progress = CampaignProgress(settings.episodes, clock)
+    progress = CampaignProgress(
+        settings.episodes, clock, stream=sys.stdout, interactive=console.draws_progress
+    )
     try:
         if warm and settings.intel_data_source == "mock":
             # Mock intel is local and instant: warm the cache so episodes see fresh data.
@@ -87,34 +94,22 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
         progress.close()
         stack.close()
         await close_env(env)
-    ok = sum(r.status == "success" for r in result.records)
-    prog = _program()
-    _err(
-        f"campaign {result.run_id}: {len(result.records)}/{result.requested} episodes "
-        f"({ok} successful, {len(result.records) - ok} failed/skipped, {len(result.lost)} lost), "
-        f"seed {result.seed}\nartifacts: {result.run_dir}/\n"
-        f"inspect:   {prog} runs show {result.run_id}   |   {prog} report {result.run_id}"
-    )
+    summary = campaign_summary(result, settings, console, log_path)
+    if console.human:
+        print(summary.text(), flush=True)
+    else:
+        log.info("campaign_summary", **summary.fields())
     return 0 if result.complete else 1
 
 
-def _program() -> str:
-    """How the user can type this command again: ``.venv/bin/clmmd`` after ``make run``."""
-    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if invoked is None or invoked.name != "clmmd" or shutil.which("clmmd") == str(invoked):
-        return "clmmd"
-    try:
-        return str(invoked.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(invoked)
+async def run_daemon(settings: Settings, console: Console, *, once: bool = False) -> int:
+    """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``).
 
-
-async def run_daemon(settings: Settings, *, once: bool = False) -> int:
-    """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``)."""
+    Its log lines stay JSON on stdout whatever stdout is (journald reads them).
+    """
     from clmmd.service.host.daemon import Daemon
 
-    start_logging(settings)
-    SINKS.add_file(settings.data_dir / "logs" / "clmmd.log")
+    console.daemon_logging(settings)
     env = build_env(settings, SystemClock())
     try:
         return await Daemon(settings, env=env, once=once).run()
@@ -161,7 +156,6 @@ async def validate_pool(
     """``clmmd validate-pool``: the seed runbook's pool check, one line per check."""
     from clmmd.service.cli.pool_check import validate_pool_command
 
-    start_logging(settings)
     return await validate_pool_command(
         proposal_path, run_id, episode_id, exec_mode or settings.exec_mode, settings
     )
@@ -175,7 +169,6 @@ async def evaluate(
     from clmmd.service.analysis.evaluation import evaluate as run_evaluation
     from clmmd.service.analysis.evaluation import format_report, train_then_evaluate
 
-    configure_logging("warning")
     try:
         if train:
             trained = await train_then_evaluate(
@@ -202,7 +195,6 @@ def export(settings: Settings, window: str, runs: list[str] | None, out: Path) -
     """``clmmd export``: grouped training data, one JSON line per time window."""
     from clmmd.service.analysis.export import export_runs
 
-    configure_logging("warning")
     try:
         report = export_runs(settings.data_dir, runs, window, out)
     except ValueError as exc:
@@ -215,17 +207,15 @@ def export(settings: Settings, window: str, runs: list[str] | None, out: Path) -
     return 0
 
 
-def registry() -> int:
+def registry(settings: Settings) -> int:
     from clmmd.scheduler.registry import format_registry
-    from clmmd.service.config import load_settings
 
-    print(format_registry(load_configured_registry(load_settings())))
+    print(format_registry(load_configured_registry(settings)))
     return 0
 
 
 async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
     """Refresh what is due; exit 1 if something was due and nothing could be refreshed."""
-    start_logging(settings)
     from clmmd.scheduler.refresher import Refresher
 
     clock = SystemClock()
@@ -297,7 +287,11 @@ def trigger_refresh(settings: Settings, reason: str, pool: str, priorities: str)
     except ValueError as exc:
         _err(f"clmmd trigger refresh: {exc}")
         return 2
-    print(trigger_id)
+    _appended(
+        settings,
+        trigger_id,
+        f"refresh of pool {pool}, priorities {','.join(dict.fromkeys(wanted))}, reason {reason!r}",
+    )
     return 0
 
 
@@ -309,5 +303,16 @@ def trigger_episodes(settings: Settings, count: int) -> int:
     except ValueError as exc:
         _err(f"clmmd trigger episodes: {exc}")
         return 2
-    print(trigger_id)
+    _appended(settings, trigger_id, f"{count} episode(s)")
     return 0
+
+
+def _appended(settings: Settings, trigger_id: str, what: str) -> None:
+    """Say what was appended, where, and who reads it."""
+    from clmmd.scheduler.triggers import trigger_path
+
+    print(
+        f"appended trigger {trigger_id}: {what}\n"
+        f"to {trigger_path(settings.data_dir)} (a running `clmmd run` on this data dir acts on "
+        "it within milliseconds; `clmmd status` shows how far it has read)"
+    )

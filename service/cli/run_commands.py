@@ -12,7 +12,6 @@ from clmmd.artifacts.base.clock import SystemClock
 from clmmd.artifacts.layout import list_runs, resolve_run
 from clmmd.artifacts.validate import validate_run
 from clmmd.service.config import Settings
-from clmmd.service.wiring import start_logging
 
 
 def _err(message: str) -> None:
@@ -136,7 +135,6 @@ def clean(settings: Settings, keep: int, *, dry_run: bool = False) -> int:
     from clmmd.artifacts.retention import RetentionError
     from clmmd.artifacts.retention import clean as clean_runs
 
-    start_logging(settings)
     try:
         result = clean_runs(settings.data_dir, keep, SystemClock().now(), dry_run=dry_run)
     except RetentionError as exc:

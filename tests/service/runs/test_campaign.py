@@ -114,9 +114,11 @@ def test_cli_campaign_then_validate_and_show(
 ) -> None:
     monkeypatch.setenv("CLMMD_DURABLE_WRITES", "false")
     assert main(["campaign", "--episodes", "4", "--seed", "3"]) == 0
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out
     (run,) = list_runs(data_dir)
-    assert f"artifacts: {run.run_dir}/" in err
+    # Off a terminal the summary is the last JSON line on stdout.
+    summary = orjson.loads(out.splitlines()[-1])
+    assert summary["event"] == "campaign_summary" and summary["run_dir"] == str(run.run_dir)
     assert main(["runs", "validate"]) == 0
     assert "0 violation(s)" in capsys.readouterr().out
     assert main(["runs", "show", "latest"]) == 0
