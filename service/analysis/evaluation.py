@@ -31,6 +31,7 @@ from clmmd.env.mock import MockClmmEnv
 from clmmd.scheduler.cache import IntelCache
 from clmmd.scheduler.intel import IntelSnapshot, MarketIntelligence
 from clmmd.service.analysis.evaluation_paired import (
+    METRIC_SPECS,
     METRICS,
     ArmOutcome,
     EvaluationReport,
@@ -182,13 +183,24 @@ async def train_then_evaluate(
 
 
 def _cell(interval: Interval, digits: int) -> str:
+    if interval.degenerate:
+        return f"{interval.mean:.{digits}f} (all {interval.n} equal)"
     if interval.low is None or interval.high is None:
         return f"{interval.mean:.{digits}f}"
-    return f"{interval.mean:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
+    mark = "‡" if interval.clipped else ""
+    return (
+        f"{interval.mean:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]{mark}"
+    )
+
+
+def _term(value: float) -> str:
+    """A term after an operator: negative values in parentheses (``− (−22.85)``)."""
+    return f"({value:,.2f})" if value < 0 else f"{value:,.2f}"
 
 
 def format_report(report: EvaluationReport) -> str:
-    """A plain-text table: per metric, both arms and the paired difference with 95 % CIs."""
+    """A plain-text table: per metric, both arms and the paired difference with 95 % CIs, then
+    the PnL decomposition of each arm."""
     n = len(report.episodes)
     last = report.first_index + n - 1
     lines = [
@@ -199,18 +211,37 @@ def format_report(report: EvaluationReport) -> str:
         f"baseline: static ±{report.baseline_width_pct:g} % range, same size and risk scalar",
         "means with 95 % t confidence intervals; difference is paired, per episode",
         "",
-        f"{'metric':<18} {'learned':<32} {'baseline':<32} {'learned - baseline':<32}",
+        f"{'metric':<18} {'learned':<32} {'baseline':<32} learned - baseline",
     ]
     for metric in METRICS:
-        digits = 4 if metric == "reward" else 2
+        digits = METRIC_SPECS[metric].digits
         diff = report.difference[metric]
         flag = "  *" if diff.excludes_zero else ""
         lines.append(
             f"{metric:<18} {_cell(report.learned[metric], digits):<32} "
-            f"{_cell(report.baseline[metric], digits):<32} {_cell(diff, digits)}{flag}"
+            f"{_cell(report.baseline[metric], digits):<32} {_cell(diff, digits)}{flag}".rstrip()
         )
-    lines.append("")
-    lines.append("* the difference's 95 % interval excludes zero")
+    lines += [
+        "",
+        "PnL decomposition, mean per episode (USD): PnL = HODL return − IL + fees − gas",
+    ]
+    for label, arm in (
+        ("learned", report.learned),
+        ("baseline", report.baseline),
+        ("difference", report.difference),
+    ):
+        t = {m: arm[m].mean for m in METRICS}
+        lines.append(
+            f"  {label:<11} {t['pnl_usd']:>10,.2f} = {t['hodl_return_usd']:,.2f} "
+            f"− {_term(t['il_usd'])} + {_term(t['fees_usd'])} − {_term(t['gas_cost_usd'])}"
+        )
+    lines += [
+        "",
+        "* the difference's 95 % interval excludes zero (never starred when every episode's",
+        "  difference is the same: there is no spread to test)",
+        "‡ interval clipped to the metric's possible range (time in range 0-100 %; fees, IL and",
+        "  gas ≥ 0). Statistics use values rounded to the cent (0.01 % in range, 1e-4 reward).",
+    ]
     return "\n".join(lines)
 
 
@@ -218,6 +249,7 @@ def format_report(report: EvaluationReport) -> str:
 # found them.
 __all__ = [
     "METRICS",
+    "METRIC_SPECS",
     "ArmOutcome",
     "EvaluationReport",
     "Interval",

@@ -20,7 +20,12 @@ from clmmd.env.base import ExecutionRequest, PoolSpec
 from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.scheduler.intel import IntelSnapshot
-from clmmd.service.analysis.evaluation_stats import Interval, mean_interval, paired_difference
+from clmmd.service.analysis.evaluation_stats import (
+    Bounds,
+    Interval,
+    mean_interval,
+    paired_difference,
+)
 from clmmd.service.runs.context import (
     EpisodeSettings,
     derive_seed,
@@ -28,15 +33,35 @@ from clmmd.service.runs.context import (
     market_view,
 )
 
-#: What is compared per episode: the reward and the outcome figures it is computed from.
-METRICS: tuple[str, ...] = (
-    "reward",
-    "pnl_usd",
-    "fees_usd",
-    "il_usd",
-    "gas_cost_usd",
-    "time_in_range_pct",
-)
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How a metric is summarised: the resolution it is reported at (statistics run on values
+    rounded to it), the range its values cannot leave, and the range of a paired difference."""
+
+    resolution: float
+    digits: int
+    bounds: Bounds = (None, None)
+    difference_bounds: Bounds = (None, None)
+
+
+_USD = MetricSpec(0.01, 2)
+_USD_NON_NEGATIVE = MetricSpec(0.01, 2, bounds=(0.0, None))
+
+#: What is compared per episode: the reward and the outcome figures it is computed from, the
+#: PnL's terms in the order PnL = HODL return − IL + fees − gas.
+METRIC_SPECS: dict[str, MetricSpec] = {
+    "reward": MetricSpec(1e-4, 4),
+    "pnl_usd": _USD,
+    "hodl_return_usd": _USD,
+    "il_usd": _USD_NON_NEGATIVE,
+    "fees_usd": _USD_NON_NEGATIVE,
+    "gas_cost_usd": _USD_NON_NEGATIVE,
+    "time_in_range_pct": MetricSpec(
+        0.01, 2, bounds=(0.0, 100.0), difference_bounds=(-100.0, 100.0)
+    ),
+}
+METRICS: tuple[str, ...] = tuple(METRIC_SPECS)
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,7 @@ def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> Arm
             "pnl_usd": outcome.pnl_usd,
             "fees_usd": outcome.fees_usd,
             "il_usd": outcome.il_usd,
+            "hodl_return_usd": outcome.hodl_return_usd,
             "gas_cost_usd": outcome.gas_cost_usd,
             "time_in_range_pct": outcome.time_in_range_pct,
         },
@@ -174,7 +200,20 @@ def evaluate_on_snapshot(
         agent_version=state.agent_version,
         pool_address=pool.address,
         episodes=tuple(pairs),
-        learned={m: mean_interval(values) for m, values in learned_values.items()},
-        baseline={m: mean_interval(values) for m, values in baseline_values.items()},
-        difference={m: paired_difference(learned_values[m], baseline_values[m]) for m in METRICS},
+        learned={m: _interval(m, values) for m, values in learned_values.items()},
+        baseline={m: _interval(m, values) for m, values in baseline_values.items()},
+        difference={
+            m: paired_difference(
+                learned_values[m],
+                baseline_values[m],
+                resolution=METRIC_SPECS[m].resolution,
+                bounds=METRIC_SPECS[m].difference_bounds,
+            )
+            for m in METRICS
+        },
     )
+
+
+def _interval(metric: str, values: list[float]) -> Interval:
+    spec = METRIC_SPECS[metric]
+    return mean_interval(values, resolution=spec.resolution, bounds=spec.bounds)
