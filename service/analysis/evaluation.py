@@ -1,10 +1,11 @@
 """Does learning help? The learned policy against a static range, on the same price paths.
 
 ``evaluate`` replays what a mock campaign with seed ``S`` would see: the intel cache warmed from
-the mock source seeded by ``S`` (in a throw-away cache folder), episode ``i`` seeded
-``derive_seed(S, i)``. For every episode it simulates two positions
-(:mod:`service.evaluation_paired`): the learned policy's greedy choice and a static ±X % range
-around the price, with the same size and risk scalar. Both see the same price path, and the
+the mock source seeded by ``S`` for each market phase the episodes fall in (in a throw-away
+cache folder; :mod:`service.runs.warmup`), episode ``i`` seeded ``derive_seed(S, i)``. For
+every episode it simulates two positions (:mod:`service.evaluation_paired`): the learned
+policy's greedy choice and a static ±X % range around the price, with the same size and risk
+scalar. Both see the same price path, and the
 same path as that campaign's episode ``i``.
 
 Statistics (:mod:`service.evaluation_stats`): per arm and metric, the mean with a 95 %
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from clmmd.service.analysis.evaluation_paired import (
     PairedEpisode,
     baseline_ticks,
     evaluate_on_snapshot,
+    evaluate_paired,
 )
 from clmmd.service.analysis.evaluation_stats import (
     Interval,
@@ -48,24 +51,35 @@ from clmmd.service.analysis.evaluation_stats import (
 from clmmd.service.config import Settings
 from clmmd.service.runs.campaign import CampaignReport, run_campaign
 from clmmd.service.runs.opening import episode_settings
-from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.runs.warmup import MockMarketPhases, phase_of, warm_mock_intel
 from clmmd.service.wiring import load_configured_registry, open_intel
 
 log = structlog.get_logger(__name__)
 
 
-async def seeded_mock_snapshot(
-    settings: Settings, seed: int, pool: PoolSpec, lookback_hours: float, clock: Clock
-) -> IntelSnapshot:
-    """The snapshot a mock campaign with ``seed`` gives its episodes (throw-away cache)."""
+async def seeded_mock_snapshots(
+    settings: Settings,
+    seed: int,
+    pool: PoolSpec,
+    lookback_hours: float,
+    clock: Clock,
+    phases: Iterable[int] = (0,),
+) -> dict[int, IntelSnapshot]:
+    """The snapshots a mock campaign with ``seed`` gives its episodes in each of ``phases``
+    (warmed one phase after the other in a throw-away cache)."""
     registry = load_configured_registry(settings)
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="clmmd-eval-intel-"))
+    snapshots: dict[int, IntelSnapshot] = {}
     try:
         cache = await asyncio.to_thread(IntelCache, folder)
         try:
-            await warm_mock_intel(cache, registry, clock, list(settings.pools), seed)
             intel = MarketIntelligence(cache, registry, clock)
-            return await asyncio.to_thread(intel.snapshot, pool.address, pool.pair, lookback_hours)
+            for phase in sorted(set(phases)):
+                await warm_mock_intel(cache, registry, clock, list(settings.pools), seed, phase)
+                snapshots[phase] = await asyncio.to_thread(
+                    intel.snapshot, pool.address, pool.pair, lookback_hours
+                )
+            return snapshots
         finally:
             await asyncio.to_thread(cache.close)
     finally:
@@ -97,12 +111,15 @@ async def evaluate(
     trained = state
     pool = pool_by_address(settings.pools[0])
     s = episode_settings(settings, "evaluation", seed)
-    snapshot = await seeded_mock_snapshot(settings, seed, pool, s.lookback_hours, clock)
+    indices = range(first_index, first_index + episodes)
+    snapshots = await seeded_mock_snapshots(
+        settings, seed, pool, s.lookback_hours, clock, {phase_of(i) for i in indices}
+    )
     report = await asyncio.to_thread(
-        lambda: evaluate_on_snapshot(
+        lambda: evaluate_paired(
             s,
             pool,
-            snapshot,
+            lambda index: snapshots[phase_of(index)],
             trained,
             episodes=episodes,
             first_index=first_index,
@@ -115,7 +132,7 @@ async def evaluate(
         seed=seed,
         episodes=episodes,
         first_index=first_index,
-        regime_key=report.regime_key,
+        regimes=report.regimes,
         agent_version=report.agent_version,
         reward_learned=round(report.learned["reward"].mean, 6),
         reward_baseline=round(report.baseline["reward"].mean, 6),
@@ -159,7 +176,6 @@ async def train_then_evaluate(
     await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
     stack = await asyncio.to_thread(open_intel, settings, clock)
     try:
-        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), seed)
         campaign = await run_campaign(
             settings,
             env=MockClmmEnv(),
@@ -167,6 +183,7 @@ async def train_then_evaluate(
             episodes=train_episodes,
             clock=clock,
             agent=agent,
+            phases=MockMarketPhases(stack.cache, stack.registry, clock, list(settings.pools), seed),
         )
     finally:
         await asyncio.to_thread(stack.close)
@@ -206,8 +223,9 @@ def format_report(report: EvaluationReport) -> str:
     lines = [
         f"evaluation: seed {report.seed}, episodes {report.first_index}..{last} (n={n}), "
         f"pool {report.pool_address}",
-        f"regime {report.regime_key}   agent {report.agent_version}   "
-        f"learned widths (ticks: count) {report.learned_widths}",
+        f"agent {report.agent_version}; market regimes (episodes) {report.regimes}",
+        "learned widths by regime (ticks: episodes) "
+        + "; ".join(f"{k}: {v}" for k, v in report.learned_widths_by_regime().items()),
         f"baseline: static ±{report.baseline_width_pct:g} % range, same size and risk scalar",
         "means with 95 % t confidence intervals; difference is paired, per episode",
         "",
@@ -258,10 +276,11 @@ __all__ = [
     "baseline_ticks",
     "evaluate",
     "evaluate_on_snapshot",
+    "evaluate_paired",
     "format_report",
     "mean_interval",
     "paired_difference",
-    "seeded_mock_snapshot",
+    "seeded_mock_snapshots",
     "t_quantile_975",
     "train_then_evaluate",
 ]

@@ -10,6 +10,7 @@ CPU only: the snapshot comes in ready-made, nothing is read or written.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from clmmd.agent.proposer import ProposalContext, propose
@@ -85,6 +86,7 @@ class PairedEpisode:
     policy_width_ticks: int
     learned: ArmOutcome
     baseline: ArmOutcome
+    regime_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,6 @@ class EvaluationReport:
     seed: int
     first_index: int
     baseline_width_pct: float
-    regime_key: str
     agent_version: str
     pool_address: str
     episodes: tuple[PairedEpisode, ...]
@@ -107,6 +108,24 @@ class EvaluationReport:
     def learned_widths(self) -> dict[int, int]:
         """How often the learned policy chose each arm (policy width in ticks)."""
         return dict(sorted(Counter(e.policy_width_ticks for e in self.episodes).items()))
+
+    @property
+    def regimes(self) -> dict[str, int]:
+        """Episodes per market regime, most frequent first."""
+        return dict(Counter(e.regime_key for e in self.episodes).most_common())
+
+    def learned_widths_by_regime(self) -> dict[str, dict[int, int]]:
+        """Per regime, how often the learned policy chose each width (ticks)."""
+        return {
+            regime: dict(
+                sorted(
+                    Counter(
+                        e.policy_width_ticks for e in self.episodes if e.regime_key == regime
+                    ).items()
+                )
+            )
+            for regime in self.regimes
+        }
 
 
 def baseline_ticks(pool: PoolSpec, price_usd: float, width_pct: float) -> tuple[int, int]:
@@ -148,18 +167,40 @@ def evaluate_on_snapshot(
     first_index: int = 1,
     baseline_width_pct: float = 5.0,
 ) -> EvaluationReport:
+    """:func:`evaluate_paired` with one snapshot for every episode (a market that stays put)."""
+    return evaluate_paired(
+        s,
+        pool,
+        lambda _index: snapshot,
+        state,
+        episodes=episodes,
+        first_index=first_index,
+        baseline_width_pct=baseline_width_pct,
+    )
+
+
+def evaluate_paired(
+    s: EpisodeSettings,
+    pool: PoolSpec,
+    snapshot_for: Callable[[int], IntelSnapshot],
+    state: AgentState,
+    *,
+    episodes: int,
+    first_index: int = 1,
+    baseline_width_pct: float = 5.0,
+) -> EvaluationReport:
     """The pure core of :func:`service.evaluation.evaluate` (CPU only): both arms on episodes
-    ``first_index``…"""
+    ``first_index``…, episode ``i`` seeing ``snapshot_for(i)``."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if first_index < 1:
         raise ValueError(f"first_index must be at least 1, got {first_index}")
     env = MockClmmEnv()
-    view = market_view(snapshot)
-    market = snapshot.market_inputs()
     pairs: list[PairedEpisode] = []
-    regime_key = ""
     for index in range(first_index, first_index + episodes):
+        snapshot = snapshot_for(index)
+        view = market_view(snapshot)
+        market = snapshot.market_inputs()
         seed = derive_seed(s.campaign_seed, index)
         ctx = ProposalContext(
             run_id=s.run_id,
@@ -176,7 +217,6 @@ def evaluate_on_snapshot(
         assert proposal.tick_lower is not None and proposal.tick_upper is not None
         assert proposal.price_at_proposal_usd is not None and proposal.risk_scalar is not None
         assert proposal.action is not None
-        regime_key = proposal.regime_key or ""
         learned = execution_request(s, proposal, pool=pool, seed=seed, market=market)
         low, high = baseline_ticks(pool, proposal.price_at_proposal_usd, baseline_width_pct)
         # Only the range differs: same size, risk scalar, seed and market, so the same path.
@@ -188,6 +228,7 @@ def evaluate_on_snapshot(
                 proposal.action.width_ticks,
                 _arm(env, learned, s),
                 _arm(env, baseline, s),
+                regime_key=proposal.regime_key or "",
             )
         )
     learned_values = {m: [p.learned.values[m] for p in pairs] for m in METRICS}
@@ -196,7 +237,6 @@ def evaluate_on_snapshot(
         seed=s.campaign_seed,
         first_index=first_index,
         baseline_width_pct=baseline_width_pct,
-        regime_key=regime_key,
         agent_version=state.agent_version,
         pool_address=pool.address,
         episodes=tuple(pairs),

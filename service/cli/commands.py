@@ -19,7 +19,7 @@ from clmmd.service.config import ConfigError, Settings
 from clmmd.service.logging import REDACTOR
 from clmmd.service.runs.campaign import CampaignError, run_campaign
 from clmmd.service.runs.opening import resolve_seed
-from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.runs.warmup import MockMarketPhases
 from clmmd.service.wiring import build_source, load_configured_registry, open_intel
 
 log = structlog.get_logger(__name__)
@@ -69,16 +69,13 @@ async def campaign(settings: Settings, console: Console, *, warm: bool = True) -
         settings.episodes, clock, stream=sys.stdout, interactive=console.draws_progress
     )
     try:
+        phases = None
         if warm and settings.intel_data_source == "mock":
-            # Mock intel is local and instant: warm the cache so episodes see fresh data.
+            # Mock intel is local and instant: warm the cache so episodes see fresh data, and
+            # move the mock market through its seeded regimes as the campaign goes on.
             # A Dune source is never waited on here; the daemon or `refresh --once` does that.
-            reports = await warm_mock_intel(
+            phases = MockMarketPhases(
                 stack.cache, stack.registry, clock, list(settings.pools), seed
-            )
-            log.info(
-                "intel_warmed",
-                keys=sum(r.ok for r in reports),
-                failed=sum(r.failed for r in reports),
             )
         result = await run_campaign(
             settings,
@@ -86,6 +83,7 @@ async def campaign(settings: Settings, console: Console, *, warm: bool = True) -
             intel=stack.intel,
             clock=clock,
             on_episode_done=progress.episode_done,
+            phases=phases,
         )
     except CampaignError as exc:
         _err(f"clmmd: campaign could not run: {exc}")

@@ -8,9 +8,10 @@ tasks, rewrites metrics_summary.json as episodes end, and reports where everythi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -46,6 +47,15 @@ class CampaignError(Exception):
     """The campaign itself could not run (not an episode failure)."""
 
 
+class IntelPhases(Protocol):
+    """Moves the intel on between phases of a campaign (the mock market's regimes):
+    ``await phases(p)`` before the episodes of phase ``p`` start."""
+
+    episodes_per_phase: int
+
+    async def __call__(self, phase: int) -> object: ...
+
+
 async def run_campaign(
     settings: Settings,
     *,
@@ -57,10 +67,14 @@ async def run_campaign(
     pool: PoolSpec | None = None,
     runner_factory: Callable[..., EpisodeRunner] = EpisodeRunner,
     on_episode_done: Callable[[EpisodeRecord], None] | None = None,
+    phases: IntelPhases | None = None,
 ) -> CampaignReport:
     """Run one campaign to completion and return what happened.
 
     ``on_episode_done`` is called with each finished episode's record (progress display).
+    With ``phases``, episodes run in phases of ``phases.episodes_per_phase``: each phase's
+    intel is prepared before any of its episodes starts and after every episode of the previous
+    phase has ended, so what an episode sees depends on its index only, not on timing.
     """
     clock = clock or SystemClock()
     count = episodes if episodes is not None else settings.episodes
@@ -98,7 +112,7 @@ async def run_campaign(
             # concurrently would make the result depend on timing, not on the seed.
             log.info("learning_serialises_episodes", configured_workers=workers)
             workers = 1
-        await _run_pool(run.runner, run.store, report, workers, clock, on_episode_done)
+        await _run_pool(run.runner, run.store, report, workers, clock, on_episode_done, phases)
         log.info(
             "campaign_finished",
             run_id=run.run_id,
@@ -120,11 +134,40 @@ async def _run_pool(
     workers: int,
     clock: Clock,
     on_episode_done: Callable[[EpisodeRecord], None] | None = None,
+    phases: IntelPhases | None = None,
+) -> None:
+    summary = SummaryWriter(store, clock)
+    per_phase = phases.episodes_per_phase if phases is not None else report.requested
+    try:
+        for start in range(1, report.requested + 1, per_phase):
+            if phases is not None:
+                phase = (start - 1) // per_phase
+                try:
+                    await phases(phase)
+                except Exception as exc:  # the episodes still run, on the previous intel
+                    log.warning(
+                        "intel_phase_failed",
+                        phase=phase,
+                        error=f"{type(exc).__name__}: {exc}",
+                        hint="check disk space and permissions of <data_dir>/cache",
+                    )
+            indices = range(start, min(start + per_phase, report.requested + 1))
+            await _run_batch(runner, indices, workers, report, summary, on_episode_done)
+    finally:
+        await summary.close()
+
+
+async def _run_batch(
+    runner: EpisodeRunner,
+    indices: Sequence[int],
+    workers: int,
+    report: CampaignReport,
+    summary: SummaryWriter,
+    on_episode_done: Callable[[EpisodeRecord], None] | None,
 ) -> None:
     queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(1, report.requested + 1):
+    for index in indices:
         queue.put_nowait(index)
-    summary = SummaryWriter(store, clock)
 
     async def worker() -> None:
         while True:
@@ -154,9 +197,6 @@ async def _run_pool(
 
     tasks = [
         asyncio.create_task(worker(), name=f"episode-worker-{i}")
-        for i in range(min(workers, report.requested))
+        for i in range(min(workers, len(indices)))
     ]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        await summary.close()
+    await asyncio.gather(*tasks)

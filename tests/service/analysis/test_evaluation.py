@@ -36,7 +36,7 @@ from clmmd.service.analysis.evaluation import (
 )
 from clmmd.service.config import load_settings
 from clmmd.service.runs.campaign import run_campaign
-from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.runs.warmup import MockMarketPhases
 from clmmd.service.wiring import open_intel
 
 
@@ -54,14 +54,18 @@ async def test_same_seed_gives_the_same_report(tmp_path: Path) -> None:
 async def test_both_arms_see_the_price_paths_of_the_campaign_with_that_seed(
     tmp_path: Path,
 ) -> None:
-    seed, count = 21, 6
+    seed, count = 20, 10  # three phases of the mock market, in three regimes
     settings = load_settings(data_dir=tmp_path / "data", seed=seed, durable_writes=False)
     clock = FakeClock()
     stack = open_intel(settings, clock)
     try:
-        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), seed)
         campaign = await run_campaign(
-            settings, env=MockClmmEnv(), intel=stack.intel, episodes=count, clock=clock
+            settings,
+            env=MockClmmEnv(),
+            intel=stack.intel,
+            episodes=count,
+            clock=clock,
+            phases=MockMarketPhases(stack.cache, stack.registry, clock, list(settings.pools), seed),
         )
     finally:
         stack.close()
@@ -72,7 +76,8 @@ async def test_both_arms_see_the_price_paths_of_the_campaign_with_that_seed(
     report = await evaluate(settings, episodes=count, seed=seed, clock=FakeClock())
 
     assert [p.seed for p in report.episodes] == [m["seed"] for m in metadata]
-    assert report.regime_key == metadata[0]["regime_key"]
+    assert [p.regime_key for p in report.episodes] == [m["regime_key"] for m in metadata]
+    assert len(report.regimes) == 3
     for pair, result in zip(report.episodes, results, strict=True):
         simulation = result["simulation"]
         for arm in (pair.learned, pair.baseline):
@@ -87,11 +92,13 @@ async def test_both_arms_see_the_price_paths_of_the_campaign_with_that_seed(
 
 async def test_the_learned_arm_is_the_greedy_choice_of_the_state(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, durable_writes=False)
-    probe = await evaluate(settings, episodes=3, seed=4, clock=FakeClock())
-    assert probe.learned_widths == {DEFAULT_WIDTHS[0]: 3}  # prior: every arm ties, first wins
+    probe = await evaluate(settings, episodes=10, seed=4, clock=FakeClock())
+    assert probe.learned_widths == {DEFAULT_WIDTHS[0]: 10}  # prior: every arm ties, first wins
+    assert len(probe.regimes) >= 2
     state = AgentState()
-    for _ in range(5):
-        state = state.with_reward(probe.regime_key, 1000, 0.8).with_reward(probe.regime_key, 200, 0)
+    for regime in probe.regimes:
+        for _ in range(5):
+            state = state.with_reward(regime, 1000, 0.8).with_reward(regime, 200, 0)
 
     report = await evaluate(settings, episodes=10, seed=4, state=state, clock=FakeClock())
 
@@ -249,7 +256,8 @@ async def test_the_report_shows_bounds_degenerate_cells_and_the_decomposition(
     # The same gas for both arms of every episode: no interval, no star.
     assert "(all 20 equal)" in gas_line and not gas_line.endswith("*")
     for label in ("learned", "baseline", "difference"):
-        line = next(x for x in text.splitlines() if x.strip().startswith(label + " "))
+        section = text.split("PnL decomposition")[1]
+        line = next(x for x in section.splitlines() if x.startswith(f"  {label} "))
         pnl, terms = line.split("=")[0].split()[-1], line.split("=")[1]
         numbers = [float(t.strip("()").replace(",", "")) for t in terms.split() if t[-1].isdigit()]
         hodl, il, fees, gas = numbers
