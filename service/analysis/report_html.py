@@ -27,7 +27,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px}
 .meta{color:#555;font-size:13px;margin:0 0 10px}
 .warn{background:#fff4d6;border-left:4px solid #f0a202;padding:8px 12px;font-size:14px}
 table{border-collapse:collapse;font-size:13px}
-td,th{padding:3px 10px;text-align:right;border-bottom:1px solid #ddd}
+td,th{padding:3px 7px;text-align:right;border-bottom:1px solid #ddd}
+td{white-space:nowrap}table.episodes{font-size:12px}
 th{color:#555;font-weight:600}td.l,th.l{text-align:left}
 figure{margin:8px 0 14px;padding-left:8px;border-left:4px solid #5b7fbf}
 figure img{display:block;width:1100px;max-width:100%}
@@ -120,8 +121,8 @@ def render_html(data: RunData, plots: dict[str, bytes], generated_at: datetime) 
         '<p class="meta">PnL = HODL return − IL + fees − gas. Range: the ticks the position '
         "used, its width, and the same band in USD and in per cent around the price when it "
         "was proposed.</p>",
-        '<table><tr><th class="l">episode</th><th class="l">outcome</th><th>PnL</th>'
-        "<th>HODL return</th><th>IL</th><th>fees</th><th>gas</th><th>in range %</th>"
+        '<table class="episodes"><tr><th class="l">episode</th><th class="l">outcome</th>'
+        "<th>PnL</th><th>HODL return</th><th>IL</th><th>fees</th><th>gas</th><th>in range %</th>"
         "<th>ticks</th><th>width (ticks)</th><th>range (USD)</th><th>± % of price</th>"
         '<th class="l">regime</th><th>fresh %</th></tr>',
     ]

@@ -62,7 +62,8 @@ def _plot_cumulative(ax: Axes, rows: list[EpisodeRow]) -> None:
     ax.axhline(0, color="#444444", lw=0.8)
     ax.set_title("Cumulative PnL and its terms (USD)", loc="left")
     ax.set_ylabel("USD")
-    _legend_above(ax, ncols=6)
+    # Six terms and the failure marker do not fit beside the title: the legend goes right.
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
 
 
 def decomposition_totals(rows: Sequence[EpisodeRow]) -> dict[str, float] | None:
@@ -97,20 +98,26 @@ def _plot_decomposition(ax: Axes, rows: list[EpisodeRow]) -> None:
         ("fees", "+ fees", totals["fees"]),
         ("gas", "− gas", -totals["gas"]),
     )
-    level, labels = 0.0, []
-    span = max(1e-9, *(abs(v) for v in totals.values()))
+    level, labels, ends = 0.0, [], [0.0, totals["pnl"]]
+    for _, _, delta in steps:
+        level += delta
+        ends.append(level)
+    low, high = min(ends), max(ends)
+    span = max(1e-9, high - low)
+    # Room above and below for the value labels, so none runs into the title.
+    ax.set_ylim(low - 0.16 * span, high + 0.16 * span)
+    level = 0.0
     for i, (key, label, delta) in enumerate(steps):
         ax.bar(i, delta, 0.6, bottom=level, color=COLORS[key])
         ax.plot([i - 0.3, i + 1.3], [level + delta] * 2, color="#666666", lw=0.8, ls=":")
-        _annotate(ax, i, level + max(delta, 0.0), delta, span)
+        _annotate(ax, i, level, level + delta, delta, span)
         level += delta
         labels.append(label)
     ax.bar(len(steps), totals["pnl"], 0.6, color=COLORS["pnl"])
-    _annotate(ax, len(steps), max(totals["pnl"], 0.0), totals["pnl"], span)
+    _annotate(ax, len(steps), 0.0, totals["pnl"], totals["pnl"], span)
     labels.append("= PnL")
     ax.set_xticks(range(len(labels)), labels)
     ax.axhline(0, color="#444444", lw=0.8)
-    ax.margins(y=0.18)
     ax.set_title(
         f"PnL decomposition over {sum(r.outcome == 'success' for r in rows)} successful "
         "episodes: PnL = HODL return − IL + fees − gas (USD)",
@@ -119,8 +126,12 @@ def _plot_decomposition(ax: Axes, rows: list[EpisodeRow]) -> None:
     ax.set_ylabel("USD")
 
 
-def _annotate(ax: Axes, x: float, top: float, value: float, span: float) -> None:
-    ax.text(x, top + 0.02 * span, f"{value:+,.2f}", ha="center", va="bottom", fontsize=9)
+def _annotate(ax: Axes, x: float, start: float, end: float, value: float, span: float) -> None:
+    """The bar's value outside its end: above a rise, below a fall (never over the title)."""
+    if value >= 0:
+        ax.text(x, max(start, end) + 0.02 * span, f"{value:+,.2f}", ha="center", va="bottom")
+    else:
+        ax.text(x, min(start, end) - 0.02 * span, f"{value:+,.2f}", ha="center", va="top")
 
 
 def _legend_above(ax: Axes, ncols: int) -> None:

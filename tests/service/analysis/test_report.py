@@ -298,12 +298,9 @@ def _accent_bands(pixels: np.ndarray) -> list[tuple[int, int]]:
     return [(top, bottom) for top, bottom in bands if bottom - top >= 100]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    files = write_report(make_run(tmp_path / "data", MIXED), NOW)
-    shot = tmp_path / "screenshot.png"
+def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     assert CHROMIUM is not None
-    completed = subprocess.run(
+    return subprocess.run(
         [
             CHROMIUM,
             "--headless",
@@ -314,18 +311,25 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,3000",
-            files.html.as_uri(),
+            f"--user-data-dir={profile}",
+            *args,
         ],
         capture_output=True,
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    files = write_report(make_run(tmp_path / "data", MIXED), NOW)
+    shot = tmp_path / "screenshot.png"
+    completed = _chromium(
+        tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,4000", files.html.as_uri()
+    )
     assert shot.exists(), completed.stderr.decode(errors="replace")[-2000:]
     pixels = _png(shot.read_bytes())
-    assert pixels.shape[:2] == (3000, 1280)
+    assert pixels.shape[:2] == (4000, 1280)
     # Each plot sits right of an accent bar; one bar per plot, each as tall as a plot, and
     # right of each bar a picture: coloured series (text and tables are grey), not blank.
     bands = _accent_bands(pixels)
@@ -336,6 +340,12 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         area = pixels[top:bottom, 100:1250]
         assert area.std() > 20
         assert colourful[top:bottom, 100:1250].sum() > 1500
+    # The waterfall is the first plot; the page Chromium laid out says how PnL decomposes
+    # and shows each range in USD and per cent beside its ticks.
+    assert PLOTS[0][0] == "pnl_decomposition"
+    dom = _chromium(tmp_path / "profile", "--dump-dom", files.html.as_uri()).stdout.decode()
+    assert "= HODL return" in dom and "− IL" in dom and "− gas" in dom
+    assert "<td>195750–196250</td><td>500</td><td>2,972.38–3,047.62</td><td>±1.2 %</td>" in dom
     # Copy kept beside the report for a person to look at.
     shutil.copy(shot, files.html.with_name("screenshot.png"))
 
