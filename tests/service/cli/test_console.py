@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import pty
 import re
 import subprocess
 import sys
@@ -15,17 +13,10 @@ import pytest
 
 from clmmd.service.cli.console import Console, LevelGate, resolve_mode
 from clmmd.service.config import load_settings
-from tests.conftest import _config_variables
+from tests.terminal import clean_env, frames, run_under_pty
 
 BAR = re.compile(r"^\[[#-]{30}\] +\d+/(\d+) episodes  [\d.-]+ ep/s  ETA [\d:-]+( +\d+ failed)?$")
 SUMMARY_PREFIXES = ("campaign run_", "PnL ", "artifacts: ", "log:       ", "inspect:   ", "again: ")
-
-
-def _env() -> dict[str, str]:
-    hidden = set(_config_variables())
-    env = {k: v for k, v in os.environ.items() if k not in hidden}
-    env["CLMMD_DURABLE_WRITES"] = "false"  # speed only
-    return env
 
 
 def _campaign_argv(data_dir: Path, episodes: int) -> list[str]:
@@ -44,40 +35,15 @@ def _campaign_argv(data_dir: Path, episodes: int) -> list[str]:
     ]
 
 
-def _run_under_pty(argv: list[str], cwd: Path) -> tuple[int, str, bytes]:
-    """Run with stdout on a pseudo-terminal (stderr on a pipe); returns (code, stdout, stderr)."""
-    master, slave = pty.openpty()
-    with subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, cwd=cwd, env=_env()
-    ) as proc:
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(master)
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        code = proc.wait(timeout=120)
-    # The terminal turns \n into \r\n; the bar redraws with \r + erase-line.
-    text = b"".join(chunks).decode().replace("\r\n", "\n")
-    return code, text, err
-
-
 def test_campaign_on_a_terminal_shows_only_the_bar_and_the_summary(tmp_path: Path) -> None:
     data_dir = tmp_path / "elsewhere"
-    code, out, err = _run_under_pty(_campaign_argv(data_dir, 30), tmp_path)
+    code, out, err = run_under_pty(_campaign_argv(data_dir, 30), tmp_path)
     assert code == 0, (out, err)
     assert err == b""  # nothing at warning or above happened
-    frames = [f for line in out.split("\n") for f in line.split("\r\x1b[K") if f.strip()]
-    bars = [f for f in frames if f.startswith("[")]
-    text = [f for f in frames if not f.startswith("[")]
-    assert not [f for f in frames if f.lstrip().startswith("{")], "JSON on the terminal"
+    seen = frames(out)
+    bars = [f for f in seen if f.startswith("[")]
+    text = [f for f in seen if not f.startswith("[")]
+    assert not [f for f in seen if f.lstrip().startswith("{")], "JSON on the terminal"
     assert bars and all(BAR.match(b) for b in bars), bars
     assert bars[-1].startswith("[" + "#" * 30 + "] 30/30")
     assert len(text) == len(SUMMARY_PREFIXES), text
@@ -98,7 +64,7 @@ def test_campaign_piped_writes_only_json_lines(tmp_path: Path) -> None:
     done = subprocess.run(
         _campaign_argv(data_dir, 12),
         cwd=tmp_path,
-        env=_env(),
+        env=clean_env(),
         capture_output=True,
         timeout=120,
         check=False,
