@@ -118,9 +118,7 @@ def record_from_folder(episode_dir: Path) -> EpisodeRecord | None:
             fees_usd=num("fees_usd"),
             gas_cost_usd=num("gas_cost_usd"),
             il_usd=num("il_usd"),
-            hodl_return_usd=(
-                float(hodl) if isinstance(hodl := result.get("hodl_return_usd"), int | float) else None
-            ),
+            hodl_return_usd=_optional_number(result.get("hodl_return_usd")),
             # A skipped episode deployed nothing: no scalar was applied to anything.
             risk_scalar_applied=status != "skipped"
             and isinstance(result.get("risk_scalar_applied"), (int, float)),
@@ -129,6 +127,10 @@ def record_from_folder(episode_dir: Path) -> EpisodeRecord | None:
     if (episode_dir / "failure.json").exists():
         return EpisodeRecord(status="failed", fresh_pct=fresh)
     return None
+
+
+def _optional_number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def summarize_folders(layout: RunLayout, now: datetime) -> MetricsSummary:

@@ -86,9 +86,9 @@ EPILOG = (
 RUN_HELP = "a run id, or latest (the default)"
 
 
-def _global_options() -> argparse.ArgumentParser:
+def _global_options() -> _Parser:
     """The options every (sub)command accepts, on either side of the subcommand."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     group = common.add_argument_group("global options")
     group.add_argument(
         "--data-dir",
@@ -223,7 +223,7 @@ class _Subcommands:
     def __init__(
         self,
         action: argparse._SubParsersAction[_Parser],
-        parents: argparse.ArgumentParser | None = None,
+        parents: _Parser | None = None,
     ) -> None:
         self._action = action
         self.parents = [parents] if parents is not None else []
