@@ -1,7 +1,8 @@
 """The query catalogue (docs/queries.md), generated from the shipped registry.
 
 A test compares the file with :func:`render_catalogue`, so the docs cannot drift from
-``scheduler/queries.toml``. Regenerate with ``python -m scheduler.catalogue > docs/queries.md``.
+``scheduler/queries.toml``. Regenerate with
+``python -m clmmd.scheduler.catalogue > docs/queries.md``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def render_catalogue(registry: Registry | None = None) -> str:
     lines = [
         "# Query catalogue",
         "",
-        "Generated from `scheduler/queries.toml` by `python -m scheduler.catalogue`; a test keeps",
-        "it in step. `clmmd registry` prints the effective catalogue (after your overrides).",
+        "Generated from `scheduler/queries.toml` by `python -m clmmd.scheduler.catalogue`; a test",
+        "keeps it in step. `clmmd registry` prints the effective catalogue (after your overrides).",
         "",
         f"{total} queries, {enabled} enabled by default, {pooled} pool-scoped. The `query_id`",
         "values shipped are placeholders: real Dune query ids are the operator's. Copy",

@@ -13,7 +13,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "queries.md"
 
 def test_queries_doc_is_generated_from_the_registry() -> None:
     assert DOC.read_text() == render_catalogue(), (
-        "docs/queries.md is stale: python -m scheduler.catalogue > docs/queries.md"
+        "docs/queries.md is stale: python -m clmmd.scheduler.catalogue > docs/queries.md"
     )
 
 
