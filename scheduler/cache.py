@@ -2,11 +2,14 @@
 
 Envelope (stored as orjson bytes)::
 
-    {"ok": bool, "data": {...} | null, "fetched_at": ISO UTC | null, "ttl_s": int,
-     "error": str | null, "source": "dune_execute" | "dune_latest" | "mock" | null,
-     "attempted_at": ISO UTC}
+    {"ok": bool, "data": {...} | null, "fetched_at": ISO UTC | null, "asof": ISO UTC | null,
+     "ttl_s": int, "error": str | null,
+     "source": "dune_sql" | "dune_execute" | "dune_latest" | "mock" | null,
+     "attempted_at": ISO UTC, "credits": float | null}
 
-``data``/``fetched_at``/``source`` describe the last *good* fetch; ``ok``/``error``/
+validated by the pydantic model :class:`Envelope`. ``data``/``fetched_at``/``asof``/
+``source``/``credits`` describe the last *good* fetch (``asof``: when Dune finished computing
+it, its ``execution_ended_at``; quality is measured from it); ``ok``/``error``/
 ``attempted_at`` describe the last attempt. A failed refresh keeps the last good data
 (stale-if-error); a failure with no earlier data stores no data, so the key stays ``missing``.
 
@@ -22,13 +25,15 @@ module never touches the network.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 import diskcache
 import orjson
 import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clmmd.artifacts.base.clock import parse_utc, utc_iso
 from clmmd.scheduler.quality import Quality, age_seconds, is_usable, quality
@@ -42,17 +47,42 @@ GC_EXPIRY_FACTOR = 7
 #: Used when a writer does not say what the key's max_age is.
 DEFAULT_GC_EXPIRY_S = 7 * 24 * 3600
 _DEDUP_PREFIX = "~dedup:"
-_SOURCES = ("dune_execute", "dune_latest", "mock")
+_META_PREFIX = "~meta:"
 
 
-class Envelope(TypedDict):
+class Envelope(BaseModel):
+    """One cache entry; see the module docstring. Immutable: writers build a new one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
     ok: bool
     data: dict[str, Any] | None
     fetched_at: str | None
-    ttl_s: int
+    asof: str | None = None
+    ttl_s: int = Field(ge=0)
     error: str | None
     source: SourceName | None
     attempted_at: str
+    credits: float | None = None
+
+    @field_validator("fetched_at", "asof", "attempted_at")
+    @classmethod
+    def _utc(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_utc(value)  # raises ValueError
+        return value
+
+    @model_validator(mode="after")
+    def _data_with_time(self) -> Envelope:
+        if (self.data is None) != (self.fetched_at is None):
+            raise ValueError("data and fetched_at must be both present or both null")
+        return self
+
+    @property
+    def age_from(self) -> str | None:
+        """The as-of time quality is measured from: when Dune finished the execution
+        (``asof``), else when we fetched the value."""
+        return self.asof or self.fetched_at
 
 
 class QualityMeta(TypedDict):
@@ -71,39 +101,29 @@ def decode_envelope(raw: object) -> Envelope:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
-    checks: dict[str, tuple[type, ...]] = {
-        "ok": (bool,),
-        "data": (dict, type(None)),
-        "fetched_at": (str, type(None)),
-        "ttl_s": (int,),
-        "error": (str, type(None)),
-        "source": (str, type(None)),
-        "attempted_at": (str,),
-    }
-    for name, types in checks.items():
-        if name not in value or not isinstance(value[name], types):
-            raise ValueError(f"field {name!r} missing or of the wrong type")
-    if isinstance(value["ttl_s"], bool) or value["ttl_s"] < 0:
-        raise ValueError("field 'ttl_s' is not a non-negative integer")
-    if value["source"] is not None and value["source"] not in _SOURCES:
-        raise ValueError(f"unknown source {value['source']!r}")
-    if (value["data"] is None) != (value["fetched_at"] is None):
-        raise ValueError("data and fetched_at must be both present or both null")
-    for name in ("fetched_at", "attempted_at"):
-        if value[name] is not None:
-            parse_utc(value[name])  # raises ValueError
-    return cast(Envelope, value)
+    try:
+        return Envelope.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "envelope"
+        raise ValueError(f"field {where!r}: {error['msg']}") from None
 
 
 def envelope_quality(env: Envelope | None, max_age_s: float, now: datetime) -> QualityMeta:
-    """Quality, age (0.1 s) and as-of time of an envelope; ``missing`` when there is none."""
-    if env is None or env["fetched_at"] is None:
+    """Quality, age (0.1 s) and as-of time of an envelope; ``missing`` when there is none.
+
+    Age counts from ``asof`` (Dune's ``execution_ended_at``) when the source gave one: a
+    ``latest`` result fetched a second ago but computed two days ago is two days old.
+    """
+    if env is None or env.fetched_at is None:
         return {"quality": "missing", "age_s": None, "asof": None}
-    fetched_at = parse_utc(env["fetched_at"])
+    asof = env.age_from
+    assert asof is not None  # fetched_at is set
+    moment = parse_utc(asof)
     return {
-        "quality": quality(fetched_at, env["ttl_s"], max_age_s, now),
-        "age_s": round(age_seconds(fetched_at, now), 1),
-        "asof": env["fetched_at"],
+        "quality": quality(moment, env.ttl_s, max_age_s, now),
+        "age_s": round(age_seconds(moment, now), 1),
+        "asof": asof,
     }
 
 
@@ -153,7 +173,7 @@ class IntelCache:
         """
         env = self.get_envelope(key)
         meta = envelope_quality(env, max_age_s, now)
-        data = env["data"] if env is not None and is_usable(meta["quality"]) else None
+        data = env.data if env is not None and is_usable(meta["quality"]) else None
         return data, meta
 
     def keys(self) -> list[str]:
@@ -161,7 +181,30 @@ class IntelCache:
         found = set(self._mirror)
         if not self._closed:
             found.update(k for k in self._disk.iterkeys() if isinstance(k, str))
-        return sorted(k for k in found if not k.startswith(_DEDUP_PREFIX))
+        return sorted(k for k in found if not k.startswith((_DEDUP_PREFIX, _META_PREFIX)))
+
+    def get_meta(self, name: str) -> dict[str, Any] | None:
+        """A small JSON document kept beside the envelopes (e.g. the daily credit total);
+        ``None`` when absent or unreadable. Always read from disk: other processes write it."""
+        if self._closed:
+            return None
+        try:
+            raw = self._disk.get(_META_PREFIX + name, default=None)
+            value = orjson.loads(raw) if raw is not None else None
+        except Exception as exc:  # a damaged cache must never crash a reader
+            log.warning("cache_meta_unreadable", name=name, error=f"{type(exc).__name__}: {exc}")
+            return None
+        return value if isinstance(value, dict) else None
+
+    async def update_meta(
+        self,
+        name: str,
+        update: Callable[[dict[str, Any] | None], dict[str, Any]],
+        *,
+        expire: float | None = None,
+    ) -> dict[str, Any]:
+        """Read-modify-write a meta document in one transaction (safe across processes)."""
+        return await asyncio.to_thread(self._update_meta, _META_PREFIX + name, update, expire)
 
     # -- writes (async, diskcache in a worker thread) -------------------------------------
 
@@ -174,23 +217,29 @@ class IntelCache:
         now: datetime,
         ttl_s: int,
         max_age_s: int | None = None,
+        asof: datetime | None = None,
+        credits: float | None = None,
     ) -> Envelope:
-        """Store a good fetch of ``key`` taken at ``now``."""
+        """Store a good fetch of ``key`` taken at ``now``; ``asof`` is when the source computed
+        it (Dune's ``execution_ended_at``), ``credits`` what the fetch cost."""
         stamp = utc_iso(now)
-        env: Envelope = {
+        fields = {
             "ok": True,
             "data": data,
             "fetched_at": stamp,
+            "asof": utc_iso(asof) if asof is not None else None,
             "ttl_s": ttl_s,
             "error": None,
             "source": source,
             "attempted_at": stamp,
+            "credits": credits,
         }
-        payload = orjson.dumps(env)  # fails here, on the caller's side, for unencodable data
+        payload = orjson.dumps(fields)  # fails here, on the caller's side, for unencodable data
         expire = _gc_expiry(max_age_s)
         await asyncio.to_thread(self._write_raw, key, payload, expire)
-        # The mirror gets its own copy: the caller may go on mutating ``data``.
-        self._mirror[key] = cast(Envelope, orjson.loads(payload))
+        # The envelope gets its own copy of ``data``: the caller may go on mutating it.
+        env = Envelope.model_validate(orjson.loads(payload))
+        self._mirror[key] = env
         return env
 
     async def record_failure(
@@ -259,17 +308,36 @@ class IntelCache:
                     previous = decode_envelope(raw)
                 except ValueError as exc:
                     log.warning("cache_entry_corrupt", key=key, error=str(exc))
-            env: Envelope = {
-                "ok": False,
-                "data": previous["data"] if previous else None,
-                "fetched_at": previous["fetched_at"] if previous else None,
-                "ttl_s": ttl_s,
-                "error": error,
-                "source": previous["source"] if previous and previous["source"] else source,
-                "attempted_at": attempt,
-            }
-            self._disk.set(key, orjson.dumps(env), expire=expire)
+            env = Envelope(
+                ok=False,
+                data=previous.data if previous else None,
+                fetched_at=previous.fetched_at if previous else None,
+                asof=previous.asof if previous else None,
+                ttl_s=ttl_s,
+                error=error,
+                source=previous.source if previous and previous.source else source,
+                attempted_at=attempt,
+                credits=previous.credits if previous else None,
+            )
+            self._disk.set(key, orjson.dumps(env.model_dump()), expire=expire)
         return env
+
+    def _update_meta(
+        self,
+        key: str,
+        update: Callable[[dict[str, Any] | None], dict[str, Any]],
+        expire: float | None,
+    ) -> dict[str, Any]:
+        self._check_open()
+        with self._disk.transact():
+            raw = self._disk.get(key, default=None)
+            try:
+                current = orjson.loads(raw) if raw is not None else None
+            except orjson.JSONDecodeError:
+                current = None
+            value = update(current if isinstance(current, dict) else None)
+            self._disk.set(key, orjson.dumps(value), expire=expire)
+        return value
 
 
 def _gc_expiry(max_age_s: int | None) -> float:

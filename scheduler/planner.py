@@ -52,11 +52,15 @@ def fetch_request(
 ) -> FetchRequest:
     """The :class:`FetchRequest` of one key (pool address lower-cased in key and parameters)."""
     key = cache_key(spec, pool_address, window)
-    parameters: dict[str, str | int | float] = dict(spec.parameters)
     pool = pool_address.lower() if pool_address is not None else None
-    if pool is not None and window is not None:
-        parameters["pool_address"] = pool
-        parameters["lookback"] = window
+    parameters: dict[str, str | int | float] = {}
+    if not spec.runs_shipped_sql:
+        # A saved query takes its values as Dune query parameters (Dune binds them); the
+        # shipped SQL is bound by scheduler.shipped_sql from pool_address and window instead.
+        parameters.update(spec.parameters)
+        if pool is not None and window is not None:
+            parameters["pool_address"] = pool
+            parameters["lookback"] = window
     return FetchRequest(
         key=key,
         query_name=spec.name,
@@ -65,6 +69,7 @@ def fetch_request(
         parameters=parameters,
         pool_address=pool,
         window=window,
+        reexecute_after_s=spec.reexecute_after_seconds,
     )
 
 
@@ -150,9 +155,9 @@ def sort_planned(planned: Iterable[PlannedFetch]) -> list[PlannedFetch]:
 def _assess(
     spec: QuerySpec, request: FetchRequest, env: Envelope | None, now: datetime, *, force: bool
 ) -> PlannedFetch | None:
-    fetched_at = _fetched_at(env)
-    q = quality(fetched_at, spec.ttl_seconds, spec.max_age_seconds, now)
-    age = None if fetched_at is None else age_seconds(fetched_at, now)
+    asof = _time(env.age_from if env is not None else None)
+    q = quality(asof, spec.ttl_seconds, spec.max_age_seconds, now)
+    age = None if asof is None else age_seconds(asof, now)
     staleness = math.inf if age is None else age / spec.ttl_seconds
     reason: Reason
     if q == "fresh":
@@ -161,14 +166,19 @@ def _assess(
         reason = "forced"
     else:
         reason = q
+        fetched = _time(env.fetched_at if env is not None else None)
+        if not force and fetched is not None and age_seconds(fetched, now) < spec.ttl_seconds:
+            # We fetched it within the TTL and it was already old (a `latest` result nobody
+            # re-ran): fetching again before the TTL passes would pay for the same old rows.
+            return None
     return PlannedFetch(request, spec, spec.priority, reason, staleness)
 
 
-def _fetched_at(env: Envelope | None) -> datetime | None:
-    if env is None or env["fetched_at"] is None:
+def _time(stamp: str | None) -> datetime | None:
+    if stamp is None:
         return None
     try:
-        return parse_utc(env["fetched_at"])
+        return parse_utc(stamp)
     except ValueError:
         return None
 

@@ -15,21 +15,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
 
 from clmmd.artifacts.base.clock import Clock
-from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.cache import Envelope, IntelCache
+from clmmd.scheduler.credits import BudgetItem, CreditLedger, apply_budget
 from clmmd.scheduler.planner import PlannedFetch, candidate_requests, plan_refresh
+from clmmd.scheduler.query_rows import RowShapeError, normalise_rows
 from clmmd.scheduler.registry import Registry
-from clmmd.scheduler.source import FetchResult, IntelFetchError, IntelSource
+from clmmd.scheduler.source import FetchRequest, FetchResult, IntelFetchError, IntelSource
 
 log = structlog.get_logger(__name__)
 
-OutcomeStatus = Literal["ok", "failed", "skipped_duplicate"]
+OutcomeStatus = Literal["ok", "failed", "skipped_duplicate", "skipped_budget"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,17 @@ class RefreshReport:
     def skipped(self) -> int:
         return self.count("skipped_duplicate")
 
+    @property
+    def skipped_budget(self) -> int:
+        return self.count("skipped_budget")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "requested": len(self.outcomes),
             "ok": self.ok,
             "failed": self.failed,
             "skipped_duplicate": self.skipped,
+            "skipped_budget": self.skipped_budget,
             "peak_concurrency": self.peak_concurrency,
             "outcomes": [
                 {"key": o.key, "status": o.status, "duration_s": o.duration_s, "error": o.error}
@@ -96,6 +103,8 @@ class Refresher:
         *,
         workers: int = 3,
         fetch_timeout_s: float = 60,
+        ledger: CreditLedger | None = None,
+        estimate: Callable[[FetchRequest, Envelope | None], float] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -112,6 +121,9 @@ class Refresher:
         self._running: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._peak = 0
+        # Without a ledger there is no budget; without an estimator fetches are free (mock).
+        self._ledger = ledger
+        self._estimate = estimate
 
     @property
     def in_flight(self) -> frozenset[str]:
@@ -130,6 +142,7 @@ class Refresher:
 
     async def refresh(self, planned: Sequence[PlannedFetch]) -> RefreshReport:
         """Fetch ``planned`` in order, at most ``workers`` at once; never raises for a fetch."""
+        planned, over_budget = self._within_budget(planned)
         loop = asyncio.get_running_loop()
         stats = _CallStats()
         waits: list[asyncio.Future[FetchOutcome]] = []
@@ -165,7 +178,7 @@ class Refresher:
         outcomes = tuple(
             FetchOutcome(o.key, "skipped_duplicate", o.duration_s, o.error) if dup else o
             for o, dup in zip(shared, duplicate, strict=True)
-        )
+        ) + tuple(over_budget)
         report = RefreshReport(outcomes, stats.peak)
         if outcomes:
             log.info(
@@ -174,9 +187,39 @@ class Refresher:
                 ok=report.ok,
                 failed=report.failed,
                 skipped_duplicate=report.skipped,
+                skipped_budget=report.skipped_budget,
                 peak_concurrency=report.peak_concurrency,
             )
         return report
+
+    def _within_budget(
+        self, planned: Sequence[PlannedFetch]
+    ) -> tuple[list[PlannedFetch], list[FetchOutcome]]:
+        """The planned fetches today's credit budget allows (reserving their estimates), and
+        an outcome for each one it does not, lowest priority first (see credits.apply_budget)."""
+        if self._ledger is None or self._ledger.budget_per_day is None or not planned:
+            return list(planned), []
+        items = [BudgetItem(p.key, p.priority, self._estimate_of(p)) for p in planned]
+        admitted, reasons = apply_budget(items, self._ledger.remaining())
+        for budgeted in admitted:
+            self._ledger.reserve(budgeted.key, budgeted.estimate)
+        skipped = []
+        for item in planned:
+            if item.key in reasons:
+                log.warning(
+                    "refresh_skipped_budget",
+                    key=item.key,
+                    priority=item.priority,
+                    reason=reasons[item.key],
+                )
+                skipped.append(FetchOutcome(item.key, "skipped_budget", 0.0, reasons[item.key]))
+        keep = {item.key for item in admitted}
+        return [p for p in planned if p.key in keep], skipped
+
+    def _estimate_of(self, item: PlannedFetch) -> float:
+        if self._estimate is None:
+            return 0.0
+        return self._estimate(item.request, self._cache.get_envelope(item.key))
 
     async def refresh_once(
         self,
@@ -220,6 +263,8 @@ class Refresher:
         try:
             outcome = await self._fetch_and_store(item, started)
         finally:
+            if self._ledger is not None:
+                self._ledger.release(key)
             self._running.discard(key)
             self._slots.release()
             if self._claims.get(key) is claim:
@@ -235,8 +280,20 @@ class Refresher:
             async with asyncio.timeout(self.fetch_timeout_s):
                 result = await self._source.fetch(item.request)
             _check_result(result)
+            # Rows become typed values here, once: a wrong shape is this key's error.
+            rows = normalise_rows(spec.name, result.data["rows"])
         except IntelFetchError as exc:
             error = exc.message
+        except RowShapeError as exc:
+            error = f"wrong result shape: {exc}"
+            log.error(
+                "refresh_result_shape_wrong",
+                key=key,
+                query=exc.query,
+                column=exc.column,
+                error=str(exc),
+                hint="the query's SQL and its row model (scheduler/query_rows.py) disagree",
+            )
         except TimeoutError:
             error = f"fetch timed out after {self.fetch_timeout_s:g}s"
         except Exception as exc:  # the source broke its contract; still never crash a tick
@@ -252,11 +309,13 @@ class Refresher:
                 await asyncio.shield(
                     self._cache.record_success(
                         key,
-                        result.data,
+                        {**result.data, "rows": rows},
                         source=result.source,
                         now=self._clock.now(),
                         ttl_s=spec.ttl_seconds,
                         max_age_s=spec.max_age_seconds,
+                        asof=result.asof,
+                        credits=result.credits,
                     )
                 )
             except Exception as exc:

@@ -1,9 +1,14 @@
 """The query registry: which Dune queries exist, how fresh each must be, and their cache keys.
 
 The shipped catalogue is ``scheduler/queries.toml`` (package data); an operator can load their
-own file instead and switch queries on or off with ``enable``/``disable`` overrides. Every
-validation problem is a :class:`RegistryError` whose message is one line naming the query, the
-field and the bad value.
+own file instead and switch queries on or off with ``enable``/``disable`` overrides. Each entry
+is validated by a pydantic model (:class:`QueryEntry`); every problem becomes a
+:class:`RegistryError` whose message is one line naming the query, the field and the bad value.
+
+Methods: ``sql`` (the default) runs the query's DuneSQL shipped in ``scheduler/queries/`` through
+Dune's Execute SQL endpoint; ``execute`` runs a saved Dune query (``query_id``, the operator's)
+then reads its results; ``latest`` reads the saved query's latest results, optionally
+re-executing it when they are older than ``reexecute_after_seconds``.
 
 Cache keys are ``<query>`` for global queries and ``<query>:<pool_address>:<window>`` for
 pool-scoped ones, the pool address in lower case.
@@ -15,16 +20,29 @@ import importlib.resources
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 Priority = Literal["P0", "P1", "P2", "P3"]
-Method = Literal["execute", "latest"]
+Method = Literal["sql", "execute", "latest"]
 Scope = Literal["global", "pool"]
+Window = Literal["1h", "6h", "24h", "7d"]
 
 PRIORITIES: tuple[Priority, ...] = ("P0", "P1", "P2", "P3")
+#: The lookback windows a pool-scoped query may use (an enum: they are bound into SQL).
+WINDOWS: tuple[Window, ...] = ("1h", "6h", "24h", "7d")
 PRIORITY_LABELS: Mapping[str, str] = {
     "P0": "gating",
     "P1": "shaping",
@@ -36,60 +54,130 @@ DEFAULT_FILE_LABEL = "queries.toml"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _WINDOW_RE = re.compile(r"^([1-9][0-9]*)([hd])$")
 _POOL_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_FIELDS = frozenset(
-    {
-        "query_id",
-        "method",
-        "scope",
-        "priority",
-        "ttl_seconds",
-        "max_age_seconds",
-        "enabled",
-        "windows",
-        "parameters",
-        "description",
-    }
-)
+_RESERVED_PARAMETERS = frozenset({"pool_address", "lookback", "start_time", "end_time"})
+
+ParamValue = StrictStr | StrictInt | StrictFloat
 
 
 class RegistryError(ValueError):
     """A registry file or override is invalid; the message is a single line."""
 
 
-@dataclass(frozen=True)
-class QuerySpec:
-    """One Dune query as the scheduler sees it.
+class QuerySpec(BaseModel):
+    """One Dune query as the scheduler sees it (validated from one ``[queries.<name>]`` table).
 
     ``enabled_default`` is what the file says; ``enabled`` is the effective value after the
-    operator's overrides. ``windows`` is empty for global queries.
+    operator's overrides. ``windows`` is empty for global queries. ``query_id`` is set only for
+    the saved-query methods (``execute``, ``latest``).
     """
 
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
     name: str
-    query_id: int
-    method: Method
+    method: Method = "sql"
+    query_id: StrictInt | None = Field(default=None, gt=0)
     scope: Scope
     priority: Priority
-    ttl_seconds: int
-    max_age_seconds: int
-    enabled: bool
-    enabled_default: bool
-    windows: tuple[str, ...] = ()
-    parameters: Mapping[str, str | int | float] = field(
-        default_factory=lambda: MappingProxyType({}), hash=False
-    )
+    ttl_seconds: StrictInt = Field(gt=0)
+    max_age_seconds: StrictInt = Field(gt=0)
+    reexecute_after_seconds: StrictInt | None = Field(default=None, gt=0)
+    enabled: StrictBool
+    enabled_default: StrictBool
+    windows: tuple[Window, ...] = ()
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
     description: str = ""
 
     @property
     def pool_scoped(self) -> bool:
         return self.scope == "pool"
 
+    @property
+    def runs_shipped_sql(self) -> bool:
+        return self.method == "sql"
 
-@dataclass(frozen=True)
+
+class QueryEntry(BaseModel):
+    """The TOML shape of one entry, before overrides (field errors name the TOML field)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    method: Method = "sql"
+    query_id: StrictInt | None = None
+    scope: Scope
+    priority: Priority
+    ttl_seconds: StrictInt
+    max_age_seconds: StrictInt
+    reexecute_after_seconds: StrictInt | None = None
+    enabled: StrictBool
+    windows: list[StrictStr] = Field(default_factory=list)
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+    description: StrictStr = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QueryEntry:
+        # Each rule raises _FieldProblem so the message names the field the operator must fix.
+        for name in ("ttl_seconds", "max_age_seconds", "reexecute_after_seconds", "query_id"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise _FieldProblem(name, "a positive integer", value)
+        if self.max_age_seconds <= self.ttl_seconds:
+            raise _FieldProblem(
+                "max_age_seconds",
+                f"more than ttl_seconds ({self.ttl_seconds})",
+                self.max_age_seconds,
+            )
+        if self.method == "sql" and self.query_id is not None:
+            raise _FieldProblem("query_id", "no query_id with method 'sql'", self.query_id)
+        if self.method != "sql" and self.query_id is None:
+            raise _FieldProblem(
+                "query_id", f"a saved Dune query id with method {self.method!r}", _MISSING
+            )
+        if self.reexecute_after_seconds is not None and self.method != "latest":
+            raise _FieldProblem(
+                "reexecute_after_seconds", "only with method 'latest'", self.reexecute_after_seconds
+            )
+        if self.scope == "global" and self.windows:
+            raise _FieldProblem("windows", "no windows for a global query", self.windows)
+        if self.scope == "pool" and (
+            not self.windows
+            or any(w not in WINDOWS for w in self.windows)
+            or len(set(self.windows)) != len(self.windows)
+        ):
+            raise _FieldProblem(
+                "windows",
+                f"a non-empty list of distinct windows from {list(WINDOWS)}",
+                self.windows,
+            )
+        if self.parameters and self.method == "sql":
+            raise _FieldProblem(
+                "parameters",
+                "no extra parameters with method 'sql' (nothing binds them)",
+                self.parameters,
+            )
+        reserved = sorted(_RESERVED_PARAMETERS & set(self.parameters))
+        if reserved:
+            raise _FieldProblem(
+                "parameters", f"no {reserved[0]!r} (added per key)", self.parameters
+            )
+        return self
+
+
+class _FieldProblem(ValueError):
+    """Raised inside validation: one field, what was expected and what was given."""
+
+    def __init__(self, field_name: str, expected: str, value: Any) -> None:
+        super().__init__(f"{field_name}: {expected}")
+        self.field_name = field_name
+        self.expected = expected
+        self.value = value
+
+
 class Registry:
     """The loaded catalogue, in file order."""
 
-    queries: tuple[QuerySpec, ...]
-    source: str = DEFAULT_FILE_LABEL
+    def __init__(self, queries: Iterable[QuerySpec], source: str = DEFAULT_FILE_LABEL) -> None:
+        self.queries: tuple[QuerySpec, ...] = tuple(queries)
+        self.source = source
 
     def __iter__(self) -> Iterator[QuerySpec]:
         return iter(self.queries)
@@ -217,84 +305,56 @@ def _parse_document(label: str, document: Mapping[str, Any]) -> list[QuerySpec]:
 
 
 def _parse_query(label: str, name: str, body: Any) -> QuerySpec:
-    def bad(field_name: str, expected: str, value: Any) -> RegistryError:
-        got = "nothing (field missing)" if value is _MISSING else repr(value)
-        return RegistryError(
-            f"{label}: query {name!r} field {field_name!r}: expected {expected}, got {got}"
-        )
-
     if not _NAME_RE.match(name):
         raise RegistryError(
             f"{label}: query {name!r}: name must be lower-case letters, digits and underscores"
         )
     if not isinstance(body, dict):
         raise RegistryError(f"{label}: query {name!r}: expected a table, got {body!r}")
-    extra = sorted(set(body) - _FIELDS)
-    if extra:
-        raise RegistryError(f"{label}: query {name!r} field {extra[0]!r}: unknown field")
-
-    def positive_int(field_name: str) -> int:
-        value = body.get(field_name, _MISSING)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise bad(field_name, "a positive integer", value)
-        return value
-
-    def choice(field_name: str, options: tuple[str, ...]) -> str:
-        value = body.get(field_name, _MISSING)
-        if value not in options:
-            raise bad(field_name, "one of " + ", ".join(repr(o) for o in options), value)
-        return cast(str, value)
-
-    query_id = positive_int("query_id")
-    method = cast(Method, choice("method", ("execute", "latest")))
-    scope = cast(Scope, choice("scope", ("global", "pool")))
-    priority = cast(Priority, choice("priority", PRIORITIES))
-    ttl = positive_int("ttl_seconds")
-    max_age = positive_int("max_age_seconds")
-    if max_age <= ttl:
-        raise bad("max_age_seconds", f"more than ttl_seconds ({ttl})", max_age)
-    enabled = body.get("enabled", _MISSING)
-    if not isinstance(enabled, bool):
-        raise bad("enabled", "true or false", enabled)
-
-    windows = body.get("windows", [])
-    if scope == "global":
-        if windows != []:
-            raise bad("windows", "no windows for a global query", windows)
-    elif (
-        not isinstance(windows, list)
-        or not windows
-        or not all(isinstance(w, str) and _WINDOW_RE.match(w) for w in windows)
-        or len(set(windows)) != len(windows)
-    ):
-        raise bad("windows", "a non-empty list of distinct windows like '1h', '24h'", windows)
-
-    parameters = body.get("parameters", {})
-    if not isinstance(parameters, dict) or not all(
-        isinstance(v, str | int | float) and not isinstance(v, bool) for v in parameters.values()
-    ):
-        raise bad("parameters", "a table of strings and numbers", parameters)
-    reserved = sorted({"pool_address", "lookback"} & set(parameters))
-    if reserved:
-        raise bad("parameters", "no 'pool_address' or 'lookback' (added per key)", parameters)
-    description = body.get("description", "")
-    if not isinstance(description, str):
-        raise bad("description", "a string", description)
-
+    try:
+        entry = QueryEntry.model_validate(body)
+    except ValidationError as exc:
+        raise RegistryError(f"{label}: query {name!r} {_describe(exc, body)}") from None
     return QuerySpec(
         name=name,
-        query_id=query_id,
-        method=method,
-        scope=scope,
-        priority=priority,
-        ttl_seconds=ttl,
-        max_age_seconds=max_age,
-        enabled=enabled,
-        enabled_default=enabled,
-        windows=tuple(windows),
-        parameters=MappingProxyType(dict(parameters)),
-        description=description,
+        enabled_default=entry.enabled,
+        **entry.model_dump(exclude={"windows"}),
+        windows=tuple(entry.windows),  # type: ignore[arg-type]  # checked against WINDOWS
     )
+
+
+def _describe(exc: ValidationError, body: Mapping[str, Any]) -> str:
+    """``field 'x': expected ..., got ...`` for the first problem pydantic found."""
+    error = exc.errors()[0]
+    problem = error.get("ctx", {}).get("error")
+    if isinstance(problem, _FieldProblem):
+        expected, field_name, value = problem.expected, problem.field_name, problem.value
+        return f"field {field_name!r}: expected {expected}, got {_shown(value)}"
+    field_name = str(error["loc"][0]) if error["loc"] else "?"
+    if error["type"] == "extra_forbidden":
+        return f"field {field_name!r}: unknown field"
+    value = body.get(field_name, _MISSING)
+    expected = _EXPECTED.get(field_name, error["msg"])
+    return f"field {field_name!r}: expected {expected}, got {_shown(value)}"
+
+
+_EXPECTED = {
+    "query_id": "a positive integer",
+    "ttl_seconds": "a positive integer",
+    "max_age_seconds": "a positive integer",
+    "reexecute_after_seconds": "a positive integer",
+    "method": "one of 'sql', 'execute', 'latest'",
+    "scope": "one of 'global', 'pool'",
+    "priority": "one of 'P0', 'P1', 'P2', 'P3'",
+    "enabled": "true or false",
+    "windows": f"a non-empty list of distinct windows from {list(WINDOWS)}",
+    "parameters": "a table of strings and numbers",
+    "description": "a string",
+}
+
+
+def _shown(value: Any) -> str:
+    return "nothing (field missing)" if value is _MISSING else repr(value)
 
 
 def _apply_overrides(
@@ -312,7 +372,7 @@ def _apply_overrides(
     result = []
     for spec in specs:
         if spec.name in on or spec.name in off:
-            spec = replace(spec, enabled=spec.name in on)
+            spec = spec.model_copy(update={"enabled": spec.name in on})
         result.append(spec)
     return tuple(result)
 
@@ -329,9 +389,10 @@ def format_registry(registry: Registry) -> str:
         for spec in specs:
             mark = "[x]" if spec.enabled else "[ ]"
             scope = f"pool {'/'.join(spec.windows)}" if spec.pool_scoped else "global"
+            source = "shipped SQL" if spec.runs_shipped_sql else f"{spec.method} id={spec.query_id}"
             lines.append(
                 f"  {mark} {spec.name} ({scope}, TTL={spec.ttl_seconds}s, "
-                f"max_age={spec.max_age_seconds}s, {spec.method}, id={spec.query_id})"
+                f"max_age={spec.max_age_seconds}s, {source})"
             )
         lines.append("")
     total = len(registry)

@@ -295,8 +295,8 @@ class RefreshScheduler:
         for item in planned:
             env = self._cache.get_envelope(item.key)
             if env is not None and env is not before.get(item.key):
-                status: OutcomeStatus = "ok" if env["ok"] else "failed"
-                outcomes.append(FetchOutcome(item.key, status, 0.0, env["error"]))
+                status: OutcomeStatus = "ok" if env.ok else "failed"
+                outcomes.append(FetchOutcome(item.key, status, 0.0, env.error))
             else:
                 outcomes.append(FetchOutcome(item.key, "failed", 0.0, TICK_TIMED_OUT))
         # This call's own peak is lost with it; the Refresher's lifetime peak bounds it.

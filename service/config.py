@@ -211,19 +211,62 @@ class Settings(BaseSettings):
         description="diskcache size limit (least recently stored evicted beyond it)",
         validation_alias=AliasChoices("CLMMD_CACHE_SIZE_MB"),
     )
-    dune_execute_rpm: int = Field(
-        15,
+    # --- Dune plan, pace and credits (kept together; see docs/dune-client.md) ---
+    dune_plan: Literal["free", "plus", "premium", "enterprise"] = Field(
+        "free",
+        description=(
+            "Dune plan: sets the per-minute limits (free 15/40, plus 70/200, premium and "
+            "enterprise 350/1000 execute/read) and the credits per MB of results read"
+        ),
+        validation_alias=AliasChoices("DUNE_PLAN"),
+    )
+    dune_execute_rpm: int | None = Field(
+        None,
         ge=1,
         le=10_000,
-        description="Dune execute calls per minute (free plan 15)",
+        description="Dune execute calls per minute; unset = the plan's (overrides DUNE_PLAN)",
         validation_alias=AliasChoices("DUNE_EXECUTE_RPM"),
     )
-    dune_read_rpm: int = Field(
-        40,
+    dune_read_rpm: int | None = Field(
+        None,
         ge=1,
         le=10_000,
-        description="Dune status/results calls per minute (free plan 40)",
+        description="Dune status/results calls per minute; unset = the plan's",
         validation_alias=AliasChoices("DUNE_READ_RPM"),
+    )
+    dune_rate_headroom: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="share of each Dune rate limit left unused (arrival jitter margin)",
+        validation_alias=AliasChoices("DUNE_RATE_HEADROOM"),
+    )
+    dune_rate_window_margin_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="seconds added to Dune's 60 s rate-limit window on our side",
+        validation_alias=AliasChoices("DUNE_RATE_WINDOW_MARGIN_S"),
+    )
+    dune_performance: Literal["medium", "large"] = Field(
+        "medium",
+        description="Dune engine for executions (large costs more credits)",
+        validation_alias=AliasChoices("DUNE_PERFORMANCE"),
+    )
+    dune_credit_budget_per_day: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Dune credits the daemon may spend per UTC day; over it P3 keys are skipped first, "
+            "then P2, P1, P0 (unset = no budget)"
+        ),
+        validation_alias=AliasChoices("DUNE_CREDIT_BUDGET_PER_DAY"),
+    )
+    dune_credits_per_mb: float | None = Field(
+        None,
+        ge=0,
+        description="credits per MB of results read; unset = the plan's (free 20, others 2)",
+        validation_alias=AliasChoices("DUNE_CREDITS_PER_MB"),
     )
     dune_timeout_s: float = Field(
         10.0,

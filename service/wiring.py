@@ -11,7 +11,10 @@ from typing import IO
 
 from clmmd.artifacts.base.clock import Clock
 from clmmd.scheduler.cache import IntelCache
+from clmmd.scheduler.credits import PLANS, CreditLedger
+from clmmd.scheduler.dune_source import DuneSource
 from clmmd.scheduler.intel import MarketIntelligence
+from clmmd.scheduler.refresher import Refresher
 from clmmd.scheduler.registry import Registry, RegistryError, load_registry
 from clmmd.scheduler.source import IntelSource
 from clmmd.service.config import ConfigError, Settings
@@ -57,7 +60,42 @@ def open_intel(settings: Settings, clock: Clock) -> IntelStack:
     return IntelStack(registry, cache, MarketIntelligence(cache, registry, clock))
 
 
-def build_source(settings: Settings, clock: Clock) -> IntelSource:
+@dataclass
+class RefreshStack:
+    """What a refresh needs besides the cache: the source, the refresher, the credit ledger."""
+
+    source: IntelSource
+    refresher: Refresher
+    ledger: CreditLedger
+
+    async def close(self) -> None:
+        await self.refresher.close()
+        await self.source.close()
+
+
+def build_refresh_stack(
+    settings: Settings, stack: IntelStack, clock: Clock, *, workers: int
+) -> RefreshStack:
+    """The configured source and a Refresher over it, inside today's credit budget."""
+    ledger = CreditLedger(stack.cache, clock, settings.dune_credit_budget_per_day)
+    source = build_source(settings, clock, ledger)
+    estimate = source.estimate_credits if isinstance(source, DuneSource) else None
+    refresher = Refresher(
+        source,
+        stack.cache,
+        stack.registry,
+        clock,
+        workers=workers,
+        fetch_timeout_s=settings.refresh_deadline_s,
+        ledger=ledger,
+        estimate=estimate,
+    )
+    return RefreshStack(source, refresher, ledger)
+
+
+def build_source(
+    settings: Settings, clock: Clock, ledger: CreditLedger | None = None
+) -> IntelSource:
     """The configured fetch source. INTEL_DATA_SOURCE=dune without a key is a config error."""
     if settings.intel_data_source == "mock":
         from clmmd.scheduler.mock_source import MockSource
@@ -69,8 +107,13 @@ def build_source(settings: Settings, clock: Clock) -> IntelSource:
             "set the key or use INTEL_DATA_SOURCE=mock"
         )
     from clmmd.scheduler.dune import DuneClient
-    from clmmd.scheduler.dune_source import DuneSource
 
+    plan = PLANS[settings.dune_plan]
+    credits_per_mb = (
+        settings.dune_credits_per_mb
+        if settings.dune_credits_per_mb is not None
+        else plan.credits_per_mb
+    )
     client = DuneClient(
         settings.dune_api_base_url,
         settings.dune_api_key,
@@ -78,7 +121,14 @@ def build_source(settings: Settings, clock: Clock) -> IntelSource:
         call_timeout_s=settings.dune_timeout_s,
         refresh_deadline_s=settings.refresh_deadline_s,
         poll_interval_s=settings.dune_poll_interval_s,
-        execute_rpm=settings.dune_execute_rpm,
-        read_rpm=settings.dune_read_rpm,
+        execute_rpm=settings.dune_execute_rpm or plan.execute_rpm,
+        read_rpm=settings.dune_read_rpm or plan.read_rpm,
+        rate_headroom=settings.dune_rate_headroom,
+        rate_window_margin_s=settings.dune_rate_window_margin_s,
+        performance=settings.dune_performance,
+        credit_sink=ledger,
+        credits_per_mb=credits_per_mb,
     )
-    return DuneSource(client)
+    return DuneSource(
+        client, clock, performance=settings.dune_performance, credits_per_mb=credits_per_mb
+    )

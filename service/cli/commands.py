@@ -20,7 +20,7 @@ from clmmd.service.logging import REDACTOR
 from clmmd.service.runs.campaign import CampaignError, run_campaign
 from clmmd.service.runs.opening import resolve_seed
 from clmmd.service.runs.warmup import MockMarketPhases
-from clmmd.service.wiring import build_source, load_configured_registry, open_intel
+from clmmd.service.wiring import build_refresh_stack, load_configured_registry, open_intel
 
 log = structlog.get_logger(__name__)
 
@@ -214,33 +214,34 @@ def registry(settings: Settings) -> int:
 
 async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
     """Refresh what is due; exit 1 if something was due and nothing could be refreshed."""
-    from clmmd.scheduler.refresher import Refresher
-
     clock = SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stack = open_intel(settings, clock)
-    source = build_source(settings, clock)
-    refresher = Refresher(
-        source,
-        stack.cache,
-        stack.registry,
-        clock,
-        workers=workers,
-        fetch_timeout_s=settings.refresh_deadline_s,
-    )
+    try:
+        refresh = build_refresh_stack(settings, stack, clock, workers=workers)
+    except BaseException:
+        stack.close()
+        raise
+    refresher = refresh.refresher
     try:
         report = await refresher.refresh_once(list(settings.pools), pool_cap=pool_cap)
+        credits = refresh.ledger.status()
     finally:
-        await refresher.close()
-        await source.close()
+        await refresh.close()
         stack.close()
+    width = max([60, *(len(o.key) for o in report.outcomes)])  # pool keys run past 60
     for outcome in report.outcomes:
         error = f"  {outcome.error}" if outcome.error else ""
-        print(f"{outcome.status:<8} {outcome.key:<60} {outcome.duration_s * 1000:8.1f} ms{error}")
+        print(
+            f"{outcome.status:<8} {outcome.key:<{width}} {outcome.duration_s * 1000:8.1f} ms{error}"
+        )
     print(
-        f"refreshed {report.ok}, failed {report.failed}, skipped {report.skipped}; "
-        f"peak concurrent fetches {refresher.peak_in_flight}"
+        f"refreshed {report.ok}, failed {report.failed}, skipped {report.skipped}, "
+        f"over budget {report.skipped_budget}; peak concurrent fetches {refresher.peak_in_flight}"
     )
+    from clmmd.service.cli.status_report import credit_line
+
+    print(credit_line(credits))
     if report.outcomes and report.ok == 0:
         return 1
     return 0
@@ -269,6 +270,10 @@ def status(settings: Settings) -> int:
             stack.cache, stack.registry, pools, settings.pool_cap, clock.now()
         ):
             print(line)
+        from clmmd.scheduler.credits import CreditLedger
+
+        ledger = CreditLedger(stack.cache, clock, settings.dune_credit_budget_per_day)
+        print(status_report.credit_line(ledger.status()))
     finally:
         stack.close()
     print(status_report.trigger_line(settings.data_dir))

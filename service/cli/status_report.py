@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def cache_lines(
     for spec, request in candidate_requests(registry, pools, pool_cap=pool_cap):
         _, meta = cache.get_with_quality(request.key, now, spec.max_age_seconds)
         envelope = cache.get_envelope(request.key)
-        error = (envelope["error"] if envelope else None) or ""
+        error = (envelope.error if envelope else None) or ""
         age = meta["age_s"]
         rows.append((request.key, meta["quality"], "-" if age is None else f"{age:.0f}", error))
     width = max([len("key"), *(len(key) for key, *_ in rows)])
@@ -92,3 +93,17 @@ def daemon_line(status: dict[str, Any] | None, listen: str) -> str:
         f"{len(refresh.get('in_flight') or [])}, ticks {refresh.get('ticks')}"
         + (" (stopping)" if status.get("stopping") else "")
     )
+
+
+def credit_line(credits: Mapping[str, Any]) -> str:
+    """``clmmd status``'s line on Dune credits spent today against the daily budget."""
+    used = float(credits.get("used", 0.0))
+    estimated = float(credits.get("estimated", 0.0))
+    head = f"dune credits {credits.get('date', '?')} (UTC): {used:.2f} used"
+    if estimated > 0:
+        head += f" ({estimated:.2f} estimated)"
+    head += f", {credits.get('executions', 0)} executions, {credits.get('reads', 0)} result reads"
+    budget = credits.get("budget_per_day")
+    if budget is None:
+        return head + "; no daily budget (DUNE_CREDIT_BUDGET_PER_DAY unset)"
+    return head + f"; budget {float(budget):g}/day, {float(budget) - used:.2f} left"

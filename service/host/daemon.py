@@ -25,7 +25,6 @@ from clmmd.artifacts.recovery import recover_run
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.env.base import ClmmEnv
-from clmmd.scheduler.refresher import Refresher
 from clmmd.scheduler.scheduling import RefreshScheduler
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
 from clmmd.scheduler.trigger_tail import TriggerTail
@@ -37,7 +36,7 @@ from clmmd.service.logging import SINKS
 from clmmd.service.runs.opening import OpenRun, close_run, learning_enabled, open_run
 from clmmd.service.runs.runner import EpisodeRunner
 from clmmd.service.runs.summary_writer import SummaryWriter
-from clmmd.service.wiring import IntelStack, build_source, open_intel
+from clmmd.service.wiring import IntelStack, build_refresh_stack, open_intel
 
 log = structlog.get_logger(__name__)
 
@@ -160,17 +159,9 @@ class Daemon:
             loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
             loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         stack = open_intel(s, self.clock)
-        source = build_source(s, self.clock)
-        refresher = Refresher(
-            source,
-            stack.cache,
-            stack.registry,
-            self.clock,
-            workers=s.refresh_workers,
-            fetch_timeout_s=s.refresh_deadline_s,
-        )
+        refresh = build_refresh_stack(s, stack, self.clock, workers=s.refresh_workers)
         self.scheduler = RefreshScheduler(
-            refresher,
+            refresh.refresher,
             stack.cache,
             stack.registry,
             self.clock,
@@ -207,7 +198,7 @@ class Daemon:
                 await self._serve(runner, store)
         finally:
             await self._shutdown(runner, store)
-            await source.close()
+            await refresh.source.close()
             stack.close()
         return 0
 

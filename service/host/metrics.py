@@ -26,10 +26,15 @@ from clmmd.scheduler.quality import QUALITIES
 from clmmd.scheduler.refresher import RefreshReport
 
 NAMESPACE = "clmmd"
-REFRESH_OUTCOMES = ("ok", "failed", "skipped")
+REFRESH_OUTCOMES = ("ok", "failed", "skipped", "over_budget")
 #: Fetches take from well under a second (cached "latest" results) to minutes (executions).
 FETCH_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-_REPORT_STATUS = {"ok": "ok", "failed": "failed", "skipped_duplicate": "skipped"}
+_REPORT_STATUS = {
+    "ok": "ok",
+    "failed": "failed",
+    "skipped_duplicate": "skipped",
+    "skipped_budget": "over_budget",
+}
 
 
 class ServiceMetrics:
@@ -84,6 +89,18 @@ class ServiceMetrics:
         self.fetches_in_flight = Gauge(
             "fetches_in_flight", "Source fetches running right now.", namespace=ns, registry=reg
         )
+        self.dune_credits_used = Gauge(
+            "dune_credits_used_today",
+            "Dune credits spent today (UTC day), as recorded in the cache.",
+            namespace=ns,
+            registry=reg,
+        )
+        self.dune_credit_budget = Gauge(
+            "dune_credit_budget_per_day",
+            "DUNE_CREDIT_BUDGET_PER_DAY (-1 when no budget is set).",
+            namespace=ns,
+            registry=reg,
+        )
         for outcome in REFRESH_OUTCOMES:  # show zeros before the first refresh
             self.refreshes.labels(outcome=outcome)
         for name in QUALITIES:
@@ -106,6 +123,11 @@ class ServiceMetrics:
             raise ValueError(f"unknown quality {unknown[0]!r}: expected one of {QUALITIES}")
         for name in QUALITIES:
             self.cache_keys.labels(quality=name).set(counts.get(name, 0))
+
+    def set_credits(self, used_today: float, budget_per_day: float | None) -> None:
+        """Credits spent today and the daily budget (-1: none)."""
+        self.dune_credits_used.set(max(0.0, used_today))
+        self.dune_credit_budget.set(-1.0 if budget_per_day is None else budget_per_day)
 
     def set_trigger_lag(self, seconds: float) -> None:
         self.trigger_lag.set(max(0.0, seconds))

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from clmmd.artifacts.base.clock import Clock
 from clmmd.artifacts.layout import RunLayout
+from clmmd.scheduler.credits import CreditLedger
 from clmmd.scheduler.planner import candidate_requests
 from clmmd.scheduler.scheduling import RefreshScheduler
 from clmmd.scheduler.trigger_tail import TriggerTail
@@ -71,8 +72,16 @@ class DaemonObserver:
         ):
             _, meta = stack.cache.get_with_quality(request.key, now, spec.max_age_seconds)
             envelope = stack.cache.get_envelope(request.key)
-            out[request.key] = {**meta, "error": envelope["error"] if envelope else None}
+            out[request.key] = {**meta, "error": envelope.error if envelope else None}
         return out
+
+    def credits(self) -> dict[str, Any] | None:
+        """Dune credits spent today and the daily budget (from the cache: any process)."""
+        d = self.daemon
+        if d.stack is None:
+            return None
+        budget = d.settings.dune_credit_budget_per_day
+        return CreditLedger(d.stack.cache, d.clock, budget).status()
 
     def update_gauges(self) -> None:
         """Refresh the gauges from live state (called on each /metrics scrape)."""
@@ -82,6 +91,9 @@ class DaemonObserver:
             counts[entry["quality"]] = counts.get(entry["quality"], 0) + 1
         d.metrics.set_cache_quality(counts)
         d.metrics.set_episode_queue_depth(d.queue_depth())
+        credits = self.credits()
+        if credits is not None:
+            d.metrics.set_credits(credits["used"], credits["budget_per_day"])
         if d.scheduler is not None:
             d.metrics.set_fetches_in_flight(len(d.scheduler.stats().get("in_flight", [])))
         if d.tail is not None:
@@ -111,4 +123,5 @@ class DaemonObserver:
             "triggers": dataclasses.asdict(d.tail.stats) if d.tail else None,
             "active_pools": d.active_pools(),
             "cache": self.cache_quality(),
+            "credits": self.credits(),
         }

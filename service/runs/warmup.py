@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -99,22 +99,29 @@ def _draw(rng: random.Random, buckets: _Buckets, name: str) -> float:
 def shape_rows(
     query: str, rows: list[dict[str, Any]], state: MarketState, rng: random.Random
 ) -> list[dict[str, Any]]:
-    """``rows`` with the fields the regime is read from set inside ``state``'s buckets (pure:
-    new row objects; other queries pass through)."""
-    if query == "gas_regime":
-        gas = _draw(rng, _GAS, state.gas)
-        extra = {
-            "gas_price_gwei": round(gas, 3),
-            "base_fee_gwei": round(max(0.1, gas - rng.uniform(0.5, 3.0)), 3),
-            "regime": state.gas,
-        }
-    elif query == "pool_health_score":
-        extra = {"volatility_daily": round(_draw(rng, _VOL, state.vol), 5)}
-    elif query == "toxic_flow":
-        extra = {"toxic_share": round(_draw(rng, _FLOW, state.flow), 5)}
-    else:
-        return rows
-    return [{**row, **extra} for row in rows]
+    """``rows`` with the columns the regime is read from set inside ``state``'s buckets (pure:
+    new row objects, the same columns; other queries pass through)."""
+    out = []
+    for row in rows:
+        if query == "gas_regime":
+            gas = _draw(rng, _GAS, state.gas)
+            extra: dict[str, Any] = {
+                "gas_price_gwei": round(gas, 3),
+                "base_fee_gwei": round(max(0.1, gas - rng.uniform(0.5, 3.0)), 3),
+                "regime": state.gas,
+            }
+        elif query == "pool_health_score":
+            extra = {"volatility_daily": round(_draw(rng, _VOL, state.vol), 5)}
+        elif query == "toxic_flow":
+            share = _draw(rng, _FLOW, state.flow)
+            extra = {"toxic_share": round(share, 5)}
+            volume = row.get("volume_usd")
+            if isinstance(volume, int | float) and not isinstance(volume, bool):
+                extra["informed_volume_usd"] = round(share * volume, 2)  # stays consistent
+        else:
+            return rows
+        out.append({**row, **{k: v for k, v in extra.items() if k in row}})
+    return out
 
 
 class _PhasedMockSource:
@@ -134,7 +141,7 @@ class _PhasedMockSource:
         result = await self._inner.fetch(request)
         rng = _rng(self._seed, "rows", self._phase, request.key)
         rows = shape_rows(request.query_name, list(result.data["rows"]), self._state, rng)
-        return FetchResult(data={**result.data, "rows": rows}, source=result.source)
+        return replace(result, data={**result.data, "rows": rows})
 
     async def close(self) -> None:
         await self._inner.close()

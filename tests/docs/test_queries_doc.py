@@ -17,17 +17,22 @@ def test_queries_doc_is_generated_from_the_registry() -> None:
     )
 
 
-def test_every_query_has_one_row_with_its_id_and_default() -> None:
+def test_every_query_has_one_row_and_a_section_with_sql_columns_and_consumers() -> None:
     registry = load_registry()
-    rows = [line for line in DOC.read_text().splitlines() if line.startswith("| `")]
+    text = DOC.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(rows) == len(registry) == 25
     for spec in registry:
         (row,) = [r for r in rows if r.startswith(f"| `{spec.name}`")]
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == ("on" if spec.enabled_default else "off")
-        assert cells[2] == str(spec.query_id)
-        assert cells[3] == spec.method
-        assert cells[4].count("`") == 2 * max(1, len(spec.windows))
+        assert cells[2] == "sql"
+        assert cells[3].count("`") == 2 * max(1, len(spec.windows))
+        section = text.split(f"### `{spec.name}`", 1)[1].split("### ", 1)[0]
+        assert f"scheduler/queries/{spec.name}.sql" in section
+        assert "Output columns:" in section and "Feeds:" in section
+    for name, reads in (("gas_regime", "**gas**"), ("toxic_flow", "**flow**")):
+        assert reads in text.split(f"### `{name}`", 1)[1].split("### ", 1)[0]
 
 
 def test_sections_follow_priorities_with_counts() -> None:
@@ -42,7 +47,8 @@ def test_sections_follow_priorities_with_counts() -> None:
 def test_a_changed_registry_changes_the_doc(tmp_path: Path) -> None:
     shipped = (Path(__file__).resolve().parents[2] / "scheduler" / "queries.toml").read_text()
     changed = tmp_path / "queries.toml"
-    changed.write_text(shipped.replace("query_id = 900001", "query_id = 4242"))
+    saved = '[queries.gas_regime]\nmethod = "latest"\nquery_id = 4242\n'
+    changed.write_text(shipped.replace("[queries.gas_regime]\n", saved))
     rendered = render_catalogue(load_registry(changed))
     assert rendered != DOC.read_text()
-    assert "| `gas_regime` | on | 4242 |" in rendered
+    assert "| `gas_regime` | on | latest #4242 |" in rendered

@@ -12,6 +12,13 @@ plays scripted faults::
         assert srv.count("status") == 5
 
 Executions go PENDING -> EXECUTING -> final state over ``polls_until_done`` status polls.
+
+``POST /api/v1/sql/execute`` (Dune's Execute SQL) checks every SQL it receives: no unbound
+``{{placeholder}}`` may be left and the text must parse as Trino with sqlglot; anything else is
+answered 400 and kept in ``sql_rejections`` (tests assert it stays empty). Rows for a shipped
+query (recognised by its ``-- clmmd query: <name>`` first line) come from ``sql_rows``, by
+default clmmd's mock rows for that query and the pool address in the SQL.
+
 Standalone: ``python -m tests.fakes.dune_server --port 8787``.
 """
 
@@ -21,19 +28,24 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import sqlglot
 from aiohttp import web
 
-Endpoint = Literal["execute", "status", "results", "latest"]
-ENDPOINTS: tuple[Endpoint, ...] = ("execute", "status", "results", "latest")
+Endpoint = Literal["execute", "status", "results", "latest", "sql"]
+ENDPOINTS: tuple[Endpoint, ...] = ("execute", "status", "results", "latest", "sql")
+SqlRowGenerator = Callable[[str], list[dict[str, Any]]]
+SQL_QUERY_ID = 0  # Dune answers raw SQL executions with query_id 0
 RowGenerator = Callable[[dict[str, str]], list[dict[str, Any]]]
 
 PENDING = "QUERY_STATE_PENDING"
@@ -100,6 +112,9 @@ class QueryScript:
     final_state: str = COMPLETED
     error: Any = None
     latest_state: str = COMPLETED
+    #: When the stored latest result was computed; None: "just now" (a scheduled query).
+    latest_ended_at: str | None = None
+    cost_credits: float | None = 3.5
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,7 @@ class Execution:
     script: QueryScript
     polls: int = 0
     state: str = PENDING
+    ended_at: str | None = None
 
 
 class FakeDuneServer:
@@ -147,6 +163,13 @@ class FakeDuneServer:
         # None: next_uri points at this server. "": omit next_uri (offset paging only).
         # Anything else: next_uri on that base (to test the client's same-origin rule).
         self.next_uri_base: str | None = None
+        self.sql_rows: SqlRowGenerator = shipped_sql_rows
+        self.sql_script = QueryScript(rows=lambda _params: [])
+        self.sql_rejections: list[str] = []
+        # Extra headers on every answer (e.g. RateLimit-Limit) to test the client's reading.
+        self.extra_headers: dict[str, str] = {}
+        # Wall time the fake reports as executions' end (execution_ended_at); None: real now.
+        self.wall_time: Callable[[], datetime] | None = None
         self._scripts: dict[int, QueryScript] = {}
         self._faults: dict[str, deque[Fault]] = {e: deque() for e in ENDPOINTS}
         self._latency: dict[str, float] = dict.fromkeys(ENDPOINTS, 0.0)
@@ -220,6 +243,7 @@ class FakeDuneServer:
             "/api/v1/execution/{execution_id}/results", self._wrap("results", self._results)
         )
         app.router.add_get("/api/v1/query/{query_id}/results", self._wrap("latest", self._latest))
+        app.router.add_post("/api/v1/sql/execute", self._wrap("sql", self._sql_execute))
         self._closing.clear()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -290,6 +314,7 @@ class FakeDuneServer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), fault.seconds)
             response: web.StreamResponse = await handler(request)
+            response.headers.update(self.extra_headers)
             return response
 
         return wrapped
@@ -315,12 +340,36 @@ class FakeDuneServer:
         )
         return web.json_response({"execution_id": execution_id, "state": PENDING})
 
+    async def _sql_execute(self, request: web.Request) -> web.Response:
+        body = request.get(PARSED_BODY)
+        sql = body.get("sql") if isinstance(body, dict) else None
+        problem = sql_problem(sql)
+        if problem is not None:
+            self.sql_rejections.append(problem)
+            return _error(400, problem)
+        assert isinstance(sql, str)
+        script = QueryScript(
+            rows=lambda _params, text=sql: self.sql_rows(text),
+            polls_until_done=self.sql_script.polls_until_done,
+            final_state=self.sql_script.final_state,
+            error=self.sql_script.error,
+            cost_credits=self.sql_script.cost_credits,
+        )
+        execution_id = f"01FAKESQL{next(self._execution_numbers):017d}"
+        self.executions[execution_id] = Execution(execution_id, SQL_QUERY_ID, {}, script)
+        return web.json_response({"execution_id": execution_id, "state": PENDING})
+
+    def _now_iso(self) -> str:
+        moment = self.wall_time() if self.wall_time is not None else datetime.now(UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
     def _advance(self, execution: Execution) -> None:
         if execution.state in FINISHED:
             return
         execution.polls += 1
         if execution.polls >= execution.script.polls_until_done:
             execution.state = execution.script.final_state
+            execution.ended_at = self._now_iso()
         else:
             execution.state = PENDING if execution.polls == 1 else EXECUTING
 
@@ -336,6 +385,10 @@ class FakeDuneServer:
             "is_execution_finished": execution.state in FINISHED,
             "submitted_at": "2026-01-01T00:00:00Z",
         }
+        if execution.ended_at is not None:
+            answer["execution_ended_at"] = execution.ended_at
+            if execution.script.cost_credits is not None:
+                answer["execution_cost_credits"] = execution.script.cost_credits
         if execution.state == FAILED or (execution.state in FINISHED and execution.script.error):
             answer["error"] = execution.script.error or {
                 "type": "FAILED_TYPE_EXECUTION_FAILED",
@@ -353,6 +406,8 @@ class FakeDuneServer:
             "state": execution.state,
             "is_execution_finished": execution.state in FINISHED,
         }
+        if execution.ended_at is not None:
+            head["execution_ended_at"] = execution.ended_at
         if execution.state not in (COMPLETED, COMPLETED_PARTIAL):
             return web.json_response(head)
         rows = execution.script.rows(execution.parameters)
@@ -371,6 +426,7 @@ class FakeDuneServer:
             "query_id": query_id,
             "state": script.latest_state,
             "is_execution_finished": True,
+            "execution_ended_at": script.latest_ended_at or self._now_iso(),
         }
         if script.latest_state not in (COMPLETED, COMPLETED_PARTIAL):
             return web.json_response(head)
@@ -398,7 +454,7 @@ class FakeDuneServer:
                 "column_names": list(rows[0].keys()) if rows else [],
                 "row_count": len(page),
                 "total_row_count": len(rows),
-                "result_set_bytes": 64 * len(page),
+                "result_set_bytes": 64 * len(rows),
                 "datapoint_count": len(page) * (len(rows[0]) if rows else 0),
                 "pending_time_millis": 5,
                 "execution_time_millis": 42,
@@ -428,6 +484,53 @@ _DEFAULT_TEXT = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
+
+
+def sql_problem(sql: object) -> str | None:
+    """Why Dune would refuse (or fail) this SQL, or None: unbound parameters, not Trino."""
+    if not isinstance(sql, str) or not sql.strip():
+        return "sql: a non-empty string is required"
+    unbound = _PLACEHOLDER.search(sql)
+    if unbound is not None:
+        return f"sql: unbound parameter {unbound.group(0)}"
+    try:
+        sqlglot.parse_one(sql, read="trino")
+    except sqlglot.errors.ParseError as exc:
+        return f"sql: does not parse as Trino: {str(exc).splitlines()[0][:200]}"
+    return None
+
+
+def shipped_sql_rows(sql: str) -> list[dict[str, Any]]:
+    """clmmd's mock rows for the shipped query this SQL came from (pool taken from the SQL)."""
+    from clmmd.scheduler.shipped_sql import query_name_of
+
+    name = query_name_of(sql)
+    if name is None:
+        return [{"row": i} for i in range(3)]
+    pool = _ADDRESS.search(sql)
+    return shipped_rows(name, pool.group(0) if pool else None)
+
+
+def shipped_rows(name: str, pool_address: str | None = None) -> list[dict[str, Any]]:
+    """clmmd's mock rows for query ``name`` (the columns its row model expects)."""
+    from clmmd.artifacts.base.clock import FakeClock
+    from clmmd.scheduler.mock_source import MockSource
+    from clmmd.scheduler.source import FetchRequest
+
+    request = FetchRequest(
+        key=name,
+        query_name=name,
+        query_id=None,
+        method="sql",
+        pool_address=pool_address,
+        window="1h" if pool_address else None,
+    )
+    rows: list[dict[str, Any]] = MockSource(FakeClock(), epoch=0).rows_for(request)["rows"]
+    return rows
+
+
+_PLACEHOLDER = re.compile(r"\{\{[^}]*\}\}")
+_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 
 
 def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:

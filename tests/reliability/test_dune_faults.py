@@ -37,14 +37,15 @@ from tests.fakes.dune_server import (
     Endpoint,
     FakeDuneServer,
     Fault,
+    shipped_rows,
 )
 from tests.reliability._harness import LONG, SteppedClock, record_figures
 
 KEY = "fake-dune-key-fault-matrix-000001"
 TICK_S = 60.0
 STEP_S = 5.0
-POOL_HEALTH_QUERY = 900002  # pool_health_score (execute)
-GAS_QUERY = 900001  # gas_regime (latest)
+POOL_HEALTH_QUERY = 900002  # pool_health_score (a saved query here: execute)
+GAS_QUERY = 900001  # gas_regime (a saved query here: latest)
 
 # (name, faults per endpoint). Each burst is consumed by the next requests to that endpoint.
 HTTP_FAULTS: list[tuple[str, Callable[[], Fault]]] = [
@@ -55,7 +56,7 @@ HTTP_FAULTS: list[tuple[str, Callable[[], Fault]]] = [
     ("malformed", Fault.malformed),
 ]
 END_STATES = [FAILED, EXPIRED, CANCELLED, CANCELED, "QUERY_STATE_SOMETHING_NEW", COMPLETED_PARTIAL]
-ENDPOINTS: tuple[Endpoint, ...] = ("execute", "status", "results", "latest")
+ENDPOINTS: tuple[Endpoint, ...] = ("sql", "execute", "status", "results", "latest")
 
 
 def short_ttl_registry(path: Path) -> Path:
@@ -63,6 +64,14 @@ def short_ttl_registry(path: Path) -> Path:
     text = _read_shipped_file()
     text = re.sub(r"(?m)^ttl_seconds = \d+", "ttl_seconds = 60", text)
     text = re.sub(r"(?m)^max_age_seconds = \d+", "max_age_seconds = 1800", text)
+    # Two keys on the operator's saved queries, so every endpoint has traffic; the rest SQL.
+    for name, method, query_id in (
+        ("gas_regime", "latest", GAS_QUERY),
+        ("pool_health_score", "execute", POOL_HEALTH_QUERY),
+    ):
+        text = text.replace(
+            f"[queries.{name}]\n", f'[queries.{name}]\nmethod = "{method}"\nquery_id = {query_id}\n'
+        )
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -118,11 +127,11 @@ class Harness:
             envelope = stack.cache.get_envelope(key)
             if envelope is not None:
                 # Starvation shows as a key nobody even tries any more.
-                gap = (now - parse_utc(envelope["attempted_at"])).total_seconds()
+                gap = (now - parse_utc(envelope.attempted_at)).total_seconds()
                 if gap > self.max_attempt_gap_s:
                     self.worst = (key, str(now), self.daemon.status()["refresh"])
                 self.max_attempt_gap_s = max(self.max_attempt_gap_s, gap)
-            if envelope is not None and envelope["data"] is not None:
+            if envelope is not None and envelope.data is not None:
                 self.ever_good.add(key)
             elif key in self.ever_good:
                 raise AssertionError(f"{key} lost its last good data: {envelope}")
@@ -150,6 +159,12 @@ async def test_dune_fault_matrix_through_the_daemon(
     rng = random.Random(13)
     clock = SteppedClock()
     async with FakeDuneServer(api_key=KEY) as server:
+        server.wall_time = clock.now  # Dune's execution_ended_at on the simulated clock
+        server.configure_query(GAS_QUERY, rows=lambda _p: shipped_rows("gas_regime"))
+        server.configure_query(
+            POOL_HEALTH_QUERY,
+            rows=lambda p: shipped_rows("pool_health_score", p.get("pool_address")),
+        )
         settings = _settings(tmp_path / "data", server, short_ttl_registry(tmp_path / "q.toml"))
         daemon = Daemon(
             settings,
@@ -169,7 +184,7 @@ async def test_dune_fault_matrix_through_the_daemon(
 
         def all_good() -> bool:
             envelopes = [stack.cache.get_envelope(k) for k in daemon.cache_quality()]
-            return all(e is not None and e["ok"] and e["error"] is None for e in envelopes)
+            return all(e is not None and e.ok and e.error is None for e in envelopes)
 
         assert await h.simulate_until(all_good, 10 * TICK_S)  # warm: every key fetched once
         keys = sorted(daemon.cache_quality())
@@ -185,7 +200,7 @@ async def test_dune_fault_matrix_through_the_daemon(
             consumed = await h.simulate_until(
                 lambda: not any(server.pending_faults(e) for e in ENDPOINTS), 20 * TICK_S
             )
-            assert consumed, name
+            assert consumed, (name, {e: server.pending_faults(e) for e in ENDPOINTS})
             errors_seen[name] = " | ".join(sorted(h.errors))
             # A key being fetched may have its cache write landing on disk in a worker thread
             # while the daemon's in-process mirror still holds the previous envelope, so the
@@ -258,8 +273,8 @@ async def test_dune_fault_matrix_through_the_daemon(
         starved = []
         for key in keys:
             envelope = stack.cache.get_envelope(key)
-            assert envelope is not None and envelope["fetched_at"] is not None
-            if envelope["fetched_at"] <= mixed_start.isoformat().replace("+00:00", "Z"):
+            assert envelope is not None and envelope.fetched_at is not None
+            if envelope.fetched_at <= mixed_start.isoformat().replace("+00:00", "Z"):
                 starved.append(key)
         assert starved == [], f"not refreshed once in {mixed_s / 60:.0f} faulty minutes"
         assert h.max_attempt_gap_s <= 15 * TICK_S, (h.max_attempt_gap_s, h.worst)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,9 @@ async def test_failure_keeps_last_good_data(cache: IntelCache) -> None:
     await cache.record_success(KEY, DATA, source="dune_latest", now=first, ttl_s=300)
     clock.advance(400)
     env = await cache.record_failure(KEY, "HTTP 500: boom", clock.now(), 300)
-    assert env["data"] == DATA and env["fetched_at"] == utc_iso(first)
-    assert env["source"] == "dune_latest"
-    assert (env["ok"], env["error"], env["attempted_at"]) == (
+    assert env.data == DATA and env.fetched_at == utc_iso(first)
+    assert env.source == "dune_latest"
+    assert (env.ok, env.error, env.attempted_at) == (
         False,
         "HTTP 500: boom",
         utc_iso(clock.now()),
@@ -71,7 +72,7 @@ async def test_failure_keeps_last_good_data(cache: IntelCache) -> None:
 async def test_failure_without_earlier_data_stays_missing(cache: IntelCache) -> None:
     clock = FakeClock()
     env = await cache.record_failure(KEY, "401 unauthorized", clock.now(), 300)
-    assert env["data"] is None and env["fetched_at"] is None and env["ok"] is False
+    assert env.data is None and env.fetched_at is None and env.ok is False
     data, meta = cache.get_with_quality(KEY, clock.now(), 1800)
     assert (data, meta["quality"]) == (None, "missing")
     assert cache.get_envelope(KEY) == env
@@ -120,7 +121,7 @@ async def test_corrupt_entry_is_logged_and_missing(tmp_path: Path, raw: Any) -> 
         assert [entry["event"] for entry in logs] == ["cache_entry_corrupt"]
         # A failure over a corrupt entry replaces it with a clean no-data envelope.
         env = await cache.record_failure(KEY, "x", FakeClock().now(), 60)
-        assert env["data"] is None and cache.get_envelope(KEY) == env
+        assert env.data is None and cache.get_envelope(KEY) == env
     finally:
         cache.close()
 
@@ -170,7 +171,7 @@ async def test_mirror_is_not_aliased_to_the_callers_data(cache: IntelCache) -> N
     await cache.record_success(KEY, data, source="mock", now=FakeClock().now(), ttl_s=60)
     data["rows"].append({"v": 2})
     env = cache.get_envelope(KEY)
-    assert env is not None and env["data"] == {"rows": [{"v": 1}], "partial": False}
+    assert env is not None and env.data == {"rows": [{"v": 1}], "partial": False}
 
 
 async def test_add_if_absent_is_atomic_and_separate(cache: IntelCache) -> None:
@@ -201,8 +202,43 @@ def test_decode_envelope_accepts_what_the_cache_writes() -> None:
         "source": None,
         "attempted_at": "2026-01-01T00:00:00Z",
     }
-    assert decode_envelope(orjson.dumps(env)) == env
+    assert decode_envelope(orjson.dumps(env)).model_dump(exclude_none=True) == {
+        k: v for k, v in env.items() if v is not None
+    }
     with pytest.raises(ValueError):
         decode_envelope(orjson.dumps({**env, "source": "somewhere"}))
     with pytest.raises(ValueError):
         decode_envelope(orjson.dumps({**env, "attempted_at": "yesterday"}))
+
+
+async def test_quality_counts_from_when_dune_finished_not_when_we_fetched(
+    cache: IntelCache,
+) -> None:
+    clock = FakeClock()
+    two_days_ago = clock.now() - timedelta(days=2)
+    await cache.record_success(
+        KEY, DATA, source="dune_latest", now=clock.now(), ttl_s=300, asof=two_days_ago
+    )
+    data, meta = cache.get_with_quality(KEY, clock.now(), 1800)
+    assert (data, meta["quality"]) == (None, "too_old")
+    assert meta["asof"] == utc_iso(two_days_ago) and meta["age_s"] == 2 * 86400
+    # The same rows computed a minute ago are fresh.
+    await cache.record_success(
+        KEY,
+        DATA,
+        source="dune_sql",
+        now=clock.now(),
+        ttl_s=300,
+        asof=clock.now() - timedelta(minutes=1),
+    )
+    assert cache.get_with_quality(KEY, clock.now(), 1800)[1]["quality"] == "fresh"
+
+
+async def test_meta_documents_update_atomically_and_stay_out_of_keys(cache: IntelCache) -> None:
+    def add(doc: dict[str, Any] | None) -> dict[str, Any]:
+        return {"n": (doc or {}).get("n", 0) + 1}
+
+    for _ in range(3):
+        await cache.update_meta("counter", add)
+    assert cache.get_meta("counter") == {"n": 3}
+    assert cache.keys() == []

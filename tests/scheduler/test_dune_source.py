@@ -41,8 +41,9 @@ async def server() -> AsyncIterator[FakeDuneServer]:
 
 @pytest.fixture
 async def source(server: FakeDuneServer) -> AsyncIterator[DuneSource]:
-    client = DuneClient(server.base_url, KEY, FakeClock(), rng=random.Random(0), max_retries=1)
-    src = DuneSource(client)
+    clock = FakeClock()
+    client = DuneClient(server.base_url, KEY, clock, rng=random.Random(0), max_retries=1)
+    src = DuneSource(client, clock)
     yield src
     await src.close()
 
@@ -102,6 +103,11 @@ class BrokenClient:
     ) -> dict[str, Any]:
         raise self.error
 
+    async def execute_sql(
+        self, sql: str, *, label: str = "sql", deadline_s: float | None = None
+    ) -> dict[str, Any]:
+        raise self.error
+
     async def close(self) -> None:
         self.closed += 1
 
@@ -111,7 +117,7 @@ class BrokenClient:
 async def test_unexpected_exceptions_become_intel_fetch_errors(
     error: Exception, method: str
 ) -> None:
-    source = DuneSource(BrokenClient(error))
+    source = DuneSource(BrokenClient(error), FakeClock())
 
     with pytest.raises(IntelFetchError) as caught:
         await source.fetch(request(method))
@@ -122,20 +128,72 @@ async def test_unexpected_exceptions_become_intel_fetch_errors(
 
 
 async def test_unknown_method_is_an_intel_fetch_error() -> None:
-    source = DuneSource(BrokenClient(RuntimeError("not called")))
+    source = DuneSource(BrokenClient(RuntimeError("not called")), FakeClock())
     with pytest.raises(IntelFetchError, match="unknown fetch method") as caught:
         await source.fetch(request("sideways"))
     assert caught.value.retryable is False
 
 
 async def test_cancellation_is_not_swallowed() -> None:
-    source = DuneSource(BrokenClient(asyncio.CancelledError()))
+    source = DuneSource(BrokenClient(asyncio.CancelledError()), FakeClock())
     with pytest.raises(asyncio.CancelledError):
         await source.fetch(request("execute"))
 
 
 async def test_close_closes_the_client() -> None:
     client = BrokenClient(RuntimeError())
-    source = DuneSource(client)
+    source = DuneSource(client, FakeClock())
     await source.close()
     assert client.closed == 1
+
+
+POOL = "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"
+
+
+async def test_sql_method_sends_bound_shipped_sql_and_reports_asof_and_credits(
+    server: FakeDuneServer,
+) -> None:
+    clock = FakeClock()
+    server.wall_time = clock.now
+    client = DuneClient(server.base_url, KEY, clock, rng=random.Random(0), max_retries=1)
+    source = DuneSource(client, clock)
+    req = FetchRequest(
+        key=f"pool_health_score:{POOL}:1h",
+        query_name="pool_health_score",
+        query_id=None,
+        method="sql",
+        pool_address=POOL,
+        window="1h",
+    )
+    try:
+        result = await source.fetch(req)
+    finally:
+        await source.close()
+    (sent,) = server.requests_to("sql")
+    assert sent.body["performance"] == "medium"
+    assert POOL in sent.body["sql"] and "{{" not in sent.body["sql"]
+    assert server.sql_rejections == []
+    assert result.source == "dune_sql"
+    assert result.asof is not None and result.asof <= clock.now()
+    assert result.credits is not None and result.credits >= 3.5  # the status's cost, plus reads
+    assert result.data["rows"][0]["pool_address"] == POOL
+
+
+async def test_latest_older_than_reexecute_after_is_executed_again(
+    server: FakeDuneServer,
+) -> None:
+    clock = FakeClock()
+    server.script(QUERY).latest_ended_at = "2026-01-01T00:00:00Z"
+    clock.advance(2 * 86400)  # the stored latest result is now two days old
+    server.wall_time = clock.now
+    client = DuneClient(server.base_url, KEY, clock, rng=random.Random(0), max_retries=1)
+    source = DuneSource(client, clock)
+    try:
+        kept = await source.fetch(request("latest"))
+        assert kept.source == "dune_latest" and server.count("execute") == 0
+        assert kept.asof is not None and (clock.now() - kept.asof).days == 2
+        rerun = await source.fetch(request("latest", reexecute_after_s=86400))
+    finally:
+        await source.close()
+    assert rerun.source == "dune_execute" and server.count("execute") == 1
+    assert rerun.asof is not None and (clock.now() - rerun.asof).total_seconds() < 60

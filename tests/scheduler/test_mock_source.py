@@ -9,6 +9,7 @@ from clmmd.artifacts.base.clock import FakeClock
 from clmmd.env.base import KNOWN_POOLS
 from clmmd.scheduler.mock_source import MockSource
 from clmmd.scheduler.planner import fetch_request
+from clmmd.scheduler.query_rows import columns, parse_rows
 from clmmd.scheduler.registry import load_registry
 from clmmd.scheduler.source import FetchRequest, IntelFetchError
 
@@ -56,13 +57,13 @@ async def test_shapes_the_episode_side_reads() -> None:
         "volatility_daily",
         "volume_usd_24h",
         "active_liquidity_usd",
-        "tvl_usd",
+        "swap_count",
         "health_score",
     }
     reference = KNOWN_POOLS[POOL.lower()].reference_price_usd
     assert 0.95 * reference <= health["price_usd"] <= 1.05 * reference
     assert 0 < health["volatility_daily"] < 0.2
-    assert health["active_liquidity_usd"] <= health["tvl_usd"]
+    assert health["active_liquidity_usd"] > 0
     assert health["pool_address"] == POOL.lower()
 
     for name, field in (
@@ -109,11 +110,23 @@ def test_rows_are_the_same_in_another_process() -> None:
     assert len(outputs) == 1
 
 
-async def test_pool_swaps_has_a_row_per_hour_of_the_window() -> None:
+async def test_pool_swaps_are_swap_events_in_pool_order() -> None:
     source = MockSource(FakeClock())
-    for window, count in (("1h", 1), ("6h", 6), ("24h", 24)):
+    for window, count in (("1h", 4), ("6h", 24), ("24h", 96)):
         rows = (await source.fetch(request("pool_swaps", window=window))).data["rows"]
-        assert [r["hour"] for r in rows] == list(range(count))
+        assert len(rows) == count
+        assert [r["block_number"] for r in rows] == sorted(r["block_number"] for r in rows)
+        typed = parse_rows("pool_swaps", rows)
+        assert all(isinstance(r.sqrt_price_x96, int) for r in typed)  # type: ignore[attr-defined]
+
+
+async def test_every_builder_matches_its_row_model() -> None:
+    source = MockSource(FakeClock())
+    for spec in REGISTRY:
+        req = fetch_request(spec, POOL if spec.pool_scoped else None, (spec.windows or (None,))[0])
+        rows = (await source.fetch(req)).data["rows"]
+        assert [set(r) for r in rows] == [set(columns(spec.name))] * len(rows), spec.name
+        parse_rows(spec.name, rows)
 
 
 async def test_unknown_query_gets_a_generic_row() -> None:

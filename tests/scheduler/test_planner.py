@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -29,15 +30,15 @@ REGISTRY = load_registry()
 
 def envelope(age_s: float | None, *, ok: bool = True) -> Envelope:
     fetched = None if age_s is None else utc_iso(NOW - timedelta(seconds=age_s))
-    return {
-        "ok": ok,
-        "data": None if fetched is None else {"rows": [], "partial": False},
-        "fetched_at": fetched,
-        "ttl_s": 1,
-        "error": None if ok else "boom",
-        "source": "mock",
-        "attempted_at": utc_iso(NOW),
-    }
+    return Envelope(
+        ok=ok,
+        data=None if fetched is None else {"rows": [], "partial": False},
+        fetched_at=fetched,
+        ttl_s=1,
+        error=None if ok else "boom",
+        source="mock",
+        attempted_at=utc_iso(NOW),
+    )
 
 
 def expected_key_count(pools: int, priorities: set[str] | None = None) -> int:
@@ -112,9 +113,46 @@ def test_fetch_requests_carry_pool_and_window_parameters() -> None:
     by_name = {p.spec.name: p.request for p in plan}
     gas, depth = by_name["gas_regime"], by_name["liquidity_depth"]
     assert (gas.pool_address, gas.window, dict(gas.parameters)) == (None, None, {})
-    assert dict(depth.parameters) == {"pool_address": POOLS[0].lower(), "lookback": "1h"}
+    # Shipped SQL is bound from pool_address/window by scheduler.shipped_sql, not by Dune.
+    assert (depth.pool_address, depth.window, dict(depth.parameters)) == (
+        POOLS[0].lower(),
+        "1h",
+        {},
+    )
     assert depth.key == f"liquidity_depth:{POOLS[0].lower()}:1h"
-    assert (depth.query_id, depth.method) == (REGISTRY.get("liquidity_depth").query_id, "execute")
+    assert (depth.query_id, depth.method) == (None, "sql")
+
+
+def test_saved_queries_get_dune_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "ops.toml"
+    path.write_text(
+        "[queries.depth]\nmethod = 'execute'\nquery_id = 42\nscope = 'pool'\npriority = 'P1'\n"
+        "ttl_seconds = 60\nmax_age_seconds = 600\nenabled = true\nwindows = ['6h']\n"
+        "parameters = {chain = 'ethereum'}\n"
+    )
+    plan = plan_refresh(load_registry(path), POOLS[:1], {}, NOW)
+    assert [dict(p.request.parameters) for p in plan] == [
+        {"chain": "ethereum", "pool_address": POOLS[0].lower(), "lookback": "6h"}
+    ]
+    assert plan[0].request.query_id == 42
+
+
+def test_a_latest_result_fetched_within_the_ttl_is_not_refetched_even_if_old() -> None:
+    key = "gas_regime"
+    old = Envelope(
+        ok=True,
+        data={"rows": [], "partial": False},
+        fetched_at=utc_iso(NOW - timedelta(seconds=10)),
+        asof=utc_iso(NOW - timedelta(days=2)),
+        ttl_s=300,
+        error=None,
+        source="dune_latest",
+        attempted_at=utc_iso(NOW - timedelta(seconds=10)),
+    )
+    assert key not in {p.key for p in plan_refresh(REGISTRY, [], {key: old}, NOW)}
+    later = NOW + timedelta(seconds=REGISTRY.get(key).ttl_seconds)
+    due = {p.key: p.reason for p in plan_refresh(REGISTRY, [], {key: old}, later)}
+    assert due[key] == "too_old"
 
 
 def test_bad_inputs() -> None:

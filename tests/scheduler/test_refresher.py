@@ -49,7 +49,7 @@ class GatedSource:
                 master.cancel()
             if request.key in self.failures:
                 raise self.failures[request.key]
-            return FetchResult({"rows": [{"key": request.key}], "partial": False}, "mock")
+            return FetchResult({"rows": [], "partial": False, "key": request.key}, "mock")
         finally:
             self.active -= 1
 
@@ -102,14 +102,15 @@ async def test_bounded_concurrency_and_start_order(cache: IntelCache, workers: i
         env = cache.get_envelope(item.key)
         assert (
             env is not None
-            and env["ok"]
-            and env["data"]
+            and env.ok
+            and env.data
             == {
-                "rows": [{"key": item.key}],
+                "rows": [],
                 "partial": False,
+                "key": item.key,
             }
         )
-        assert env["ttl_s"] == item.spec.ttl_seconds
+        assert env.ttl_s == item.spec.ttl_seconds
 
 
 async def test_single_flight_under_a_thousand_concurrent_requests(cache: IntelCache) -> None:
@@ -154,15 +155,15 @@ async def test_hung_fetch_times_out_while_others_complete(cache: IntelCache) -> 
     assert "timed out" in (by_key[hung].error or "")
     assert [by_key[p.key].status for p in planned if p.key != hung] == ["ok"] * 3
     env = cache.get_envelope(hung)
-    assert env is not None and env["ok"] is False and "timed out" in (env["error"] or "")
-    assert env["data"] is None
+    assert env is not None and env.ok is False and "timed out" in (env.error or "")
+    assert env.data is None
     assert refresher.in_flight == frozenset()
 
 
 async def test_failure_keeps_last_good_data(cache: IntelCache) -> None:
     clock = FakeClock()
     item = cold_plan(1)[0]
-    good = {"rows": [{"old": True}], "partial": False}
+    good = {"rows": [], "partial": False, "old": True}
     await cache.record_success(item.key, good, source="mock", now=clock.now(), ttl_s=1)
     clock.advance(5)
     source = GatedSource()
@@ -174,7 +175,7 @@ async def test_failure_keeps_last_good_data(cache: IntelCache) -> None:
     ]
     env = cache.get_envelope(item.key)
     assert env is not None
-    assert (env["data"], env["ok"], env["error"]) == (good, False, "HTTP 402: out of credits")
+    assert (env.data, env.ok, env.error) == (good, False, "HTTP 402: out of credits")
 
 
 @pytest.mark.parametrize(

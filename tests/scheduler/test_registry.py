@@ -70,12 +70,23 @@ def test_shipped_catalogue_details() -> None:
         assert bool(spec.windows) == spec.pool_scoped
         if spec.priority == "P3":
             assert not spec.enabled
-    assert len({s.query_id for s in reg}) == 25
+    # Out of the box every query runs its shipped SQL: no saved query ids to supply.
+    assert all(s.method == "sql" and s.query_id is None for s in reg)
+    assert all(s.description for s in reg)
 
 
-def test_shipped_file_says_ids_are_placeholders() -> None:
-    text = (Path(__file__).parents[2] / "scheduler" / "queries.toml").read_text()
-    assert "PLACEHOLDER" in text.split("[queries.")[0].upper()
+def test_saved_query_methods_need_an_id_and_sql_takes_none(tmp_path: Path) -> None:
+    no_id = GOOD_QUERY.format(name="q").replace("query_id = 7\n", "")
+    with pytest.raises(RegistryError, match="field 'query_id': expected a saved Dune query id"):
+        load_registry(write(tmp_path, no_id))
+    sql_with_id = GOOD_QUERY.format(name="q").replace('method = "execute"', 'method = "sql"')
+    with pytest.raises(RegistryError, match="field 'query_id': expected no query_id"):
+        load_registry(write(tmp_path, sql_with_id))
+    reexec = GOOD_QUERY.format(name="q") + "reexecute_after_seconds = 30\n"
+    with pytest.raises(RegistryError, match="field 'reexecute_after_seconds': expected only"):
+        load_registry(write(tmp_path, reexec))
+    latest = reexec.replace('method = "execute"', 'method = "latest"')
+    assert load_registry(write(tmp_path, latest)).get("q").reexecute_after_seconds == 30
 
 
 def test_enable_and_disable_overrides() -> None:

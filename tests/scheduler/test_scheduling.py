@@ -58,7 +58,7 @@ class GatedSource:
             finally:
                 gate.cancel()
                 master.cancel()
-            return FetchResult({"rows": [{"key": key}], "partial": False}, "mock")
+            return FetchResult({"rows": [], "partial": False, "key": key}, "mock")
         finally:
             self.active[key] -= 1
 
@@ -248,7 +248,7 @@ async def test_hung_fetch_times_out_and_the_next_tick_still_runs(rig: Rig) -> No
     last = scheduler.stats()["last_report"]
     assert (last["ok"], last["failed"]) == (len(keys) - 1, 1)
     env = rig.cache.get_envelope(hung)
-    assert env is not None and "timed out" in (env["error"] or "")
+    assert env is not None and "timed out" in (env.error or "")
 
     rig.clock.advance(SPECS["gas_regime"].ttl_seconds)
     rig.source.calls.clear()

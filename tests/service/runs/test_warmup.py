@@ -125,3 +125,30 @@ async def test_a_phased_campaign_is_the_same_whatever_the_worker_count(tmp_path:
     expected = [_key(market_state(4, phase_of(i))) for i in range(1, 21)]
     assert regimes == expected
     assert len(set(regimes)) >= 3
+
+
+async def test_shaped_rows_keep_the_query_row_contract() -> None:
+    """What the phases write is still what the shipped SQL returns (scheduler/query_rows.py)."""
+    from clmmd.scheduler.query_rows import columns, parse_rows
+    from clmmd.scheduler.source import FetchRequest
+    from clmmd.service.runs.warmup import _PhasedMockSource
+
+    pool = "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"
+    for phase in range(4):
+        source = _PhasedMockSource(FakeClock(), 9, phase)
+        for query, scoped in (
+            ("gas_regime", False),
+            ("pool_health_score", True),
+            ("toxic_flow", True),
+        ):
+            request = FetchRequest(
+                key=f"{query}:{pool}:1h" if scoped else query,
+                query_name=query,
+                query_id=None,
+                method="sql",
+                pool_address=pool if scoped else None,
+                window="1h" if scoped else None,
+            )
+            rows = (await source.fetch(request)).data["rows"]
+            assert rows and all(set(r) == set(columns(query)) for r in rows), (query, rows)
+            assert len(parse_rows(query, rows)) == len(rows)
