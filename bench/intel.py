@@ -86,7 +86,7 @@ async def main(duration_s: float, latency_s: float, workers: int, pause_s: float
             1
             for p in planned
             if (env := cache.get_envelope(p.key)) is not None
-            and parse_utc(env["attempted_at"]) > started_at
+            and parse_utc(env.attempted_at) > started_at
         )
         print(
             f"refresh of {len(planned)} keys at {latency_s:g}s/call, {workers} workers: "
