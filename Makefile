@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SOURCES := service scheduler agent env artifacts
 
-.PHONY: install run test lint bench bench-docs clean-venv
+.PHONY: install run test test-extras lint bench bench-docs clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,26 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The optional extras (rl: gymnasium, stable-baselines3, torch, minari; scale: ray) and the tests
+# that need them (marker `extras`; `make test` skips them, naming the missing extra). torch goes
+# in first, pinned: this machine kind has that CPU build on disk, while an unpinned torch (as
+# stable-baselines3 asks for it) pulls a CUDA build of several GB.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS_STAMP := $(VENV)/.installed-extras
+
+$(EXTRAS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install --quiet -e '.[dev,rl,scale]'
+	touch $(EXTRAS_STAMP)
+
+test-extras: $(EXTRAS_STAMP)
+	$(BIN)/python -m pytest -q -m extras
+
 # mypy cannot follow setuptools' editable-install finder, so it reads the packages through
 # .lint/clmmd/<package> links: module names come out as clmmd.<package>.<module>.
 lint: $(STAMP)
-	$(BIN)/ruff check $(SOURCES) tests bench
-	$(BIN)/ruff format --check $(SOURCES) tests bench
+	$(BIN)/ruff check $(SOURCES) tests bench examples
+	$(BIN)/ruff format --check $(SOURCES) tests bench examples
 	mkdir -p .lint/clmmd && for p in $(SOURCES); do ln -sfn ../../$$p .lint/clmmd/$$p; done
 	$(BIN)/mypy
 	$(BIN)/lint-imports

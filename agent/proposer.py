@@ -29,15 +29,21 @@ class ProposalContext:
     risk_profile: Mapping[str, float] | None = None
 
 
+def centred_range(pool: PoolSpec, price_usd: float, width_ticks: int) -> tuple[int, int]:
+    """The ticks of a ``width_ticks``-wide range centred on ``price_usd``, widened to the pool's
+    tick spacing (what an arm of the policy means as a position)."""
+    centre = usd_price_to_tick(pool, price_usd)
+    half = width_ticks // 2
+    return snap_range(centre - half, centre + half, pool.tick_spacing)
+
+
 def propose(ctx: ProposalContext, state: AgentState, *, greedy: bool = False) -> Proposal:
     """Choose a range for ``ctx.pool`` around the current price."""
     regime = classify(ctx.view)
     price = ctx.view.price_usd or ctx.pool.reference_price_usd
     rng = random.Random(ctx.seed)
     choice = choose_width(state.arms_for(regime.key), rng, DEFAULT_WIDTHS, greedy=greedy)
-    centre = usd_price_to_tick(ctx.pool, price)
-    half = choice.width_ticks // 2
-    lower, upper = snap_range(centre - half, centre + half, ctx.pool.tick_spacing)
+    lower, upper = centred_range(ctx.pool, price, choice.width_ticks)
     usd_low, usd_high = ticks_to_usd_range(ctx.pool, lower, upper)
     return Proposal(
         run_id=ctx.run_id,

@@ -195,7 +195,7 @@ class RunInfo(_Strict):
 
     run_id: str
     started_at: str
-    kind: Literal["campaign", "daemon"]
+    kind: Literal["campaign", "daemon", "sweep"]
     config_hash: str
     exec_mode: Literal["mock", "real"]
     seed: int

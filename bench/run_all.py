@@ -8,6 +8,7 @@ into ``docs/performance.md`` (``make bench-docs``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -21,7 +22,12 @@ BENCHMARKS = [
     ("campaign", ["campaign.py"]),
     ("intel", ["intel.py"]),
     ("daemon", ["daemon.py"]),
+    ("gym_speed", ["gym_speed.py"]),
 ]
+# Benchmarks of the optional extras run when the extra is installed (make test-extras installs
+# them); gym_train.py is a long training run of its own (docs/agent.md).
+if importlib.util.find_spec("ray") is not None:
+    BENCHMARKS.append(("sweep_speed", ["sweep_speed.py"]))
 
 
 def verdict(rows: list[Row], crashed: list[str]) -> tuple[int, list[str]]:

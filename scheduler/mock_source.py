@@ -54,16 +54,20 @@ def _hours(request: FetchRequest) -> float:
     return window_hours(request.window) if request.window else 24.0
 
 
+def gas_regime_of(gas_price_gwei: float) -> str:
+    """The mock's gas regime for a gas price: "low" < 15 gwei <= "normal" < 40 gwei <= "high"."""
+    return "low" if gas_price_gwei < 15 else "normal" if gas_price_gwei < 40 else "high"
+
+
 def _gas_regime(rng: random.Random, _: FetchRequest) -> list[Row]:
     base_fee = rng.lognormvariate(2.6, 0.6)  # median ~13 gwei, long upper tail
     gas = base_fee + rng.uniform(0.5, 3.0)
-    regime = "low" if gas < 15 else "normal" if gas < 40 else "high"
     return [
         {
             "gas_price_gwei": round(gas, 3),
             "base_fee_gwei": round(base_fee, 3),
             "eth_price_usd": round(_ETH_REFERENCE_USD * rng.uniform(0.97, 1.03), 2),
-            "regime": regime,
+            "regime": gas_regime_of(gas),
         }
     ]
 

@@ -60,30 +60,59 @@ log = structlog.get_logger(__name__)
 async def seeded_mock_snapshots(
     settings: Settings,
     seed: int,
-    pool: PoolSpec,
+    pools: list[PoolSpec],
     lookback_hours: float,
     clock: Clock,
-    phases: Iterable[int] = (0,),
-) -> dict[int, IntelSnapshot]:
-    """The snapshots a mock campaign with ``seed`` gives its episodes in each of ``phases``
-    (warmed one phase after the other in a throw-away cache)."""
+    phase: int = 0,
+) -> dict[str, IntelSnapshot]:
+    """The snapshots a mock campaign with ``seed`` gives its episodes of market ``phase`` in
+    each of ``pools``, by address (one throw-away cache, warmed for all of them)."""
     registry = load_configured_registry(settings)
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="clmmd-eval-intel-"))
-    snapshots: dict[int, IntelSnapshot] = {}
+    addresses = list(dict.fromkeys([*settings.pools, *(p.address for p in pools)]))
     try:
         cache = await asyncio.to_thread(IntelCache, folder)
         try:
+            await warm_mock_intel(cache, registry, clock, addresses, seed, phase)
             intel = MarketIntelligence(cache, registry, clock)
-            for phase in sorted(set(phases)):
-                await warm_mock_intel(cache, registry, clock, list(settings.pools), seed, phase)
-                snapshots[phase] = await asyncio.to_thread(
+            return {
+                pool.address: await asyncio.to_thread(
                     intel.snapshot, pool.address, pool.pair, lookback_hours
                 )
-            return snapshots
+                for pool in pools
+            }
         finally:
             await asyncio.to_thread(cache.close)
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+async def seeded_mock_snapshot(
+    settings: Settings,
+    seed: int,
+    pool: PoolSpec,
+    lookback_hours: float,
+    clock: Clock,
+    phase: int = 0,
+) -> IntelSnapshot:
+    """The snapshot a mock campaign with ``seed`` gives its episodes of ``phase`` in ``pool``."""
+    snapshots = await seeded_mock_snapshots(settings, seed, [pool], lookback_hours, clock, phase)
+    return snapshots[pool.address]
+
+
+async def seeded_mock_phase_snapshots(
+    settings: Settings,
+    seed: int,
+    pool: PoolSpec,
+    lookback_hours: float,
+    clock: Clock,
+    phases: Iterable[int],
+) -> dict[int, IntelSnapshot]:
+    """:func:`seeded_mock_snapshot` for each of ``phases``, by phase."""
+    return {
+        phase: await seeded_mock_snapshot(settings, seed, pool, lookback_hours, clock, phase)
+        for phase in sorted(set(phases))
+    }
 
 
 async def evaluate(
@@ -112,7 +141,7 @@ async def evaluate(
     pool = pool_by_address(settings.pools[0])
     s = episode_settings(settings, "evaluation", seed)
     indices = range(first_index, first_index + episodes)
-    snapshots = await seeded_mock_snapshots(
+    snapshots = await seeded_mock_phase_snapshots(
         settings, seed, pool, s.lookback_hours, clock, {phase_of(i) for i in indices}
     )
     report = await asyncio.to_thread(
@@ -280,6 +309,8 @@ __all__ = [
     "format_report",
     "mean_interval",
     "paired_difference",
+    "seeded_mock_phase_snapshots",
+    "seeded_mock_snapshot",
     "seeded_mock_snapshots",
     "t_quantile_975",
     "train_then_evaluate",

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from clmmd.agent.proposer import ProposalContext, propose
+from clmmd.agent.regime import MarketView
 from clmmd.agent.reward import outcome_reward
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.layout import episode_id
+from clmmd.artifacts.models import Proposal
 from clmmd.env.base import ExecutionRequest, PoolSpec
 from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import usd_range_to_ticks
@@ -157,6 +159,32 @@ def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> Arm
     )
 
 
+def greedy_proposal(
+    s: EpisodeSettings,
+    pool: PoolSpec,
+    view: MarketView,
+    state: AgentState,
+    index: int,
+    episode: str | None = None,
+) -> tuple[int, Proposal]:
+    """Episode ``index``'s seed and the policy's greedy proposal for it (no exploration), as a
+    campaign with ``s.campaign_seed`` would propose (``episode``: its id, default the
+    campaign's ``ep_<index>``)."""
+    seed = derive_seed(s.campaign_seed, index)
+    ctx = ProposalContext(
+        run_id=s.run_id,
+        episode_id=episode or episode_id(index),
+        seed=seed,
+        pool=pool,
+        view=view,
+        size_usd=s.size_usd,
+        horizon_hours=s.horizon_hours,
+        risk_scalar_override=s.risk_scalar_override,
+        risk_profile=s.risk_profile,
+    )
+    return seed, propose(ctx, state, greedy=True)
+
+
 def evaluate_on_snapshot(
     s: EpisodeSettings,
     pool: PoolSpec,
@@ -201,19 +229,7 @@ def evaluate_paired(
         snapshot = snapshot_for(index)
         view = market_view(snapshot)
         market = snapshot.market_inputs()
-        seed = derive_seed(s.campaign_seed, index)
-        ctx = ProposalContext(
-            run_id=s.run_id,
-            episode_id=episode_id(index),
-            seed=seed,
-            pool=pool,
-            view=view,
-            size_usd=s.size_usd,
-            horizon_hours=s.horizon_hours,
-            risk_scalar_override=s.risk_scalar_override,
-            risk_profile=s.risk_profile,
-        )
-        proposal = propose(ctx, state, greedy=True)
+        seed, proposal = greedy_proposal(s, pool, view, state, index)
         assert proposal.tick_lower is not None and proposal.tick_upper is not None
         assert proposal.price_at_proposal_usd is not None and proposal.risk_scalar is not None
         assert proposal.action is not None

@@ -187,7 +187,8 @@ def _write_lines_atomically(out: Path, lines: Sequence[dict[str, Any]]) -> None:
     fsync_dir(out.parent)
 
 
-def _layouts(data_dir: Path, run_ids: list[str] | None) -> list[RunLayout]:
+def run_layouts(data_dir: Path, run_ids: list[str] | None) -> list[RunLayout]:
+    """The runs to export: ``run_ids`` (ids or ``latest``; every run when None), by id."""
     if run_ids is None:
         return list_runs(data_dir)
     chosen: dict[str, RunLayout] = {}
@@ -195,6 +196,24 @@ def _layouts(data_dir: Path, run_ids: list[str] | None) -> list[RunLayout]:
         layout = resolve_run(data_dir, run)  # LookupError names an unknown run
         chosen[layout.run_id] = layout
     return [chosen[k] for k in sorted(chosen)]
+
+
+def left_out(not_exported: list[NotExported], run_id: str, episode_id: str, reason: str) -> None:
+    """Record an episode the export leaves out, with a warning naming it and why."""
+    not_exported.append(NotExported(run_id, episode_id, reason))
+    log.warning("export_episode_skipped", run_id=run_id, episode_id=episode_id, reason=reason)
+
+
+def load_runs(layouts: list[RunLayout], not_exported: list[NotExported]) -> list[PlacedEpisode]:
+    """Every readable episode of ``layouts``; unreadable ones go to ``not_exported``."""
+    placed: list[PlacedEpisode] = []
+    for layout in layouts:
+        for folder in layout.episode_dirs():
+            try:
+                placed.append(load_episode(layout.run_id, folder))
+            except UnreadableEpisode as exc:
+                left_out(not_exported, layout.run_id, folder.name, str(exc))
+    return placed
 
 
 def export_runs(data_dir: Path, run_ids: list[str] | None, window: str, out: Path) -> ExportReport:
@@ -205,21 +224,9 @@ def export_runs(data_dir: Path, run_ids: list[str] | None, window: str, out: Pat
     run. ``out`` is replaced atomically (readers see the old file or the whole new one).
     """
     parse_window(window)  # fail before reading anything
-    layouts = _layouts(data_dir, run_ids)
+    layouts = run_layouts(data_dir, run_ids)
     report = ExportReport(out=out, window=window, runs=[layout.run_id for layout in layouts])
-    placed: list[PlacedEpisode] = []
-    for layout in layouts:
-        for folder in layout.episode_dirs():
-            try:
-                placed.append(load_episode(layout.run_id, folder))
-            except UnreadableEpisode as exc:
-                report.not_exported.append(NotExported(layout.run_id, folder.name, str(exc)))
-                log.warning(
-                    "export_episode_skipped",
-                    run_id=layout.run_id,
-                    episode_id=folder.name,
-                    reason=str(exc),
-                )
+    placed = load_runs(layouts, report.not_exported)
     lines = group_windows(placed, window)
     _write_lines_atomically(out, lines)
     report.windows = len(lines)

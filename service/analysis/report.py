@@ -7,6 +7,7 @@ are drawn by :mod:`service.report_plots` and the page by :mod:`service.report_ht
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from clmmd.artifacts.writer import TEMP_MARKER
 from clmmd.service.analysis.report_data import EpisodeRow, RunData, episode_row, load_run
 from clmmd.service.analysis.report_html import FIGURE_ACCENT, render_html
 from clmmd.service.analysis.report_plots import PLOTS, render_plot, render_plots
+from clmmd.service.analysis.sweep_report import html_section, load_cells, render_heatmap
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,17 @@ def write_report(layout: RunLayout, now: datetime, out_dir: Path | None = None) 
         path = target / f"{name}.png"
         _write_replacing(path, png)
         pngs.append(path)
+    sections = []
+    cells = load_cells(layout.run_dir)
+    if cells:  # a sweep run: its table and heatmap
+        heatmap = render_heatmap(cells)
+        path = target / "sweep_heatmap.png"
+        _write_replacing(path, heatmap)
+        pngs.append(path)
+        src = "data:image/png;base64," + base64.b64encode(heatmap).decode("ascii")
+        sections.append(html_section(cells, src))
     page = target / "report.html"
-    _write_replacing(page, render_html(data, plots, now).encode("utf-8"))
+    _write_replacing(page, render_html(data, plots, now, sections).encode("utf-8"))
     return ReportFiles(page, pngs)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from datetime import datetime
 
 from clmmd.artifacts.base.clock import utc_iso
@@ -59,8 +60,14 @@ def _fmt(value: float | None, spec: str = "{:,.2f}") -> str:
     return "-" if value is None else spec.format(value)
 
 
-def render_html(data: RunData, plots: dict[str, bytes], generated_at: datetime) -> str:
-    """The report page; every plot is embedded, nothing refers outside the file."""
+def render_html(
+    data: RunData,
+    plots: dict[str, bytes],
+    generated_at: datetime,
+    sections: Sequence[str] = (),
+) -> str:
+    """The report page; every plot is embedded, nothing refers outside the file. ``sections``
+    (ready HTML, e.g. a sweep's table and heatmap) follow the summary table."""
     info = data.info
     meta = " · ".join(
         f"{label} {_e(info[key])}"
@@ -92,8 +99,12 @@ def render_html(data: RunData, plots: dict[str, bytes], generated_at: datetime) 
         f"<td>{'-' if summary[key] is None else _e(spec.format(summary[key]))}</td>"
         for key, _, spec in _SUMMARY_FIELDS
     )
-    out += [f"<table><tr>{head}</tr><tr>{cells}</tr></table>", _decomposition(data.rows)]
-    out.append("<h2>Plots</h2>")
+    out += [
+        f"<table><tr>{head}</tr><tr>{cells}</tr></table>",
+        _decomposition(data.rows),
+        *sections,
+        "<h2>Plots</h2>",
+    ]
     for name, title, _ in PLOTS:
         encoded = base64.b64encode(plots[name]).decode("ascii")
         out.append(

@@ -174,8 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="first train on N mock episodes (LEARN_FROM_MOCK) into the saved state",
     )
 
-    ex = sub.add_parser("export", help="episodes grouped by time window for offline RL")
-    ex.add_argument("--window", required=True, help="window length, e.g. 15m, 1h, 1d")
+    ex = sub.add_parser("export", help="episodes for offline RL: JSONL windows or Minari")
+    ex.add_argument(
+        "--format",
+        choices=["jsonl", "minari"],
+        default="jsonl",
+        help="jsonl: one line per time window; minari: a Minari dataset (rl extra)",
+    )
+    ex.add_argument("--window", help="window length, e.g. 15m, 1h, 1d (jsonl)")
     ex.add_argument(
         "--run",
         action="append",
@@ -183,7 +189,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="a run to export (repeatable; default: every run)",
     )
-    ex.add_argument("--out", type=Path, required=True, help="output JSONL file")
+    ex.add_argument(
+        "--out",
+        type=Path,
+        help="output JSONL file (jsonl); Minari datasets folder (minari, default "
+        "$MINARI_DATASETS_PATH or ~/.minari/datasets)",
+    )
+    ex.add_argument(
+        "--dataset-id",
+        default="clmmd/uniswapv3lp-artifacts-v0",
+        help="Minari dataset id, (namespace/)name-v<version> (minari)",
+    )
+
+    sw = sub.add_parser("sweep", help="(pool, policy or static width, seed) grid, on Ray")
+    sw.add_argument("--pools", required=True, help="comma-separated pool addresses")
+    sw.add_argument(
+        "--widths", required=True, help="comma-separated arms: 'policy' and/or ± widths in %%"
+    )
+    sw.add_argument("--seeds", required=True, help="campaign seeds, e.g. 1,2,5-8")
+    sw.add_argument("--episodes", type=_positive_int, default=10, help="episodes per cell")
+    sw.add_argument("--ray-address", help="an existing Ray cluster (default: start one here)")
+    sw.add_argument("--workers", type=_positive_int, help="CPUs of the local Ray (default all)")
+    sw.add_argument("--batch", type=_positive_int, help="evaluations per Ray task")
+    sw.add_argument("--serial", action="store_true", help="run in this process, without Ray")
 
     sub.add_parser("registry", help="print the query catalogue by priority")
 
@@ -238,7 +266,10 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clmmd`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "export" and args.format == "jsonl" and not (args.window and args.out):
+        parser.error("export --format jsonl needs --window and --out")
     console = Console.for_process(getattr(args, "log_format", "auto"), getattr(args, "verbose", 0))
     try:
         return _dispatch(args, console)
@@ -289,8 +320,26 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return asyncio.run(
             commands.evaluate(settings, args.episodes, args.seed, args.baseline_pct, args.train)
         )
+    if args.command == "export" and args.format == "minari":
+        from clmmd.service.cli.minari_export import export_minari
+
+        return export_minari(settings, args.runs, args.dataset_id, args.out)
     if args.command == "export":
         return commands.export(settings, args.window, args.runs, args.out)
+    if args.command == "sweep":
+        from clmmd.service.cli.sweep import sweep
+
+        return sweep(
+            settings,
+            pools=args.pools,
+            widths=args.widths,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            ray_address=args.ray_address,
+            serial=args.serial,
+            workers=args.workers,
+            batch=args.batch,
+        )
     if args.command == "registry":
         return commands.registry(settings)
     if args.command == "refresh":

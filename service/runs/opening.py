@@ -33,7 +33,7 @@ from clmmd.service.runs.runner import EpisodeRunner, EpisodeSettings, IntelReade
 
 log = structlog.get_logger(__name__)
 
-RunKind = Literal["campaign", "daemon"]
+RunKind = Literal["campaign", "daemon", "sweep"]
 
 
 class RunOpenError(Exception):

@@ -25,6 +25,7 @@ MINIMAL: dict[tuple[str, ...], list[str]] = {
     ("clean",): ["--keep", "1"],
     ("evaluate",): ["--episodes", "1", "--seed", "1"],
     ("export",): ["--window", "1h", "--out", "x.jsonl"],
+    ("sweep",): ["--pools", POOL, "--widths", "policy,5", "--seeds", "1", "--serial"],
     ("registry",): [],
     ("validate-pool",): ["--proposal-path", "p.json", "--run-id", "r", "--episode-id", "e"],
     ("refresh",): ["--once"],
@@ -127,6 +128,7 @@ def test_data_dir_after_the_subcommand_reaches_every_command(
         (["clean", "--keep", "1", "--dry-run", *d], "would remove 0 run(s), kept 1 newest"),
         (["refresh", "--once", *d], "refreshed 0, failed 0"),  # the campaign warmed the cache
         (["registry", *d], "10 enabled"),
+        (["sweep", "--pools", POOL, "--widths", "5", "--seeds", "1", "--serial", *d], "±5%"),
     ]
     for argv, expected in checks:
         assert main(argv) == 0, argv

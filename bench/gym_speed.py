@@ -1,0 +1,81 @@
+"""Steps per second of the LP Gymnasium environments on the synthetic market.
+
+Random actions (seeded), resets included (one every 24 steps), through ``gymnasium.make``
+(with its wrappers: passive checker, order enforcing) and on the bare environment. Target:
+>= 20,000 steps/s. The best of ``--repeats`` runs counts (the machine is shared: the best run
+is the one least disturbed by others); every run is printed.
+
+    ../.venv/bin/python gym_speed.py [--steps 200000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from _common import Row, print_table, save
+
+import clmmd.service.rl  # noqa: F401  (registers the ids)
+from clmmd.service.rl.registration import CONTINUOUS_ID, DISCRETE_ID
+
+TARGET = 20_000.0
+
+
+def steps_per_second(env: Any, steps: int, seed: int = 0) -> tuple[float, float]:
+    """(wall-clock, CPU-time) steps per second: CPU time leaves out waiting for a core."""
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    env.reset(seed=seed)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return (
+        steps / (time.perf_counter() - started),
+        steps / (time.process_time() - cpu_started),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}")
+    rows = []
+    for env_id in (DISCRETE_ID, CONTINUOUS_ID):
+        for label, make in (
+            ("gym.make", lambda i=env_id: gym.make(i)),
+            ("bare", lambda i=env_id: gym.make(i).unwrapped),
+        ):
+            measured = [steps_per_second(make(), args.steps, seed) for seed in range(args.repeats)]
+            runs = [wall for wall, _ in measured]
+            cpu = max(c for _, c in measured)
+            print(f"{env_id} {label}: " + ", ".join(f"{r:,.0f}" for r in runs) + " steps/s")
+            best = max(runs)
+            rows.append(
+                Row(
+                    name=f"{env_id.split('/')[1]} {label}",
+                    figure=best,
+                    unit="st/s",
+                    target=">= 20,000 st/s",
+                    ratio=best / TARGET,
+                    passed=best >= TARGET,
+                    note=f"best of {args.repeats} x {args.steps:,} steps; "
+                    f"median {float(np.median(runs)):,.0f}; per CPU second {cpu:,.0f}",
+                )
+            )
+    print(f"load average after: {os.getloadavg()}")
+    print_table(rows)
+    save("gym_speed", rows, {"steps": args.steps, "repeats": args.repeats})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

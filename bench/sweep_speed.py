@@ -1,0 +1,212 @@
+"""clmmd sweep's compute on Ray with 2 workers against serial, and Ray's per-task overhead.
+
+The same batches (pure tasks: market snapshot + seeds in, outcomes out) run three ways in one
+process, the serial run first and last (its mean is the baseline, so a machine that got busier
+or quieter during the run shows as a gap between the two):
+
+* serial, in this process;
+* Ray, ``ray.init(num_cpus=2)``, after a warm-up round (worker processes started, clmmd
+  imported in them): the steady state a sweep of many batches sees;
+* Ray, N empty tasks: the per-task overhead alone (submit, schedule, return).
+
+Before and after, two plain busy-loop processes measure how many cores two workers can get
+at all right now (on a quiet 2-core machine: 2.0): the ceiling of the speed-up.
+
+Target: speed-up >= 1.7x for a grid of >= 2,000 episode evaluations. Also printed: the cold
+first round (worker start-up included), ``ray.init`` time, and the load average before and
+after (the machine is shared; the lead re-runs this on a quiet one). Writing the artifacts is
+the head's, the same for both, and not part of the compared figure.
+
+    ../.venv/bin/python sweep_speed.py [--seeds 20] [--episodes 50] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import Row, print_table, save
+
+from clmmd.agent.state import AgentState
+from clmmd.artifacts.base.clock import FakeClock
+from clmmd.env.base import KNOWN_POOLS
+from clmmd.service.analysis.evaluation import seeded_mock_snapshots
+from clmmd.service.analysis.sweep import default_batch_size
+from clmmd.service.analysis.sweep_exec import RayExecutor, SerialExecutor, timed_batch
+from clmmd.service.analysis.sweep_grid import MarketSnapshot, SweepBatch, make_batches, parse_arms
+from clmmd.service.config import load_settings
+from clmmd.service.logging import configure_logging
+from clmmd.service.runs.context import market_view
+from clmmd.service.runs.opening import episode_settings
+
+TARGET = 1.7
+
+
+def _busy(seconds: float, out: Any) -> None:
+    started, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        pass
+    out.put((time.process_time() - cpu) / (time.perf_counter() - started))
+
+
+def parallel_capacity(processes: int = 2, seconds: float = 2.0) -> float:
+    """Cores ``processes`` busy loops get together right now: the ceiling of any speed-up
+    with that many workers on this (shared) machine."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_busy, args=(seconds, queue)) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    shares = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return float(sum(shares))
+
+
+def build_batches(seeds: int, episodes: int, workers: int) -> tuple[list[SweepBatch], int]:
+    settings = load_settings(data_dir=Path(tempfile.mkdtemp(prefix="clmmd-bench-sweep-")))
+    pools = list(KNOWN_POOLS.values())[:2]
+    arms = parse_arms("policy,2.5,5,10,20")
+    clock = FakeClock()
+    snapshots = []
+    for seed in range(1, seeds + 1):
+        by_pool = asyncio.run(seeded_mock_snapshots(settings, seed, pools, 1.0, clock))
+        for pool in pools:
+            snap = by_pool[pool.address]
+            snapshots.append(MarketSnapshot(pool, seed, snap.market_inputs(), market_view(snap)))
+    total = len(snapshots) * len(arms) * episodes
+    s = episode_settings(settings, "run_bench", 1)
+    size = default_batch_size(total, workers)
+    return make_batches(s, AgentState(), snapshots, arms, episodes, size), total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--empty-tasks", type=int, default=200)
+    args = parser.parse_args()
+    configure_logging("warning")
+    load_before = os.getloadavg()
+    capacity_before = parallel_capacity()
+    batches, total = build_batches(args.seeds, args.episodes, workers=2)
+    print(f"grid: {total} evaluations in {len(batches)} tasks; load average {load_before}")
+
+    serial = SerialExecutor()
+    ray_exec = RayExecutor(num_cpus=2)
+    cold_started = time.perf_counter()
+    ray_exec.run(batches)  # cold: starts the workers and imports clmmd in them
+    cold = time.perf_counter() - cold_started
+    serial_walls, serial_cpu, ray_walls, ray_stats = [], [], [], []
+    for _ in range(args.repeats):
+        first = serial.run(batches)[1]
+        serial_walls.append(first.wall_s)
+        serial_cpu.append(first.task_cpu_s)
+        results, stats = ray_exec.run(batches)
+        ray_walls.append(stats.wall_s)
+        ray_stats.append(stats)
+    last = serial.run(batches)[1]
+    serial_walls.append(last.wall_s)
+    serial_cpu.append(last.task_cpu_s)
+    assert sum(len(r) for r in results) == total
+
+    import ray
+
+    noop = ray.remote(num_cpus=1)(timed_batch)
+    empty = SweepBatch(batches[0].settings, batches[0].state, (), (), ())
+    ray.get([noop.remote(empty) for _ in range(20)])
+    started = time.perf_counter()
+    ray.get([noop.remote(empty) for _ in range(args.empty_tasks)])
+    per_empty_task_ms = (time.perf_counter() - started) / args.empty_tasks * 1000.0
+    ray_exec.shutdown()
+    load_after = os.getloadavg()
+    capacity_after = parallel_capacity()
+    print(f"two busy processes got {capacity_before:.2f} cores before, {capacity_after:.2f} after")
+
+    serial_s = statistics.fmean(serial_walls)
+    ray_s = min(ray_walls)
+    speedup = serial_s / ray_s
+    best = min(ray_stats, key=lambda s: s.wall_s)
+    print(f"serial runs (s): {[round(x, 3) for x in serial_walls]}")
+    print(
+        f"ray runs (s): {[round(x, 3) for x in ray_walls]}; cold first run {cold:.2f} s; "
+        f"ray.init {ray_exec.setup_s:.2f} s"
+    )
+    print(f"load average after: {load_after}")
+    # How much of the machine each run got: CPU seconds per wall second. On a quiet 2-core
+    # machine the serial run gets ~1 and the two workers ~2; less means others were running.
+    serial_share = statistics.fmean(c / w for c, w in zip(serial_cpu, serial_walls, strict=True))
+    ray_share = best_share = max(s.task_cpu_s / s.wall_s for s in ray_stats)
+    print(f"cores used: serial {serial_share:.2f}, Ray {ray_share:.2f} (of 2)")
+    rows = [
+        Row(
+            name=f"sweep speed-up, Ray 2 workers vs serial ({total} evals)",
+            figure=speedup,
+            unit="x",
+            target=">= 1.7x",
+            ratio=speedup / TARGET,
+            passed=speedup >= TARGET,
+            note=f"serial {serial_s:.2f} s (mean of {len(serial_walls)}), Ray {ray_s:.2f} s "
+            f"(best of {args.repeats}); cores used serial {serial_share:.2f}, Ray "
+            f"{best_share:.2f}; load {load_before[0]:.1f}->{load_after[0]:.1f}",
+        ),
+        Row(
+            name="cores 2 busy processes got (speed-up ceiling)",
+            figure=min(capacity_before, capacity_after),
+            unit="cores",
+            target="2 on a quiet machine",
+            ratio=None,
+            passed=None,
+            note=f"before {capacity_before:.2f}, after {capacity_after:.2f}",
+        ),
+        Row(
+            name="sweep Ray overhead per task (grid)",
+            figure=best.overhead_per_task_ms,
+            unit="ms",
+            target="-",
+            ratio=None,
+            passed=None,
+            note=f"{best.tasks} tasks of ~{total // best.tasks} evals; "
+            f"compute {best.task_compute_s:.2f} s",
+        ),
+        Row(
+            name="sweep Ray overhead per empty task",
+            figure=per_empty_task_ms,
+            unit="ms",
+            target="-",
+            ratio=None,
+            passed=None,
+            note=f"{args.empty_tasks} empty tasks on 2 workers",
+        ),
+        Row(
+            name="sweep serial evaluations per second",
+            figure=total / serial_s,
+            unit="ev/s",
+            target="-",
+            ratio=None,
+            passed=None,
+        ),
+    ]
+    print_table(rows)
+    settings = {
+        "seeds": args.seeds,
+        "episodes": args.episodes,
+        "repeats": args.repeats,
+        "empty_tasks": args.empty_tasks,
+        "ray_workers": 2,
+    }
+    save("sweep_speed", rows, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
