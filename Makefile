@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SOURCES := service scheduler agent env artifacts
 
-.PHONY: install run test test-extras lint bench bench-docs clean-venv
+.PHONY: install run test test-extras e2e lint bench bench-docs clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ $(EXTRAS_STAMP): $(STAMP)
 
 test-extras: $(EXTRAS_STAMP)
 	$(BIN)/python -m pytest -q -m extras
+
+# Real mode end to end: anvil + Uniswap V3 at mainnet addresses + the real Gateway v2.13
+# (built from ../shared/gateway-e2e into a cache dir). Skips with the reason without node >= 20.
+e2e: $(STAMP)
+	CLMMD_E2E=1 $(BIN)/python -m pytest -q -p no:randomly tests/e2e
 
 # mypy cannot follow setuptools' editable-install finder, so it reads the packages through
 # .lint/clmmd/<package> links: module names come out as clmmd.<package>.<module>.

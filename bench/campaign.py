@@ -27,6 +27,7 @@ from _common import Row, print_table, save
 from clmmd.artifacts.base.clock import SystemClock
 from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.writer import append_line, create_episode_dir, write_new
+from clmmd.env.base import ClmmEnv
 from clmmd.env.mock import MockClmmEnv
 from clmmd.service.config import load_settings
 from clmmd.service.logging import configure_logging
@@ -35,7 +36,11 @@ from clmmd.service.runs.warmup import warm_mock_intel
 from clmmd.service.wiring import open_intel
 
 
-async def in_process(data_dir: Path, episodes: int, workers: int) -> tuple[float, RunLayout]:
+async def in_process(
+    data_dir: Path, episodes: int, workers: int, env: ClmmEnv | None = None
+) -> tuple[float, RunLayout]:
+    """Episodes/s of one in-process campaign (mock execution in ``env``'s market, default the
+    synthetic simulator) and where it wrote."""
     clock = SystemClock()
     settings = load_settings(data_dir=data_dir, seed=1, episode_workers=workers)
     DURABLE["in_process"] = settings.durable_writes
@@ -44,7 +49,11 @@ async def in_process(data_dir: Path, episodes: int, workers: int) -> tuple[float
         await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 1)
         start = time.perf_counter()
         report = await run_campaign(
-            settings, env=MockClmmEnv(), intel=stack.intel, episodes=episodes, clock=clock
+            settings,
+            env=env or MockClmmEnv(),
+            intel=stack.intel,
+            episodes=episodes,
+            clock=clock,
         )
         elapsed = time.perf_counter() - start
     finally:

@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("campaign", ["campaign.py"]),
     ("intel", ["intel.py"]),
+    ("replay", ["replay.py"]),
     ("daemon", ["daemon.py"]),
     ("gym_speed", ["gym_speed.py"]),
 ]

@@ -2,8 +2,9 @@
 
 Every gate must pass; the first one that does not raises :class:`env.base.ExecutionSkipped`
 naming it, so the episode is recorded as ``skipped`` with the gate. The order is fixed (mode,
-acknowledgement, pool validation, quote, size) so the operator always sees the most basic
-missing precondition first.
+acknowledgement, pool validation, quote, size, wallet funds, allowance) so the operator always
+sees the most basic missing precondition first. Every argument is keyword-only and must be
+what actually happened in this episode (``pool_validated`` is whether validation returned).
 """
 
 from __future__ import annotations
@@ -17,22 +18,29 @@ GATE_LIVE_RISK = "I_UNDERSTAND_LIVE_RISK"
 GATE_POOL_VALIDATED = "pool_validated"
 GATE_QUOTE = "quote"
 GATE_MAX_POSITION = "max_position_usd"
+GATE_FUNDS = "wallet_funds"
+GATE_ALLOWANCE = "allowance"
 GATES: tuple[str, ...] = (
     GATE_EXEC_MODE,
     GATE_LIVE_RISK,
     GATE_POOL_VALIDATED,
     GATE_QUOTE,
     GATE_MAX_POSITION,
+    GATE_FUNDS,
+    GATE_ALLOWANCE,
 )
 
 
 def check_gates(
+    *,
     exec_mode: str,
     live_risk_ack: bool,
     pool_validated: bool,
     quote_ok: bool,
     size_usd: float,
     max_position_usd: float,
+    funds_short: tuple[str, ...] = (),
+    allowance_missing: tuple[str, ...] = (),
 ) -> None:
     """Return when every gate passes; else raise ``ExecutionSkipped(gate, why)``.
 
@@ -61,4 +69,13 @@ def check_gates(
         raise ExecutionSkipped(
             GATE_MAX_POSITION,
             f"size ${size_usd:,.2f} exceeds max_position_usd ${max_position_usd:,.2f}",
+        )
+    if funds_short:
+        raise ExecutionSkipped(GATE_FUNDS, "wallet is short: " + "; ".join(funds_short))
+    if allowance_missing:
+        raise ExecutionSkipped(
+            GATE_ALLOWANCE,
+            "the position manager may not take "
+            + ", ".join(allowance_missing)
+            + " and GATEWAY_APPROVAL_POLICY is 'never': approve it through Gateway first",
         )

@@ -27,11 +27,16 @@ from clmmd.env.gateway_models import (
     TX_CONFIRMED,
     TX_FAILED,
     TX_PENDING,
+    Allowances,
+    Balances,
+    ChainStatus,
+    Health,
     Json,
     PollResult,
     PoolInfo,
     PositionInfo,
     PositionQuote,
+    TokenInfo,
     Venue,
     WriteResult,
     expect_object,
@@ -42,6 +47,7 @@ from clmmd.env.gateway_transport import DEFAULT_GATEWAY_URL, GatewayTransport, b
 
 # Everything below was defined in this module before the split; callers import it from here.
 __all__ = [
+    "CLMM_SPENDER",
     "DEFAULT_GATEWAY_URL",
     "ROUTES",
     "TX_CONFIRMED",
@@ -62,6 +68,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+#: Gateway's name for the Uniswap V3 position manager as an ERC-20 spender (approve/allowances).
+CLMM_SPENDER = "uniswap/clmm"
 
 
 class GatewayClient(GatewayTransport):
@@ -96,9 +105,7 @@ class GatewayClient(GatewayTransport):
     async def health(self) -> float:
         """``GET /`` once (no retries); the round trip in milliseconds. Raises when not ok."""
         start = self._clock.monotonic()
-        body = await self._send("GET", "/", None, None, self.read_timeout_s)
-        if not isinstance(body, dict) or body.get("status") != "ok":
-            raise GatewayResponseError(f"health answer is not status ok: {body!r}")
+        Health.parse(await self._send("GET", "/", None, None, self.read_timeout_s), "health")
         return (self._clock.monotonic() - start) * 1000.0
 
     async def pool_info(self, venue: Venue, pool_address: str) -> PoolInfo:
@@ -125,13 +132,13 @@ class GatewayClient(GatewayTransport):
                 finally:
                     if self._family is not None:
                         log.info("gateway_routes", family=self._family, base_url=self.base_url)
-                return PoolInfo.parse(expect_object(body, "pool-info"))
+                return PoolInfo.parse(body, "pool-info")
         family = self._family
         body = await self._read(
             route_path("pool_info", venue, family),
             route_params(venue, family, poolAddress=pool_address),
         )
-        return PoolInfo.parse(expect_object(body, "pool-info"))
+        return PoolInfo.parse(body, "pool-info")
 
     async def quote_position(
         self,
@@ -156,20 +163,19 @@ class GatewayClient(GatewayTransport):
             slippagePct=slippage_pct,
         )
         body = await self._read(route_path("quote_position", venue, family), params)
-        return PositionQuote.parse(expect_object(body, "quote-position"))
+        return PositionQuote.parse(body, "quote-position")
 
     async def positions_owned(
         self, venue: Venue, wallet_address: str, pool_address: str
     ) -> list[PositionInfo]:
         """The wallet's positions in ``pool_address`` (filtered here: unified lists all pools)."""
         family = await self._family_for(venue, pool_address)
+        # Neither family filters by pool (v2.13's legacy route has no poolAddress): we do.
         params = route_params(venue, family, walletAddress=wallet_address)
-        if family == "legacy":
-            params["poolAddress"] = pool_address
         body = await self._read(route_path("positions_owned", venue, family), params)
         if not isinstance(body, list):
             raise GatewayResponseError("positions-owned: expected a list")
-        positions = [PositionInfo.parse(expect_object(item, "position")) for item in body]
+        positions = [PositionInfo.parse(item, "positions-owned") for item in body]
         return [p for p in positions if p.pool_address.lower() == pool_address.lower()]
 
     async def position_info(
@@ -181,28 +187,23 @@ class GatewayClient(GatewayTransport):
             venue, family, walletAddress=wallet_address, positionAddress=position_address
         )
         body = await self._read(route_path("position_info", venue, family), params)
-        return PositionInfo.parse(expect_object(body, "position-info"))
+        return PositionInfo.parse(body, "position-info")
 
     async def poll(self, venue: Venue, signature: str) -> PollResult:
         """``POST /chains/{chain}/poll``: a read in all but method, so it is retried."""
         path = f"/chains/{venue.chain}/poll"
         body = {"network": venue.network, "signature": signature}
-        answer = expect_object(
-            await self._send_retried("POST", path, None, body, log_retries=False), "poll"
-        )
-        fee = answer.get("fee")
-        error = answer.get("error")
-        return PollResult(
-            signature=signature,
-            tx_status=int(parse_amount(answer.get("txStatus"), "txStatus")),
-            fee_native=parse_amount(fee, "fee") if fee is not None else None,
-            error=str(error) if error else None,
-        )
+        answer = await self._send_retried("POST", path, None, body, log_retries=False)
+        return PollResult.parse(answer, "poll")
 
     async def wait_confirmed(
         self, venue: Venue, signature: str, *, interval_s: float = 5.0, timeout_s: float = 600.0
     ) -> PollResult:
-        """Poll until mined. Raises :class:`TransactionReverted` (status -1) with the reason."""
+        """Poll until mined. Raises :class:`TransactionReverted` (status -1) with the reason.
+
+        Mined is not succeeded: Gateway v2.13 answers ``txStatus`` 1 for a reverted receipt
+        too, so callers check the receipt (:mod:`env.real_receipts`) before trusting it.
+        """
         start = self._clock.monotonic()
         while True:
             result = await self.poll(venue, signature)
@@ -215,16 +216,57 @@ class GatewayClient(GatewayTransport):
                 raise TransactionNotConfirmed(signature, waited)
             await self._clock.sleep(interval_s)
 
-    async def token(self, venue: Venue, symbol: str) -> Json:
-        """``GET /tokens/{symbol}?chain&network`` -> ``{"symbol","address","decimals",...}``."""
+    async def token(self, venue: Venue, symbol: str) -> TokenInfo:
+        """``GET /tokens/{symbol}?chain&network`` -> its symbol, address and decimals."""
         body = expect_object(
             await self._read(f"/tokens/{symbol}", {"chain": venue.chain, "network": venue.network}),
             "token",
         )
-        token = body.get("token", body)
-        if not isinstance(token, dict) or "address" not in token:
-            raise GatewayResponseError(f"token {symbol}: no address in the answer")
-        return dict(token)
+        return TokenInfo.parse(body.get("token", body), f"token {symbol}")
+
+    async def chain_status(self, venue: Venue) -> ChainStatus:
+        """``GET /chains/{chain}/status``: block height and the node URL Gateway uses."""
+        body = await self._read(f"/chains/{venue.chain}/status", {"network": venue.network})
+        return ChainStatus.parse(body, "status")
+
+    async def balances(self, venue: Venue, wallet_address: str, tokens: list[str]) -> Balances:
+        """``POST /chains/{chain}/balances`` for ``tokens`` (symbols or addresses); a read."""
+        body = {"network": venue.network, "address": wallet_address, "tokens": tokens}
+        answer = await self._send_retried("POST", f"/chains/{venue.chain}/balances", None, body)
+        return Balances.parse(answer, "balances")
+
+    async def allowances(
+        self, venue: Venue, wallet_address: str, tokens: list[str], spender: str = CLMM_SPENDER
+    ) -> Allowances:
+        """``POST /chains/{chain}/allowances``: what ``spender`` may take of each token."""
+        body = {
+            "network": venue.network,
+            "address": wallet_address,
+            "spender": spender,
+            "tokens": tokens,
+        }
+        answer = await self._send_retried("POST", f"/chains/{venue.chain}/allowances", None, body)
+        return Allowances.parse(answer, "allowances")
+
+    async def approve(
+        self,
+        venue: Venue,
+        wallet_address: str,
+        token: str,
+        amount: str | None,
+        spender: str = CLMM_SPENDER,
+    ) -> WriteResult:
+        """``POST /chains/{chain}/approve`` (a write): ``amount`` in human units as a decimal
+        string, ``None`` for Gateway's default (unlimited)."""
+        body: Json = {
+            "network": venue.network,
+            "address": wallet_address,
+            "spender": spender,
+            "token": token,
+        }
+        if amount is not None:
+            body["amount"] = amount
+        return await self._write(f"/chains/{venue.chain}/approve", body, wallet_address)
 
     # --- writes (never retried) ---
 

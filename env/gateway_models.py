@@ -1,16 +1,25 @@
-"""Parsed Gateway answers: the CLMM response dataclasses, :class:`Venue` and amount parsing.
+"""Gateway's answers as pydantic models, :class:`Venue` and amount parsing.
 
-Gateway sends amounts as JSON numbers or decimal strings and has renamed fields between
-versions; every ``parse`` here accepts both spellings and raises
-:class:`~env.gateway_errors.GatewayResponseError` (never ``KeyError``) on a malformed answer.
+Every answer Gateway sends is parsed here (``Model.parse(body)``); a malformed one raises
+:class:`~env.gateway_errors.GatewayResponseError` naming the route and the field, never
+``KeyError``/``ValidationError``. Amounts arrive as JSON numbers or decimal strings (Gateway
+v2.13 sends ``fee`` as a number in CLMM answers and as a string in ``approve``): both parse.
+
+Orientation (Gateway v2.13's source, see ``docs/gateway.md``): pool-info, quote-position and
+open-position call the pool's token0 the base; position-info, positions-owned and the position
+writes call "WETH, else the lower address" the base. Answers that carry token addresses are
+oriented by those addresses (:meth:`PositionInfo.token_amounts`); write answers carry none and
+are oriented by the position they act on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from clmmd.env.gateway_errors import GatewayResponseError
 
@@ -25,6 +34,8 @@ def parse_amount(value: Any, field: str) -> float:
     if isinstance(value, bool) or value is None:
         raise GatewayResponseError(f"field {field!r}: expected a number, got {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise GatewayResponseError(f"field {field!r}: not finite: {value!r}")
         return float(value)
     if isinstance(value, (str, Decimal)):
         try:
@@ -37,12 +48,36 @@ def parse_amount(value: Any, field: str) -> float:
     raise GatewayResponseError(f"field {field!r}: expected a number, got {type(value).__name__}")
 
 
-def _amount(body: Mapping[str, Any], field: str, default: float | None = None) -> float:
-    if field not in body or body[field] is None:
-        if default is not None:
-            return default
-        raise GatewayResponseError(f"missing field {field!r}")
-    return parse_amount(body[field], field)
+def _number(value: Any) -> float:
+    try:
+        return parse_amount(value, "amount")
+    except GatewayResponseError as exc:
+        raise ValueError(exc.message) from None
+
+
+#: A float that also accepts Gateway's decimal strings.
+Amount = Annotated[float, BeforeValidator(_number)]
+#: An integer (tick, status) Gateway may send as a number or a numeric string.
+Whole = Annotated[int, BeforeValidator(lambda v: int(_number(v)))]
+
+
+class GatewayModel(BaseModel):
+    """Base of the answer models: unknown fields ignored, Python or Gateway names accepted."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    @classmethod
+    def parse(cls, body: Any, what: str | None = None) -> Self:
+        """Validate one answer; ``GatewayResponseError`` names the route and the bad field."""
+        name = what or cls.__name__
+        if not isinstance(body, dict):
+            raise GatewayResponseError(f"{name}: expected a JSON object, got {type(body).__name__}")
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "answer"
+            raise GatewayResponseError(f"{name}: field {where!r}: {first['msg']}") from None
 
 
 @dataclass(frozen=True)
@@ -59,141 +94,194 @@ class Venue:
         return f"{self.chain}-{self.network}"
 
 
-@dataclass(frozen=True)
-class PoolInfo:
-    """pool-info. ``price`` is quote tokens per base token in human units."""
+def lower_address_first(a: str, b: str) -> bool:
+    """Whether ``a`` sorts before ``b`` as Uniswap orders a pool's tokens (numerically)."""
+    return int(a, 16) < int(b, 16)
+
+
+class PoolInfo(GatewayModel):
+    """pool-info. ``price`` is quote per base in human units, base as the answer names it."""
 
     address: str
-    base_token_address: str
-    quote_token_address: str
-    fee_pct: float
-    price: float
-    active_tick: int | None
-
-    @classmethod
-    def parse(cls, body: Json) -> PoolInfo:
-        """Read Gateway's JSON answer."""
-        try:
-            tick = body.get("activeBinId", body.get("tick"))
-            return cls(
-                address=str(body["address"]),
-                base_token_address=str(body["baseTokenAddress"]),
-                quote_token_address=str(body["quoteTokenAddress"]),
-                fee_pct=_amount(body, "feePct"),
-                price=_amount(body, "price"),
-                active_tick=int(parse_amount(tick, "activeBinId")) if tick is not None else None,
-            )
-        except KeyError as exc:
-            raise GatewayResponseError(f"pool-info: missing field {exc}") from None
+    base_token_address: str = Field(alias="baseTokenAddress")
+    quote_token_address: str = Field(alias="quoteTokenAddress")
+    fee_pct: Amount = Field(alias="feePct")
+    price: Amount
+    active_tick: Whole | None = Field(None, alias="activeBinId")
+    bin_step: Whole | None = Field(None, alias="binStep")
 
     @property
     def base_is_token0(self) -> bool:
         """Uniswap orders a pool's tokens by address: token0 has the lower one."""
-        return int(self.base_token_address, 16) < int(self.quote_token_address, 16)
+        return lower_address_first(self.base_token_address, self.quote_token_address)
+
+    @property
+    def token0_address(self) -> str:
+        return self.base_token_address if self.base_is_token0 else self.quote_token_address
+
+    @property
+    def token1_per_token0(self) -> float:
+        """The pool price as token1 per token0 in human units, whatever the base."""
+        return self.price if self.base_is_token0 else 1.0 / self.price
 
 
-@dataclass(frozen=True)
-class PositionQuote:
-    """quote-position: the amounts an open of that range would add (``*_max`` with slippage)."""
+class PositionQuote(GatewayModel):
+    """quote-position: the amounts an open of that range would add (``*_max`` with slippage),
+    in pool-info's orientation (base = token0 in Gateway v2.13)."""
 
-    base_limited: bool
-    base_token_amount: float
-    quote_token_amount: float
-    base_token_amount_max: float
-    quote_token_amount_max: float
+    base_limited: bool = Field(False, alias="baseLimited")
+    base_token_amount: Amount = Field(alias="baseTokenAmount")
+    quote_token_amount: Amount = Field(alias="quoteTokenAmount")
+    base_token_amount_max: Amount | None = Field(None, alias="baseTokenAmountMax")
+    quote_token_amount_max: Amount | None = Field(None, alias="quoteTokenAmountMax")
 
-    @classmethod
-    def parse(cls, body: Json) -> PositionQuote:
-        """Read Gateway's JSON answer."""
-        base = _amount(body, "baseTokenAmount")
-        quote = _amount(body, "quoteTokenAmount")
-        return cls(
-            base_limited=bool(body.get("baseLimited", False)),
-            base_token_amount=base,
-            quote_token_amount=quote,
-            base_token_amount_max=_amount(body, "baseTokenAmountMax", base),
-            quote_token_amount_max=_amount(body, "quoteTokenAmountMax", quote),
-        )
+    def model_post_init(self, context: Any) -> None:
+        # Older answers had no *_max: the plain amounts are the worst case then.
+        if self.base_token_amount_max is None:
+            object.__setattr__(self, "base_token_amount_max", self.base_token_amount)
+        if self.quote_token_amount_max is None:
+            object.__setattr__(self, "quote_token_amount_max", self.quote_token_amount)
 
 
-@dataclass(frozen=True)
-class PositionInfo:
-    """One position (positions-owned entry or position-info). Ticks are Uniswap's bin ids."""
+class PositionInfo(GatewayModel):
+    """One position (positions-owned entry or position-info). Ticks are Uniswap's bin ids.
 
-    address: str
-    pool_address: str
-    base_token_amount: float
-    quote_token_amount: float
-    base_fee_amount: float
-    quote_fee_amount: float
-    lower_tick: int | None
-    upper_tick: int | None
-    lower_price: float
-    upper_price: float
-
-    @classmethod
-    def parse(cls, body: Json) -> PositionInfo:
-        """Read Gateway's JSON answer."""
-        try:
-            low, high = body.get("lowerBinId"), body.get("upperBinId")
-            return cls(
-                address=str(body["address"]),
-                pool_address=str(body["poolAddress"]),
-                base_token_amount=_amount(body, "baseTokenAmount", 0.0),
-                quote_token_amount=_amount(body, "quoteTokenAmount", 0.0),
-                base_fee_amount=_amount(body, "baseFeeAmount", 0.0),
-                quote_fee_amount=_amount(body, "quoteFeeAmount", 0.0),
-                lower_tick=int(parse_amount(low, "lowerBinId")) if low is not None else None,
-                upper_tick=int(parse_amount(high, "upperBinId")) if high is not None else None,
-                lower_price=_amount(body, "lowerPrice", 0.0),
-                upper_price=_amount(body, "upperPrice", 0.0),
-            )
-        except KeyError as exc:
-            raise GatewayResponseError(f"position: missing field {exc}") from None
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """A write's answer: ``status`` 1 confirmed, 0 pending, -1 failed; ``data`` when confirmed.
-
-    Older Gateways answered confirmed writes flat (no ``status``/``data``); those are read as
-    confirmed with the body itself as ``data``.
+    Base/quote here follow the position routes' rule (WETH, else the lower address), which is
+    not pool-info's: read amounts through :meth:`token_amounts`, which orients them by the
+    addresses the answer carries.
     """
 
-    signature: str
-    status: int
-    data: Json
+    address: str
+    pool_address: str = Field(alias="poolAddress")
+    base_token_address: str | None = Field(None, alias="baseTokenAddress")
+    quote_token_address: str | None = Field(None, alias="quoteTokenAddress")
+    base_token_amount: Amount = Field(0.0, alias="baseTokenAmount")
+    quote_token_amount: Amount = Field(0.0, alias="quoteTokenAmount")
+    base_fee_amount: Amount = Field(0.0, alias="baseFeeAmount")
+    quote_fee_amount: Amount = Field(0.0, alias="quoteFeeAmount")
+    lower_tick: Whole | None = Field(None, alias="lowerBinId")
+    upper_tick: Whole | None = Field(None, alias="upperBinId")
+    lower_price: Amount = Field(0.0, alias="lowerPrice")
+    upper_price: Amount = Field(0.0, alias="upperPrice")
+
+    @property
+    def base_is_token0(self) -> bool:
+        """Whether this answer's base is the pool's token0, from the addresses it carries."""
+        if not self.base_token_address or not self.quote_token_address:
+            raise GatewayResponseError(
+                f"position {self.address}: no token addresses, its amounts cannot be oriented"
+            )
+        return lower_address_first(self.base_token_address, self.quote_token_address)
+
+    def token_amounts(self) -> tuple[float, float]:
+        """(token0, token1) held, in human units."""
+        b, q = self.base_token_amount, self.quote_token_amount
+        return (b, q) if self.base_is_token0 else (q, b)
+
+    def token_fees(self) -> tuple[float, float]:
+        """(token0, token1) owed (``tokensOwed``: only current after liquidity was touched)."""
+        b, q = self.base_fee_amount, self.quote_fee_amount
+        return (b, q) if self.base_is_token0 else (q, b)
+
+    @property
+    def is_empty(self) -> bool:
+        """No liquidity and nothing owed: what remains is an empty NFT."""
+        return not any(self.token_amounts()) and not any(self.token_fees())
+
+
+class WriteResult(GatewayModel):
+    """A write's answer: ``signature``, ``status`` and ``data``.
+
+    Gateway v2.13 puts the *receipt's* status here on a mined transaction (1 succeeded,
+    0 reverted) with ``data`` filled, and answers a still-pending one with a 500 (no hash).
+    Older versions used ``TransactionStatus`` (1 / 0 pending / -1 failed) with ``data`` only
+    when confirmed, or answered flat (no ``status``/``data``): read as confirmed.
+    """
+
+    signature: str = Field(min_length=1, validation_alias="signature")
+    status: Whole = TX_CONFIRMED
+    data: Json = Field(default_factory=dict)
 
     @classmethod
-    def parse(cls, body: Json) -> WriteResult:
-        """Read Gateway's JSON answer."""
-        signature = body.get("signature") or body.get("txHash")
-        if not isinstance(signature, str) or not signature:
-            raise GatewayResponseError("write answer without a transaction signature")
-        if "status" not in body:
-            return cls(signature, TX_CONFIRMED, dict(body))
-        status = int(parse_amount(body["status"], "status"))
-        data = body.get("data")
-        return cls(signature, status, dict(data) if isinstance(data, dict) else {})
+    def parse(cls, body: Any, what: str | None = None) -> WriteResult:
+        if isinstance(body, dict) and "signature" not in body and body.get("txHash"):
+            body = {**body, "signature": body["txHash"]}
+        if isinstance(body, dict) and "status" not in body:
+            body = {"signature": body.get("signature"), "status": TX_CONFIRMED, "data": body}
+        if isinstance(body, dict) and body.get("data") is None:
+            body = {**body, "data": {}}
+        return super().parse(body, what or "write answer")
+
+    @property
+    def reverted(self) -> bool:
+        """Mined and reverted: v2.13's receipt status 0 with the receipt's data, or -1."""
+        return self.status == TX_FAILED or (self.status == TX_PENDING and "fee" in self.data)
+
+    @property
+    def pending(self) -> bool:
+        return self.status == TX_PENDING and not self.reverted
 
     @property
     def fee_native(self) -> float:
         """Gas paid in the chain's native token (0 when Gateway did not say)."""
-        return _amount(self.data, "fee", 0.0)
+        return self.amount("fee")
 
     def amount(self, field: str) -> float:
         """A numeric field of ``data`` (0 when Gateway did not send it)."""
-        return _amount(self.data, field, 0.0)
+        value = self.data.get(field)
+        return 0.0 if value is None else parse_amount(value, field)
 
 
-@dataclass(frozen=True)
-class PollResult:
-    """``/chains/{chain}/poll``: the transaction's status (``TX_*``), gas paid and error."""
+class PollResult(GatewayModel):
+    """``/chains/{chain}/poll``. ``tx_status`` 1 means *mined* (v2.13 sets it for any
+    receipt, reverted or not), 0/2/3 pending, -1 unknown or failed."""
 
     signature: str
-    tx_status: int
-    fee_native: float | None
-    error: str | None
+    tx_status: Whole = Field(alias="txStatus")
+    tx_block: Whole | None = Field(None, alias="txBlock")
+    fee_native: Amount | None = Field(None, alias="fee")
+    error: str | None = None
+
+
+class Balances(GatewayModel):
+    """``POST /chains/{chain}/balances``: symbol -> human amount."""
+
+    balances: dict[str, Amount]
+
+
+class Allowances(GatewayModel):
+    """``POST /chains/{chain}/allowances``: the spender's address and symbol -> allowance
+    (decimal strings carrying every digit of the token: compared exactly, never as floats)."""
+
+    spender: str
+    approvals: dict[str, Decimal]
+
+    def raw(self, symbol: str, decimals: int) -> int:
+        """The allowance of ``symbol`` in the token's smallest unit (0 when not listed)."""
+        return int(self.approvals.get(symbol, Decimal(0)).scaleb(decimals))
+
+
+class ChainStatus(GatewayModel):
+    """``GET /chains/{chain}/status``: where Gateway's node is (may embed a provider key)."""
+
+    chain: str
+    network: str
+    rpc_url: str | None = Field(None, alias="rpcUrl")
+    current_block: Whole | None = Field(None, alias="currentBlockNumber")
+
+
+class Health(GatewayModel):
+    """``GET /``: ``{"status": "ok"}``."""
+
+    status: Literal["ok"]
+
+
+class TokenInfo(GatewayModel):
+    """``GET /tokens/{symbol}``'s ``token``."""
+
+    symbol: str
+    address: str
+    decimals: Whole | None = None
 
 
 def expect_object(value: Any, what: str) -> Json:

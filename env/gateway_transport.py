@@ -204,9 +204,7 @@ class GatewayTransport:
         """POST once, under the wallet's lock. Never retried: a lost answer is not a failure."""
         async with self.wallet_lock(wallet_address):
             answer = await self._send("POST", path, None, body, self.write_timeout_s)
-        if not isinstance(answer, dict):
-            raise GatewayResponseError(f"POST {path}: expected an object")
-        return WriteResult.parse(answer)
+        return WriteResult.parse(answer, f"POST {path}")
 
 
 def _query_value(value: Any) -> str:

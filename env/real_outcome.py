@@ -1,7 +1,10 @@
 """What a live run earned: valuation of the legs in USD and the :class:`ExecutionOutcome`.
 
-Prices come from Gateway's pool-info (quote per base, human units) and are turned into the
-pool's token0/token1 orientation here, so the outcome is comparable with the mock's.
+Prices come from Gateway's pool-info (quote per base, human units, oriented by the token
+addresses it carries) and amounts from the episode's :class:`~env.real_ledger.Ledger` (token0 /
+token1, from receipts where the node could be read), so the outcome is comparable with the
+mock's. PnL = HODL return − IL + fees − gas, every leg valued at the close price except the
+deposit's value at the open.
 """
 
 from __future__ import annotations
@@ -13,48 +16,55 @@ from typing import Any
 from clmmd.env.base import ExecutionOutcome, ExecutionRequest, PoolSpec
 from clmmd.env.gateway import PoolInfo, PositionQuote, RouteFamily, Venue
 from clmmd.env.pricing import token_usd_prices
-from clmmd.env.real_positions import Legs
+from clmmd.env.real_ledger import Ledger
 from clmmd.env.uniswap_math import price_to_tick
 from clmmd.env.validator import human_price_at_tick
 
 
 def volatile_usd_price(pool: PoolSpec, info: PoolInfo) -> float:
     """USD price of the pool's non-stable token from Gateway's quote-per-base price."""
-    token1_per_token0 = info.price if info.base_is_token0 else 1.0 / info.price
+    token1_per_token0 = info.token1_per_token0
     return 1.0 / token1_per_token0 if pool.stable_token == 0 else token1_per_token0
 
 
-def gateway_price_range(
-    pool: PoolSpec, tick_lower: int, tick_upper: int, base_is_token0: bool
-) -> tuple[float, float]:
-    """``(lowerPrice, upperPrice)`` in Gateway's orientation (quote per base, human units)."""
-    a = human_price_at_tick(pool, tick_lower, base_is_token0)
-    b = human_price_at_tick(pool, tick_upper, base_is_token0)
+def gateway_price_range(pool: PoolSpec, tick_lower: int, tick_upper: int) -> tuple[float, float]:
+    """``(lowerPrice, upperPrice)`` as Gateway v2.13's quote-position and open-position read
+    them: token1 per token0 in human units whatever the base (they scale by 10^(d1−d0) and
+    take the tick of that)."""
+    a = human_price_at_tick(pool, tick_lower, True)
+    b = human_price_at_tick(pool, tick_upper, True)
     return (a, b) if a <= b else (b, a)
 
 
 def current_tick(pool: PoolSpec, info: PoolInfo) -> int:
     if info.active_tick is not None:
         return info.active_tick
-    token1_per_token0 = info.price if info.base_is_token0 else 1.0 / info.price
-    return price_to_tick(token1_per_token0 * 10.0 ** (pool.decimals1 - pool.decimals0))
+    return price_to_tick(info.token1_per_token0 * 10.0 ** (pool.decimals1 - pool.decimals0))
 
 
-def value_usd(pool: PoolSpec, info: PoolInfo, base: float, quote: float, usd_price: float) -> float:
-    """USD value of ``base``/``quote`` amounts when the volatile token is at ``usd_price``."""
-    amt0, amt1 = (base, quote) if info.base_is_token0 else (quote, base)
+def value_usd(
+    pool: PoolSpec, amounts: tuple[float, float] | list[float], usd_price: float
+) -> float:
+    """USD value of (token0, token1) human amounts when the volatile token is at ``usd_price``."""
     usd0, usd1 = token_usd_prices(pool, usd_price)
-    return amt0 * usd0 + amt1 * usd1
+    return amounts[0] * usd0 + amounts[1] * usd1
+
+
+def quote_token01(info: PoolInfo, quote: PositionQuote) -> tuple[float, float]:
+    """A quote's amounts as (token0, token1): quote-position answers in pool-info's orientation."""
+    b, q = quote.base_token_amount, quote.quote_token_amount
+    return (b, q) if info.base_is_token0 else (q, b)
 
 
 def eth_price(pool: PoolSpec, request: ExecutionRequest, usd_close: float) -> tuple[float, str]:
-    """The ETH price for gas, and where it came from: intel, this pool, or the reference."""
-    given = request.market.eth_price_usd
-    if given is not None and math.isfinite(given) and given > 0:
-        return float(given), "intel"
+    """The ETH price for gas, and where it came from: this (WETH) pool's live close price,
+    else intel, else the pool's reference price."""
     volatile = pool.token1 if pool.stable_token == 0 else pool.token0
     if volatile.upper() in ("WETH", "ETH"):
         return usd_close, "pool_price"
+    given = request.market.eth_price_usd
+    if given is not None and math.isfinite(given) and given > 0:
+        return float(given), "intel"
     return pool.reference_price_usd, "reference_price"
 
 
@@ -74,34 +84,43 @@ class LiveRun:
     size: float
     quote: PositionQuote
     quoted_usd: float
-    legs: Legs
+    ledger: Ledger
     position: str
     reconciled: bool
     close_method: str
     tick_open: int
     in_range: int
     samples: int
+    approval_policy: str = "exact"
+    receipts_source: str | None = None
+    range_shift_ticks: int = 0
 
 
 def live_outcome(run: LiveRun) -> ExecutionOutcome:
-    """PnL, fees, gas, IL and time in range of ``run``, with the full record as ``simulation``."""
+    """PnL, fees, gas, IL, HODL return and time in range of ``run``, with the full record as
+    ``simulation``."""
     pool, request, info, info_close = run.pool, run.request, run.info, run.info_close
-    quote, legs = run.quote, run.legs
+    quote, ledger = run.quote, run.ledger
     usd_open = volatile_usd_price(pool, info)
     usd_close = volatile_usd_price(pool, info_close)
     eth_usd, eth_source = eth_price(pool, request, usd_close)
-    gas_usd = legs.gas_native * eth_usd
-    initial = value_usd(pool, info, legs.base_added, legs.quote_added, usd_open)
-    lp_end = value_usd(pool, info, legs.base_removed, legs.quote_removed, usd_close)
-    fees = value_usd(pool, info, legs.base_fees, legs.quote_fees, usd_close)
-    hold_end = value_usd(pool, info, legs.base_added, legs.quote_added, usd_close)
+    gas_usd = ledger.gas_native * eth_usd
+    initial = value_usd(pool, ledger.added, usd_open)
+    lp_end = value_usd(pool, ledger.removed, usd_close)
+    fees = value_usd(pool, ledger.fees, usd_close)
+    hold_end = value_usd(pool, ledger.added, usd_close)
     if run.samples:
         time_in_range = 100.0 * run.in_range / run.samples
     else:
         time_in_range = 100.0 if request.tick_lower <= run.tick_open < request.tick_upper else 0.0
+    quoted0, quoted1 = quote_token01(info, quote)
     simulation: dict[str, Any] = {
         "source": "live",
-        "transactions": list(legs.transactions),
+        "transactions": ledger.hashes,
+        "transaction_details": [t.as_json() for t in ledger.transactions],
+        "accounting": ledger.accounting,
+        "receipts_source": run.receipts_source,
+        "approval_policy": run.approval_policy,
         "position_id": run.position,
         "open_reconciled": run.reconciled,
         "close_method": run.close_method,
@@ -113,28 +132,28 @@ def live_outcome(run: LiveRun) -> ExecutionOutcome:
         "wallet_address": run.wallet_address,
         "tick_lower": request.tick_lower,
         "tick_upper": request.tick_upper,
+        "range_shift_ticks": run.range_shift_ticks,
         "lower_price": run.lower,
         "upper_price": run.upper,
         "price_open": info.price,
         "price_close": info_close.price,
-        "base_is_token0": info.base_is_token0,
+        "volatile_usd_open": usd_open,
+        "volatile_usd_close": usd_close,
         "quote": {
-            "base_token_amount": quote.base_token_amount,
-            "quote_token_amount": quote.quote_token_amount,
-            "base_token_amount_max": quote.base_token_amount_max,
-            "quote_token_amount_max": quote.quote_token_amount_max,
+            "token0_amount": quoted0,
+            "token1_amount": quoted1,
             "value_usd": run.quoted_usd,
         },
-        "base_token_amount_added": legs.base_added,
-        "quote_token_amount_added": legs.quote_added,
-        "base_token_amount_removed": legs.base_removed,
-        "quote_token_amount_removed": legs.quote_removed,
-        "base_fee_collected": legs.base_fees,
-        "quote_fee_collected": legs.quote_fees,
+        "token0_added": ledger.added[0],
+        "token1_added": ledger.added[1],
+        "token0_removed": ledger.removed[0],
+        "token1_removed": ledger.removed[1],
+        "token0_fees": ledger.fees[0],
+        "token1_fees": ledger.fees[1],
         "initial_value_usd": initial,
         "lp_value_end_usd": lp_end,
         "hold_value_end_usd": hold_end,
-        "gas_paid_native": legs.gas_native,
+        "gas_paid_native": ledger.gas_native,
         "gas_paid_usd": gas_usd,
         "eth_price_usd": eth_usd,
         "eth_price_source": eth_source,

@@ -123,12 +123,8 @@ async def resolve_token(client: GatewayClient, venue: Venue, symbol: str) -> Res
     """Symbol -> address through Gateway's token list, else the well-known table."""
     try:
         token = await client.token(venue, symbol)
-        decimals = token.get("decimals")
         return ResolvedToken(
-            symbol,
-            normalise_address(str(token["address"]), "pair"),
-            int(decimals) if isinstance(decimals, (int, float)) else None,
-            "gateway",
+            symbol, normalise_address(token.address, "pair"), token.decimals, "gateway"
         )
     except (GatewayNotFound, GatewayRouteMissing):
         pass

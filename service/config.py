@@ -31,7 +31,7 @@ _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 #: Variables whose value is never shown: logs and the config summary say set / NOT SET.
-SECRET_FIELDS = frozenset({"dune_api_key", "gateway_api_key"})
+SECRET_FIELDS = frozenset({"dune_api_key", "gateway_api_key", "chain_rpc_url"})
 
 
 class ConfigError(Exception):
@@ -385,6 +385,45 @@ class Settings(BaseSettings):
                 raise ValueError(f"risk profile factor for {key!r} must be in (0, 1], got {scalar}")
         return value
 
+    # --- the market of mock execution ---
+    market: Literal["synthetic", "replay"] = Field(
+        "synthetic",
+        description=(
+            "market of mock execution: `synthetic` (seeded price path and volume) or `replay` "
+            "(windows of the pool's real Swap history, fees as the pool computes them; "
+            "docs/replay.md)"
+        ),
+        validation_alias=AliasChoices("CLMMD_MARKET"),
+    )
+    replay_history: Path | None = Field(
+        None,
+        description=(
+            "replay market: a CSV or Parquet Swap history of the campaign's pool to replay "
+            "instead of the one stored in `<data_dir>/history` (`clmmd history fetch`)"
+        ),
+        validation_alias=AliasChoices("CLMMD_REPLAY_HISTORY"),
+    )
+    replay_fee_protocol: int = Field(
+        0,
+        description=(
+            "replay market: the pool's protocol fee switch, 0 (off) or N in 4..10 (the protocol "
+            "keeps 1/N of every fee); Swap events do not carry it"
+        ),
+        validation_alias=AliasChoices("CLMMD_REPLAY_FEE_PROTOCOL"),
+    )
+
+    @field_validator("replay_fee_protocol")
+    @classmethod
+    def _fee_protocol(cls, value: int) -> int:
+        if value != 0 and not 4 <= value <= 10:
+            raise ValueError(f"must be 0 or 4..10, got {value}")
+        return value
+
+    @field_validator("market", mode="before")
+    @classmethod
+    def _market(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     # --- real mode (Hummingbot Gateway) ---
     gateway_wallet_address: str | None = Field(
         None,
@@ -418,6 +457,29 @@ class Settings(BaseSettings):
         le=50,
         description="real mode: slippage tolerance sent with writes",
         validation_alias=AliasChoices("GATEWAY_SLIPPAGE_PCT"),
+    )
+    gateway_approval_policy: Literal["exact", "unlimited", "never"] = Field(
+        "exact",
+        description=(
+            "real mode: ERC-20 approvals for the position manager before an open: exact (the "
+            "amounts of this open), unlimited (Gateway's default, max uint256) or never (skip "
+            "the episode on the allowance gate)"
+        ),
+        validation_alias=AliasChoices("GATEWAY_APPROVAL_POLICY"),
+    )
+    gateway_sample_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="real mode: how often the pool price is sampled while a position is held",
+        validation_alias=AliasChoices("GATEWAY_SAMPLE_INTERVAL_S"),
+    )
+    chain_rpc_url: SecretStr | None = Field(
+        None,
+        description=(
+            "real mode: read-only node URL for transaction receipts (secret: provider URLs embed "
+            "keys); unset = the node Gateway reports in /chains/<chain>/status"
+        ),
+        validation_alias=AliasChoices("CLMMD_CHAIN_RPC_URL"),
     )
     gateway_ca_file: Path | None = Field(
         None,
@@ -640,6 +702,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(_one_line(exc, given)) from None
     except (OSError, ValueError) as exc:  # unreadable/invalid TOML file, undecodable value
         raise ConfigError(f"invalid configuration: {exc}") from None
+    if settings.market == "replay" and settings.exec_mode == "real":
+        raise ConfigError(
+            "invalid configuration: CLMMD_MARKET='replay' chooses the market of mock execution, "
+            "but the derived mode is 'real'; unset CLMMD_MARKET or set HB_ENV=mock"
+        )
     requested = settings.exec_mode_requested
     if requested is not None and requested != settings.exec_mode:
         raise ConfigError(

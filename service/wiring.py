@@ -7,7 +7,7 @@ only when a refresh actually needs it, and a Dune source only with a key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from clmmd.artifacts.base.clock import Clock
 from clmmd.scheduler.cache import IntelCache
@@ -19,6 +19,9 @@ from clmmd.scheduler.registry import Registry, RegistryError, load_registry
 from clmmd.scheduler.source import IntelSource
 from clmmd.service.config import ConfigError, Settings
 from clmmd.service.logging import REDACTOR, configure_logging
+
+if TYPE_CHECKING:
+    from clmmd.scheduler.dune import DuneClient
 
 
 @dataclass
@@ -106,15 +109,30 @@ def build_source(
             "invalid configuration: DUNE_API_KEY is NOT SET but INTEL_DATA_SOURCE='dune'; "
             "set the key or use INTEL_DATA_SOURCE=mock"
         )
+    client = dune_client(settings, clock, ledger)
+    return DuneSource(
+        client,
+        clock,
+        performance=settings.dune_performance,
+        credits_per_mb=client_credits_per_mb(settings),
+    )
+
+
+def client_credits_per_mb(settings: Settings) -> float:
+    """Credits per MB of results: the configured figure, else the plan's."""
+    if settings.dune_credits_per_mb is not None:
+        return settings.dune_credits_per_mb
+    return PLANS[settings.dune_plan].credits_per_mb
+
+
+def dune_client(settings: Settings, clock: Clock, ledger: CreditLedger | None) -> DuneClient:
+    """The one way to build a Dune client from settings (the key must be set)."""
     from clmmd.scheduler.dune import DuneClient
 
+    if settings.dune_api_key is None:
+        raise ConfigError("invalid configuration: DUNE_API_KEY is NOT SET")
     plan = PLANS[settings.dune_plan]
-    credits_per_mb = (
-        settings.dune_credits_per_mb
-        if settings.dune_credits_per_mb is not None
-        else plan.credits_per_mb
-    )
-    client = DuneClient(
+    return DuneClient(
         settings.dune_api_base_url,
         settings.dune_api_key,
         clock,
@@ -127,8 +145,5 @@ def build_source(
         rate_window_margin_s=settings.dune_rate_window_margin_s,
         performance=settings.dune_performance,
         credit_sink=ledger,
-        credits_per_mb=credits_per_mb,
-    )
-    return DuneSource(
-        client, clock, performance=settings.dune_performance, credits_per_mb=credits_per_mb
+        credits_per_mb=client_credits_per_mb(settings),
     )

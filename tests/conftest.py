@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.service.logging import SINKS, configure_logging
+
+# The end-to-end suite (real Gateway, local chain) runs in `make e2e` only (CLMMD_E2E=1).
+collect_ignore_glob = [] if os.environ.get("CLMMD_E2E") == "1" else ["e2e/*"]
 
 
 class CapturedLogs:

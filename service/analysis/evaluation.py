@@ -29,7 +29,6 @@ from clmmd.agent.persistence import PersistentAgent, default_state_path, read_st
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.env.base import PoolSpec, pool_by_address
-from clmmd.env.mock import MockClmmEnv
 from clmmd.scheduler.cache import IntelCache
 from clmmd.scheduler.intel import IntelSnapshot, MarketIntelligence
 from clmmd.service.analysis.evaluation_paired import (
@@ -49,6 +48,7 @@ from clmmd.service.analysis.evaluation_stats import (
     t_quantile_975,
 )
 from clmmd.service.config import Settings
+from clmmd.service.market import mock_env
 from clmmd.service.runs.campaign import CampaignReport, run_campaign
 from clmmd.service.runs.opening import episode_settings
 from clmmd.service.runs.warmup import MockMarketPhases, phase_of, warm_mock_intel
@@ -131,7 +131,7 @@ async def evaluate(
     there is none; ``agent.persistence.StateFormatError`` when the file is corrupt).
     ``first_index`` > 1 evaluates on episode seeds a training campaign of ``first_index − 1``
     episodes with the same seed did not use. Intel is always the seeded mock intel and execution
-    always the mock simulator, whatever HB_ENV / INTEL_DATA_SOURCE say.
+    always mock execution (in CLMMD_MARKET's market), whatever HB_ENV / INTEL_DATA_SOURCE say.
     """
     clock = clock or SystemClock()
     if state is None:
@@ -144,6 +144,7 @@ async def evaluate(
     snapshots = await seeded_mock_phase_snapshots(
         settings, seed, pool, s.lookback_hours, clock, {phase_of(i) for i in indices}
     )
+    env = mock_env(settings)
     report = await asyncio.to_thread(
         lambda: evaluate_paired(
             s,
@@ -153,6 +154,7 @@ async def evaluate(
             episodes=episodes,
             first_index=first_index,
             baseline_width_pct=baseline_width_pct,
+            env=env,
         )
     )
     diff = report.difference["reward"]
@@ -207,7 +209,7 @@ async def train_then_evaluate(
     try:
         campaign = await run_campaign(
             settings,
-            env=MockClmmEnv(),
+            env=mock_env(settings),
             intel=stack.intel,
             episodes=train_episodes,
             clock=clock,

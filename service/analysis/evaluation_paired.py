@@ -29,6 +29,7 @@ from clmmd.service.analysis.evaluation_stats import (
     mean_interval,
     paired_difference,
 )
+from clmmd.service.market import MockEnv
 from clmmd.service.runs.context import (
     EpisodeSettings,
     derive_seed,
@@ -138,7 +139,7 @@ def baseline_ticks(pool: PoolSpec, price_usd: float, width_pct: float) -> tuple[
     return usd_range_to_ticks(pool, price_usd * (1 - share), price_usd * (1 + share))
 
 
-def _arm(env: MockClmmEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
+def _arm(env: MockEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutcome:
     outcome = env.run(request)
     reward = outcome_reward(outcome, s.reward_weights)
     return ArmOutcome(
@@ -194,6 +195,7 @@ def evaluate_on_snapshot(
     episodes: int,
     first_index: int = 1,
     baseline_width_pct: float = 5.0,
+    env: MockEnv | None = None,
 ) -> EvaluationReport:
     """:func:`evaluate_paired` with one snapshot for every episode (a market that stays put)."""
     return evaluate_paired(
@@ -204,6 +206,7 @@ def evaluate_on_snapshot(
         episodes=episodes,
         first_index=first_index,
         baseline_width_pct=baseline_width_pct,
+        env=env,
     )
 
 
@@ -216,14 +219,16 @@ def evaluate_paired(
     episodes: int,
     first_index: int = 1,
     baseline_width_pct: float = 5.0,
+    env: MockEnv | None = None,
 ) -> EvaluationReport:
     """The pure core of :func:`service.evaluation.evaluate` (CPU only): both arms on episodes
-    ``first_index``…, episode ``i`` seeing ``snapshot_for(i)``."""
+    ``first_index``…, episode ``i`` seeing ``snapshot_for(i)``, in ``env``'s market (default:
+    the synthetic one)."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if first_index < 1:
         raise ValueError(f"first_index must be at least 1, got {first_index}")
-    env = MockClmmEnv()
+    env = env or MockClmmEnv()
     pairs: list[PairedEpisode] = []
     for index in range(first_index, first_index + episodes):
         snapshot = snapshot_for(index)

@@ -10,13 +10,13 @@ import structlog
 
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.env.base import ClmmEnv
-from clmmd.env.mock import MockClmmEnv
 from clmmd.service.cli.campaign_summary import campaign_summary
 from clmmd.service.cli.console import Console
 from clmmd.service.cli.progress import CampaignProgress
 from clmmd.service.cli.run_commands import clean, report, runs_list, runs_show, runs_validate
 from clmmd.service.config import ConfigError, Settings
 from clmmd.service.logging import REDACTOR
+from clmmd.service.market import mock_env
 from clmmd.service.runs.campaign import CampaignError, run_campaign
 from clmmd.service.runs.opening import resolve_seed
 from clmmd.service.runs.warmup import MockMarketPhases
@@ -116,9 +116,10 @@ async def run_daemon(settings: Settings, console: Console, *, once: bool = False
 
 
 def build_env(settings: Settings, clock: Clock) -> ClmmEnv:
-    """The execution environment for the effective EXEC_MODE (mock never builds a client)."""
+    """The execution environment for the effective EXEC_MODE (mock never builds a client; its
+    market is CLMMD_MARKET's)."""
     if settings.exec_mode != "real":
-        return MockClmmEnv()
+        return mock_env(settings)
     missing = [
         name
         for name, value in (

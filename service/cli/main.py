@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from clmmd.service.cli import backtest_args
 from clmmd.service.cli.console import LOG_FORMATS, Console
 from clmmd.service.config import ConfigError, Settings, load_settings
 
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     trig_ref.add_argument("--priorities", default="P0,P1", help="comma-separated (P0,P1)")
     trig_ep = trig_sub.add_parser("episodes", help="ask the daemon to run episodes")
     trig_ep.add_argument("--count", type=_positive_int, required=True, help="episodes to run")
+    backtest_args.add_parsers(sub, parents=[common])
     return parser
 
 
@@ -346,6 +348,12 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return asyncio.run(commands.refresh_once(settings, args.workers, args.pool_cap))
     if args.command == "status":
         return commands.status(settings)
+    if args.command in ("backtest", "history"):
+        from clmmd.service.cli import backtest
+
+        if args.command == "backtest":
+            return backtest.backtest(settings, args)
+        return backtest.history_command(settings, args)
     if args.command == "trigger":
         if args.trigger_command == "refresh":
             return commands.trigger_refresh(settings, args.reason, args.pool, args.priorities)

@@ -140,6 +140,11 @@ async def open_run(
         raise RunOpenError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from exc
     if recovered.episodes_completed:
         log.warning("recovered_interrupted_episodes", episodes=recovered.episodes_completed)
+    if env.name == "real":
+        # Positions interrupted episodes left on chain are settled before anything new opens.
+        from clmmd.service.runs.live_recovery import reconcile_live_positions
+
+        await reconcile_live_positions(data_dir, env, settings.pools, clock)
     seed = resolve_seed(settings)
     if agent is None:
         agent = await PersistentAgent.open(

@@ -77,6 +77,8 @@ def ran(workspace: Path) -> dict[int, Ran]:
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     env["PATH"] = f"{CLMMD.parent}{os.pathsep}{env.get('PATH', '')}"
     env["CLMMD_DURABLE_WRITES"] = "false"  # speed only: fsync proves nothing here
+    # The runbook's commands run from the repository's top folder: its example files too.
+    shutil.copytree(ROOT / "docs" / "examples", workspace / "docs" / "examples")
     results: dict[int, Ran] = {}
     for block in SH_BLOCKS:
         if "jq " in block.text and shutil.which("jq") is None:
@@ -132,6 +134,13 @@ def test_runbook_commands_did_what_the_page_says(ran: dict[int, Ran], workspace:
     assert '"type":"episodes"' in triggers.stdout.replace(" ", "")
     cold = _output_of(ran, "clmmd --data-dir cold")
     assert '"missing_or_too_old": 10' in cold.stdout
+    backtest = _output_of(ran, "clmmd backtest --history docs/examples")
+    shown = re.search(r"```text\n(  \"fees_token0\".*?)```", RUNBOOK.read_text(), re.S)
+    assert shown, "the runbook shows the backtest's figures"
+    for line in shown.group(1).splitlines():
+        assert line.strip() in backtest.stdout, line
+    stored = _output_of(ran, "clmmd history import")
+    assert "1 day(s) stored" in stored.stdout and '"swaps": 24' in stored.stdout
     retention = _output_of(ran, "clmmd clean --keep 1 --dry-run")
     assert "would remove run_" in retention.stdout and "\nremoved run_" in retention.stdout
     # What is left is one valid run (and the cold one in its own data dir).
@@ -155,7 +164,7 @@ def _clmmd_args(line: str) -> list[str] | None:
 def _all_command_lines() -> list[tuple[Block, list[str]]]:
     out = []
     for block in _blocks():
-        if block.lang not in ("sh", "text"):
+        if block.lang not in ("sh", "text", "bash"):  # bash: real mode, run by make e2e
             continue
         for line in block.text.splitlines():
             args = _clmmd_args(line)

@@ -27,6 +27,8 @@ ONE_FAILURE: dict[str, dict[str, Any]] = {
     "pool_validated": {"pool_validated": False},
     "quote": {"quote_ok": False},
     "max_position_usd": {"size_usd": 500.01},
+    "wallet_funds": {"funds_short": ("WETH: holds 0, the open needs 1",)},
+    "allowance": {"allowance_missing": ("USDC",)},
 }
 
 
@@ -46,13 +48,32 @@ def test_the_table_covers_every_gate() -> None:
     assert set(ONE_FAILURE) == set(GATES)
 
 
+def blocked(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "exec_mode": "mock",
+        "live_risk_ack": False,
+        "pool_validated": False,
+        "quote_ok": False,
+        "size_usd": 1e9,
+        "max_position_usd": 1.0,
+        "funds_short": ("x",),
+        "allowance_missing": ("y",),
+        **kwargs,
+    }
+
+
 def test_the_most_basic_missing_gate_is_named_first() -> None:
     with pytest.raises(ExecutionSkipped) as info:
-        check_gates("mock", False, False, False, 1e9, 1.0)
+        check_gates(**blocked())
     assert info.value.gate == "EXEC_MODE"
     with pytest.raises(ExecutionSkipped) as info:
-        check_gates("real", False, False, False, 1e9, 1.0)
+        check_gates(**blocked(exec_mode="real"))
     assert info.value.gate == "I_UNDERSTAND_LIVE_RISK"
+
+
+def test_gates_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        check_gates("real", True, True, True, 1.0, 10.0)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -60,7 +81,7 @@ def test_the_most_basic_missing_gate_is_named_first() -> None:
 )
 def test_unusable_sizes_or_limits_block_on_the_size_gate(size: float, limit: float) -> None:
     with pytest.raises(ExecutionSkipped) as info:
-        check_gates("real", True, True, True, size, limit)
+        check_gates(**{**ALL_PASS, "size_usd": size, "max_position_usd": limit})
     assert info.value.gate == "max_position_usd"
 
 
@@ -69,8 +90,9 @@ def test_unusable_sizes_or_limits_block_on_the_size_gate(size: float, limit: flo
     limit=st.floats(min_value=0.01, max_value=1e7),
 )
 def test_size_gate_is_exactly_size_at_most_limit(size: float, limit: float) -> None:
+    args = {**ALL_PASS, "size_usd": size, "max_position_usd": limit}
     if size <= limit:
-        check_gates("real", True, True, True, size, limit)
+        check_gates(**args)
     else:
         with pytest.raises(ExecutionSkipped):
-            check_gates("real", True, True, True, size, limit)
+            check_gates(**args)

@@ -15,14 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clmmd.artifacts.base.clock import FakeClock
-from clmmd.env.gateway import GatewayClient, Venue, build_ssl_context, parse_amount
+from clmmd.env.gateway import GatewayClient, Venue, WriteResult, build_ssl_context, parse_amount
 from clmmd.env.gateway_errors import (
     GatewayNotFound,
     GatewayRateLimited,
     GatewayResponseError,
     GatewayRouteMissing,
     GatewayUnreachable,
-    TransactionReverted,
 )
 from tests.conftest import CapturedLogs
 from tests.fakes.gateway_server import FakeGatewayServer, FakePool
@@ -51,7 +50,7 @@ async def test_route_family_is_detected_once_and_logged(
     await client.pool_info(Venue(), POOL)
     await client.positions_owned(Venue(), WALLET, POOL)
     assert client.route_family == gateway.family
-    assert info.base_is_token0 is False and info.active_tick == 196_250
+    assert info.base_is_token0 is True and info.active_tick == 196_250  # v2.13: base = token0
     assert [e["family"] for e in captured_logs.events("gateway_routes")] == [gateway.family]
     unified_tries = [r for r in gateway.requests if r.path.startswith("/trading/clmm/")]
     if gateway.family == "legacy":
@@ -116,12 +115,14 @@ async def test_writes_are_never_resent(gateway: FakeGatewayServer, client: Gatew
 
 
 async def test_string_amounts_are_parsed(gateway: FakeGatewayServer, client: GatewayClient) -> None:
-    gateway.amounts_as_strings = True
-    info = await client.pool_info(Venue(), POOL)
-    result = await client.open_position(Venue(), WALLET, POOL, 2000.0, 4000.0, 0.1, 300.0)
-    assert isinstance(info.price, float) and 2000 < info.price < 4000
-    assert result.status == 1 and result.amount("quoteTokenAmountAdded") == 300.0
-    assert result.fee_native == pytest.approx(gateway.gas_fee)
+    # v2.13 sends approve's fee and every allowance as decimal strings.
+    await client.pool_info(Venue(), POOL)
+    result = await client.approve(Venue(), WALLET, "USDC", "1.5")
+    assert result.status == 1 and result.fee_native == pytest.approx(gateway.gas_fee)
+    allowed = await client.allowances(Venue(), WALLET, ["USDC", "WETH"])
+    assert allowed.raw("USDC", 6) == 1_500_000 and allowed.raw("WETH", 18) == 0
+    balances = await client.balances(Venue(), WALLET, ["USDC", "ETH"])
+    assert balances.balances["USDC"] == 1e7
 
 
 @given(
@@ -151,11 +152,12 @@ async def test_the_limiter_paces_requests_on_the_clock(
 async def test_writes_for_one_wallet_wait_for_its_lock(
     gateway: FakeGatewayServer, client: GatewayClient
 ) -> None:
+    gateway.approve_all()
     await client.pool_info(Venue(), POOL)
     assert client.wallet_lock(WALLET.upper().replace("0X", "0x")) is client.wallet_lock(WALLET)
     async with client.wallet_lock(WALLET):
         task = asyncio.create_task(
-            client.open_position(Venue(), WALLET, POOL, 2000.0, 4000.0, 0.1, 300.0)
+            client.open_position(Venue(), WALLET, POOL, 0.0003, 0.0004, 300.0, 0.1)
         )
         for _ in range(20):
             await asyncio.sleep(0)
@@ -164,16 +166,36 @@ async def test_writes_for_one_wallet_wait_for_its_lock(
     assert gateway.count("open") == 1
 
 
-async def test_reverted_transaction_raises_with_the_reason(
+@pytest.mark.parametrize(
+    ("answer", "reverted", "pending"),
+    [
+        ({"signature": "0x1", "status": 1, "data": {"fee": 0.1}}, False, False),
+        # v2.13 copies the receipt's status: 0 with the receipt's data is a revert.
+        ({"signature": "0x1", "status": 0, "data": {"fee": 0.1}}, True, False),
+        ({"signature": "0x1", "status": 0}, False, True),  # older Gateways: pending
+        ({"signature": "0x1", "status": -1}, True, False),
+        ({"txHash": "0x1", "fee": "0.1"}, False, False),  # older flat answer
+    ],
+)
+def test_write_answers_tell_reverted_from_pending(
+    answer: dict[str, object], reverted: bool, pending: bool
+) -> None:
+    result = WriteResult.parse(answer)
+    assert (result.reverted, result.pending) == (reverted, pending)
+
+
+async def test_poll_says_mined_not_succeeded(
     gateway: FakeGatewayServer, client: GatewayClient
 ) -> None:
+    # A reverted receipt polls as txStatus 1 in v2.13: wait_confirmed only means "mined".
+    gateway.approve_all()
+    gateway.open_mode, gateway.pending_polls = "old_pending_reverted", 1
     await client.pool_info(Venue(), POOL)
-    gateway.open_mode = "reverted"
-    result = await client.open_position(Venue(), WALLET, POOL, 2000.0, 4000.0, 0.1, 300.0)
-    assert result.status == -1
-    with pytest.raises(TransactionReverted) as info:
-        await client.wait_confirmed(Venue(), result.signature)
-    assert "Price slippage check" in str(info.value) and "reverted" in str(info.value)
+    result = await client.open_position(Venue(), WALLET, POOL, 0.0003, 0.0004, 300.0, 0.1)
+    assert result.pending
+    polled = await client.wait_confirmed(Venue(), result.signature, interval_s=0.0)
+    assert polled.tx_status == 1
+    assert gateway.txs[result.signature].status == 0
 
 
 async def test_unreachable_gateway(clock: FakeClock) -> None:

@@ -116,7 +116,7 @@ async def test_the_real_pool_passes_every_check(client: GatewayClient) -> None:
         lambda f, ok, d: seen.append(f),
     )
     assert validated.pool.address == USDC_WETH.address  # normalised to the checksum
-    assert validated.base_is_token0 is False  # Gateway's base is WETH, token1
+    assert validated.base_is_token0 is True  # v2.13's pool-info: base = token0 (USDC)
     assert seen == ["address", "chain", "network", "pool", "pair", "fee_tier"]
 
 

@@ -27,6 +27,21 @@ MINIMAL: dict[tuple[str, ...], list[str]] = {
     ("export",): ["--window", "1h", "--out", "x.jsonl"],
     ("sweep",): ["--pools", POOL, "--widths", "policy,5", "--seeds", "1", "--serial"],
     ("registry",): [],
+    ("backtest",): [
+        "--history",
+        "h.csv",
+        "--from",
+        "2024-05-01",
+        "--to",
+        "2024-05-02",
+        "--width-pct",
+        "5",
+        "--size-usd",
+        "1000",
+    ],
+    ("history", "import"): ["h.csv"],
+    ("history", "fetch"): ["--pool", POOL, "--from", "2024-05-01", "--to", "2024-05-02"],
+    ("history", "list"): [],
     ("validate-pool",): ["--proposal-path", "p.json", "--run-id", "r", "--episode-id", "e"],
     ("refresh",): ["--once"],
     ("status",): [],
@@ -128,6 +143,7 @@ def test_data_dir_after_the_subcommand_reaches_every_command(
         (["clean", "--keep", "1", "--dry-run", *d], "would remove 0 run(s), kept 1 newest"),
         (["refresh", "--once", *d], "refreshed 0, failed 0"),  # the campaign warmed the cache
         (["registry", *d], "10 enabled"),
+        (["history", "list", *d], ""),
         (["sweep", "--pools", POOL, "--widths", "5", "--seeds", "1", "--serial", *d], "±5%"),
     ]
     for argv, expected in checks:
