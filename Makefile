@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SOURCES := service scheduler agent env artifacts
 
-.PHONY: install run test test-extras e2e lint bench clean-venv
+.PHONY: install run test test-extras e2e lint bench bench-docs clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Exit status 1 when a target is missed (a MISS row) or a benchmark crashed.
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python run_all.py
+
+# Put the last `make bench` results (bench/results/all.json) into docs/performance.md.
+bench-docs: $(STAMP)
+	$(BIN)/python bench/docs_table.py
 
 clean-venv:
 	rm -rf $(VENV)

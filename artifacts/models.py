@@ -188,6 +188,8 @@ class MetricsSummary(_Strict):
     total_il_usd: float
     risk_scalar_applied: str
     mean_fresh_pct: float | None = None
+    # total PnL = HODL return − IL + fees − gas; None when an episode's result lacks its term.
+    total_hodl_return_usd: float | None = None
 
 
 class RunInfo(_Strict):

@@ -27,6 +27,8 @@ class EpisodeRecord:
     il_usd: float = 0.0
     risk_scalar_applied: bool = False
     fresh_pct: float | None = None
+    # PnL = hodl_return − IL + fees − gas; None where the result did not record it.
+    hodl_return_usd: float | None = None
 
 
 def summarize(run_id: str, records: Iterable[EpisodeRecord], now: datetime) -> MetricsSummary:
@@ -42,7 +44,8 @@ class SummaryAccumulator:
 
     def __init__(self) -> None:
         self.counts = {"success": 0, "failed": 0, "skipped": 0}
-        self.sums = {"pnl": 0.0, "fees": 0.0, "gas": 0.0, "il": 0.0}
+        self.sums = {"pnl": 0.0, "fees": 0.0, "gas": 0.0, "il": 0.0, "hodl": 0.0}
+        self.hodl_unknown = 0  # successful episodes whose result has no HODL return
         self.applied = 0
         self.fresh_total = 0.0
         self.fresh_n = 0
@@ -57,6 +60,10 @@ class SummaryAccumulator:
         self.sums["fees"] += record.fees_usd
         self.sums["gas"] += record.gas_cost_usd
         self.sums["il"] += record.il_usd
+        if record.hodl_return_usd is not None:
+            self.sums["hodl"] += record.hodl_return_usd
+        elif record.status == "success":
+            self.hodl_unknown += 1
         self.applied += int(record.risk_scalar_applied)
         if record.fresh_pct is not None:
             self.fresh_total += record.fresh_pct
@@ -74,6 +81,7 @@ class SummaryAccumulator:
             total_fees_usd=round(self.sums["fees"], 6),
             total_gas_usd=round(self.sums["gas"], 6),
             total_il_usd=round(self.sums["il"], 6),
+            total_hodl_return_usd=None if self.hodl_unknown else round(self.sums["hodl"], 6),
             risk_scalar_applied=f"{self.applied}/{self.episodes}",
             mean_fresh_pct=round(self.fresh_total / self.fresh_n, 2) if self.fresh_n else None,
         )
@@ -110,6 +118,7 @@ def record_from_folder(episode_dir: Path) -> EpisodeRecord | None:
             fees_usd=num("fees_usd"),
             gas_cost_usd=num("gas_cost_usd"),
             il_usd=num("il_usd"),
+            hodl_return_usd=_optional_number(result.get("hodl_return_usd")),
             # A skipped episode deployed nothing: no scalar was applied to anything.
             risk_scalar_applied=status != "skipped"
             and isinstance(result.get("risk_scalar_applied"), (int, float)),
@@ -118,6 +127,10 @@ def record_from_folder(episode_dir: Path) -> EpisodeRecord | None:
     if (episode_dir / "failure.json").exists():
         return EpisodeRecord(status="failed", fresh_pct=fresh)
     return None
+
+
+def _optional_number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def summarize_folders(layout: RunLayout, now: datetime) -> MetricsSummary:

@@ -54,11 +54,13 @@ def scratch_root() -> Path:
 
 
 def machine() -> dict[str, object]:
+    """What the figures were measured on, including how busy it was (1/5/15-minute load)."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -73,8 +75,11 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-def save(name: str, rows: list[Row]) -> Path:
+def save(name: str, rows: list[Row], settings: dict[str, object]) -> Path:
+    """Write ``bench/results/<name>.json``: the machine, the settings the benchmark ran with
+    (everything a reader needs to reproduce it) and its rows."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2))
+    payload = {"machine": machine(), "settings": settings, "rows": [asdict(r) for r in rows]}
+    path.write_text(json.dumps(payload, indent=2))
     return path

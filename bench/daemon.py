@@ -236,7 +236,16 @@ def main() -> list[Row]:
         ),
     ]
     print_table(rows)
-    print(f"saved {save('daemon', rows)}")
+    settings = {
+        "triggers": 200,
+        "trigger_spacing_ms": 20,
+        "refresh": "K enabled keys of 3 pools, W=3 workers, d=0.2 s per fetch",
+        "memory_episodes": [100, large],
+        "idle_s": idle,
+        "daemon_env": "CLMMD_DURABLE_WRITES=false, CLMMD_LOG_LEVEL=warning, "
+        "CLMMD_HTTP_LISTEN=off, HB_SEED=1",
+    }
+    print(f"saved {save('daemon', rows, settings)}")
     return rows
 
 

@@ -73,7 +73,7 @@ def main() -> int:
             )
     print(f"load average after: {os.getloadavg()}")
     print_table(rows)
-    save("gym_speed", rows)
+    save("gym_speed", rows, {"steps": args.steps, "repeats": args.repeats})
     return 0
 
 

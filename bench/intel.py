@@ -86,7 +86,7 @@ async def main(duration_s: float, latency_s: float, workers: int, pause_s: float
             1
             for p in planned
             if (env := cache.get_envelope(p.key)) is not None
-            and parse_utc(env["attempted_at"]) > started_at
+            and parse_utc(env.attempted_at) > started_at
         )
         print(
             f"refresh of {len(planned)} keys at {latency_s:g}s/call, {workers} workers: "
@@ -122,7 +122,14 @@ async def main(duration_s: float, latency_s: float, workers: int, pause_s: float
         Row("snapshot p99 from disk (ms)", disk_p99, "ms", "-", None, None, "empty mirror"),
     ]
     print_table(rows)
-    print(f"saved {save('intel', rows)}")
+    settings = {
+        "duration_s": duration_s,
+        "source_latency_s": latency_s,
+        "refresh_workers": workers,
+        "pause_between_snapshots_ms": pause_s * 1000,
+        "pools": len(POOLS),
+    }
+    print(f"saved {save('intel', rows, settings)}")
 
 
 if __name__ == "__main__":

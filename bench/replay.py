@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import Row, print_table, save
-from campaign import disk_limit, in_process
+from campaign import DURABLE, disk_limit, in_process
 
 from clmmd.env.base import KNOWN_POOLS, ExecutionRequest, MarketInputs
 from clmmd.env.history_io import parquet_bytes, read_history
@@ -184,7 +184,14 @@ def main() -> list[Row]:
             spread_synthetic),
     ]  # fmt: skip
     print_table(rows)
-    print(f"saved {save('replay', rows)}")
+    settings = {
+        "swaps": args.swaps,
+        "episodes": args.episodes,
+        "episode_workers": args.workers,
+        "rounds": args.rounds,
+        "durable_writes": DURABLE.get("in_process"),
+    }
+    print(f"saved {save('replay', rows, settings)}")
     return rows
 
 

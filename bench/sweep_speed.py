@@ -197,7 +197,14 @@ def main() -> int:
         ),
     ]
     print_table(rows)
-    save("sweep_speed", rows)
+    settings = {
+        "seeds": args.seeds,
+        "episodes": args.episodes,
+        "repeats": args.repeats,
+        "empty_tasks": args.empty_tasks,
+        "ray_workers": 2,
+    }
+    save("sweep_speed", rows, settings)
     return 0
 
 

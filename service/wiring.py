@@ -7,7 +7,7 @@ only when a refresh actually needs it, and a Dune source only with a key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from clmmd.artifacts.base.clock import Clock
 from clmmd.scheduler.cache import IntelCache
@@ -34,9 +34,12 @@ class IntelStack:
         self.cache.close()
 
 
-def start_logging(settings: Settings) -> None:
-    """Configure JSON logging at the configured level and register every secret to redact."""
-    configure_logging(settings.log_level)
+def start_logging(
+    settings: Settings, *, stream: IO[bytes] | None = None, level: str | None = None
+) -> None:
+    """Configure JSON logging (to ``stream``, default stdout) at ``level`` (default the
+    configured one) and register every secret to redact."""
+    configure_logging(level or settings.log_level, stream=stream)
     for secret in (settings.dune_api_key, settings.gateway_api_key):
         if secret is not None:
             REDACTOR.register(secret.get_secret_value())

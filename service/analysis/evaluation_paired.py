@@ -10,6 +10,7 @@ CPU only: the snapshot comes in ready-made, nothing is read or written.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from clmmd.agent.proposer import ProposalContext, propose
@@ -22,7 +23,12 @@ from clmmd.env.base import ExecutionRequest, PoolSpec
 from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.scheduler.intel import IntelSnapshot
-from clmmd.service.analysis.evaluation_stats import Interval, mean_interval, paired_difference
+from clmmd.service.analysis.evaluation_stats import (
+    Bounds,
+    Interval,
+    mean_interval,
+    paired_difference,
+)
 from clmmd.service.market import MockEnv
 from clmmd.service.runs.context import (
     EpisodeSettings,
@@ -31,15 +37,35 @@ from clmmd.service.runs.context import (
     market_view,
 )
 
-#: What is compared per episode: the reward and the outcome figures it is computed from.
-METRICS: tuple[str, ...] = (
-    "reward",
-    "pnl_usd",
-    "fees_usd",
-    "il_usd",
-    "gas_cost_usd",
-    "time_in_range_pct",
-)
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How a metric is summarised: the resolution it is reported at (statistics run on values
+    rounded to it), the range its values cannot leave, and the range of a paired difference."""
+
+    resolution: float
+    digits: int
+    bounds: Bounds = (None, None)
+    difference_bounds: Bounds = (None, None)
+
+
+_USD = MetricSpec(0.01, 2)
+_USD_NON_NEGATIVE = MetricSpec(0.01, 2, bounds=(0.0, None))
+
+#: What is compared per episode: the reward and the outcome figures it is computed from, the
+#: PnL's terms in the order PnL = HODL return − IL + fees − gas.
+METRIC_SPECS: dict[str, MetricSpec] = {
+    "reward": MetricSpec(1e-4, 4),
+    "pnl_usd": _USD,
+    "hodl_return_usd": _USD,
+    "il_usd": _USD_NON_NEGATIVE,
+    "fees_usd": _USD_NON_NEGATIVE,
+    "gas_cost_usd": _USD_NON_NEGATIVE,
+    "time_in_range_pct": MetricSpec(
+        0.01, 2, bounds=(0.0, 100.0), difference_bounds=(-100.0, 100.0)
+    ),
+}
+METRICS: tuple[str, ...] = tuple(METRIC_SPECS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,7 @@ class PairedEpisode:
     policy_width_ticks: int
     learned: ArmOutcome
     baseline: ArmOutcome
+    regime_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,7 +100,6 @@ class EvaluationReport:
     seed: int
     first_index: int
     baseline_width_pct: float
-    regime_key: str
     agent_version: str
     pool_address: str
     episodes: tuple[PairedEpisode, ...]
@@ -85,6 +111,24 @@ class EvaluationReport:
     def learned_widths(self) -> dict[int, int]:
         """How often the learned policy chose each arm (policy width in ticks)."""
         return dict(sorted(Counter(e.policy_width_ticks for e in self.episodes).items()))
+
+    @property
+    def regimes(self) -> dict[str, int]:
+        """Episodes per market regime, most frequent first."""
+        return dict(Counter(e.regime_key for e in self.episodes).most_common())
+
+    def learned_widths_by_regime(self) -> dict[str, dict[int, int]]:
+        """Per regime, how often the learned policy chose each width (ticks)."""
+        return {
+            regime: dict(
+                sorted(
+                    Counter(
+                        e.policy_width_ticks for e in self.episodes if e.regime_key == regime
+                    ).items()
+                )
+            )
+            for regime in self.regimes
+        }
 
 
 def baseline_ticks(pool: PoolSpec, price_usd: float, width_pct: float) -> tuple[int, int]:
@@ -109,6 +153,7 @@ def _arm(env: MockEnv, request: ExecutionRequest, s: EpisodeSettings) -> ArmOutc
             "pnl_usd": outcome.pnl_usd,
             "fees_usd": outcome.fees_usd,
             "il_usd": outcome.il_usd,
+            "hodl_return_usd": outcome.hodl_return_usd,
             "gas_cost_usd": outcome.gas_cost_usd,
             "time_in_range_pct": outcome.time_in_range_pct,
         },
@@ -152,23 +197,47 @@ def evaluate_on_snapshot(
     baseline_width_pct: float = 5.0,
     env: MockEnv | None = None,
 ) -> EvaluationReport:
+    """:func:`evaluate_paired` with one snapshot for every episode (a market that stays put)."""
+    return evaluate_paired(
+        s,
+        pool,
+        lambda _index: snapshot,
+        state,
+        episodes=episodes,
+        first_index=first_index,
+        baseline_width_pct=baseline_width_pct,
+        env=env,
+    )
+
+
+def evaluate_paired(
+    s: EpisodeSettings,
+    pool: PoolSpec,
+    snapshot_for: Callable[[int], IntelSnapshot],
+    state: AgentState,
+    *,
+    episodes: int,
+    first_index: int = 1,
+    baseline_width_pct: float = 5.0,
+    env: MockEnv | None = None,
+) -> EvaluationReport:
     """The pure core of :func:`service.evaluation.evaluate` (CPU only): both arms on episodes
-    ``first_index``…, in ``env``'s market (default: the synthetic one)."""
+    ``first_index``…, episode ``i`` seeing ``snapshot_for(i)``, in ``env``'s market (default:
+    the synthetic one)."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if first_index < 1:
         raise ValueError(f"first_index must be at least 1, got {first_index}")
     env = env or MockClmmEnv()
-    view = market_view(snapshot)
-    market = snapshot.market_inputs()
     pairs: list[PairedEpisode] = []
-    regime_key = ""
     for index in range(first_index, first_index + episodes):
+        snapshot = snapshot_for(index)
+        view = market_view(snapshot)
+        market = snapshot.market_inputs()
         seed, proposal = greedy_proposal(s, pool, view, state, index)
         assert proposal.tick_lower is not None and proposal.tick_upper is not None
         assert proposal.price_at_proposal_usd is not None and proposal.risk_scalar is not None
         assert proposal.action is not None
-        regime_key = proposal.regime_key or ""
         learned = execution_request(s, proposal, pool=pool, seed=seed, market=market)
         low, high = baseline_ticks(pool, proposal.price_at_proposal_usd, baseline_width_pct)
         # Only the range differs: same size, risk scalar, seed and market, so the same path.
@@ -180,6 +249,7 @@ def evaluate_on_snapshot(
                 proposal.action.width_ticks,
                 _arm(env, learned, s),
                 _arm(env, baseline, s),
+                regime_key=proposal.regime_key or "",
             )
         )
     learned_values = {m: [p.learned.values[m] for p in pairs] for m in METRICS}
@@ -188,11 +258,23 @@ def evaluate_on_snapshot(
         seed=s.campaign_seed,
         first_index=first_index,
         baseline_width_pct=baseline_width_pct,
-        regime_key=regime_key,
         agent_version=state.agent_version,
         pool_address=pool.address,
         episodes=tuple(pairs),
-        learned={m: mean_interval(values) for m, values in learned_values.items()},
-        baseline={m: mean_interval(values) for m, values in baseline_values.items()},
-        difference={m: paired_difference(learned_values[m], baseline_values[m]) for m in METRICS},
+        learned={m: _interval(m, values) for m, values in learned_values.items()},
+        baseline={m: _interval(m, values) for m, values in baseline_values.items()},
+        difference={
+            m: paired_difference(
+                learned_values[m],
+                baseline_values[m],
+                resolution=METRIC_SPECS[m].resolution,
+                bounds=METRIC_SPECS[m].difference_bounds,
+            )
+            for m in METRICS
+        },
     )
+
+
+def _interval(metric: str, values: list[float]) -> Interval:
+    spec = METRIC_SPECS[metric]
+    return mean_interval(values, resolution=spec.resolution, bounds=spec.bounds)

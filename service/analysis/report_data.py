@@ -17,6 +17,7 @@ from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.models import MetricsSummary
 from clmmd.artifacts.recovery import writer_alive
 from clmmd.artifacts.summary import summarize_folders
+from clmmd.service.analysis.ranges import PriceRange, price_range
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,12 @@ class EpisodeRow:
     fees_usd: float | None = None
     gas_usd: float | None = None
     il_usd: float | None = None
+    hodl_return_usd: float | None = None  # PnL = HODL return − IL + fees − gas
     time_in_range_pct: float | None = None
     width_ticks: int | None = None
+    tick_lower: int | None = None
+    tick_upper: int | None = None
+    price_range: PriceRange | None = None
     regime_key: str | None = None
     fresh: int | None = None
     stale: int | None = None
@@ -84,6 +89,13 @@ def episode_row(episode_dir: Path, number: int) -> EpisodeRow:
         "episode_id": episode_dir.name,
         "number": number,
         "width_ticks": _int(action, "width_ticks") if isinstance(action, dict) else None,
+        "tick_lower": _int(proposal, "tick_lower"),
+        "tick_upper": _int(proposal, "tick_upper"),
+        "price_range": price_range(
+            _num(proposal, "price_lower_usd"),
+            _num(proposal, "price_upper_usd"),
+            _num(proposal, "price_at_proposal_usd"),
+        ),
         "regime_key": regime if isinstance(regime, str) else None,
         "fresh": _int(hygiene, "fresh"),
         "stale": _int(hygiene, "stale"),
@@ -98,6 +110,7 @@ def episode_row(episode_dir: Path, number: int) -> EpisodeRow:
             fees_usd=_num(result, "fees_usd"),
             gas_usd=_num(result, "gas_cost_usd"),
             il_usd=_num(result, "il_usd"),
+            hodl_return_usd=_num(result, "hodl_return_usd"),
             time_in_range_pct=_num(result, "time_in_range_pct"),
             detail=result.get("reason") if isinstance(result.get("reason"), str) else None,
             **common,

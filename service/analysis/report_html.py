@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from clmmd.artifacts.base.clock import utc_iso
-from clmmd.service.analysis.report_data import RunData
-from clmmd.service.analysis.report_plots import PLOTS
+from clmmd.service.analysis.ranges import PriceRange
+from clmmd.service.analysis.report_data import EpisodeRow, RunData
+from clmmd.service.analysis.report_plots import PLOTS, decomposition_totals
 
 #: RGB of the bar left of every plot on the page (the ``figure`` border in ``_CSS``, keep the
 #: two equal): tests find the plots in a screenshot of the page by it.
@@ -27,11 +28,13 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px}
 .meta{color:#555;font-size:13px;margin:0 0 10px}
 .warn{background:#fff4d6;border-left:4px solid #f0a202;padding:8px 12px;font-size:14px}
 table{border-collapse:collapse;font-size:13px}
-td,th{padding:3px 10px;text-align:right;border-bottom:1px solid #ddd}
+td,th{padding:3px 7px;text-align:right;border-bottom:1px solid #ddd}
+td{white-space:nowrap}table.episodes{font-size:12px}
 th{color:#555;font-weight:600}td.l,th.l{text-align:left}
 figure{margin:8px 0 14px;padding-left:8px;border-left:4px solid #5b7fbf}
 figure img{display:block;width:1100px;max-width:100%}
 figcaption{font-size:12px;color:#555}
+.decomp{font-size:15px;margin:10px 0}
 """
 
 _SUMMARY_FIELDS = (
@@ -40,6 +43,7 @@ _SUMMARY_FIELDS = (
     ("failed", "failed", "{}"),
     ("skipped", "skipped", "{}"),
     ("total_pnl_usd", "PnL USD", "{:,.2f}"),
+    ("total_hodl_return_usd", "HODL return USD", "{:,.2f}"),
     ("total_fees_usd", "fees USD", "{:,.2f}"),
     ("total_gas_usd", "gas USD", "{:,.2f}"),
     ("total_il_usd", "IL USD", "{:,.2f}"),
@@ -95,7 +99,12 @@ def render_html(
         f"<td>{'-' if summary[key] is None else _e(spec.format(summary[key]))}</td>"
         for key, _, spec in _SUMMARY_FIELDS
     )
-    out += [f"<table><tr>{head}</tr><tr>{cells}</tr></table>", *sections, "<h2>Plots</h2>"]
+    out += [
+        f"<table><tr>{head}</tr><tr>{cells}</tr></table>",
+        _decomposition(data.rows),
+        *sections,
+        "<h2>Plots</h2>",
+    ]
     for name, title, _ in PLOTS:
         encoded = base64.b64encode(plots[name]).decode("ascii")
         out.append(
@@ -120,18 +129,46 @@ def render_html(
         out.append("<p>None.</p>")
     out += [
         f"<h2>Episodes ({len(data.rows)})</h2>",
-        '<table><tr><th class="l">episode</th><th class="l">outcome</th><th>PnL</th>'
-        "<th>fees</th><th>gas</th><th>IL</th><th>in range %</th><th>width</th>"
+        '<p class="meta">PnL = HODL return − IL + fees − gas. Range: the ticks the position '
+        "used, its width, and the same band in USD and in per cent around the price when it "
+        "was proposed.</p>",
+        '<table class="episodes"><tr><th class="l">episode</th><th class="l">outcome</th>'
+        "<th>PnL</th><th>HODL return</th><th>IL</th><th>fees</th><th>gas</th><th>in range %</th>"
+        "<th>ticks</th><th>width (ticks)</th><th>range (USD)</th><th>± % of price</th>"
         '<th class="l">regime</th><th>fresh %</th></tr>',
     ]
-    for r in data.rows:
-        out.append(
-            f'<tr><td class="l">{_e(r.episode_id)}</td><td class="l">{_e(r.outcome)}</td>'
-            f"<td>{_fmt(r.pnl_usd)}</td><td>{_fmt(r.fees_usd)}</td><td>{_fmt(r.gas_usd)}</td>"
-            f"<td>{_fmt(r.il_usd)}</td><td>{_fmt(r.time_in_range_pct, '{:.1f}')}</td>"
-            f"<td>{_e(r.width_ticks if r.width_ticks is not None else '-')}</td>"
-            f'<td class="l">{_e(r.regime_key or "-")}</td>'
-            f"<td>{_fmt(r.fresh_pct, '{:.1f}')}</td></tr>"
-        )
+    out += [_episode_line(r) for r in data.rows]
     out += ["</table>", "</body></html>", ""]
     return "\n".join(out)
+
+
+def _episode_line(r: EpisodeRow) -> str:
+    ticks = (
+        "-" if r.tick_lower is None or r.tick_upper is None else f"{r.tick_lower}–{r.tick_upper}"
+    )
+    band: PriceRange | None = r.price_range
+    return (
+        f'<tr><td class="l">{_e(r.episode_id)}</td><td class="l">{_e(r.outcome)}</td>'
+        f"<td>{_fmt(r.pnl_usd)}</td><td>{_fmt(r.hodl_return_usd)}</td><td>{_fmt(r.il_usd)}</td>"
+        f"<td>{_fmt(r.fees_usd)}</td><td>{_fmt(r.gas_usd)}</td>"
+        f"<td>{_fmt(r.time_in_range_pct, '{:.1f}')}</td><td>{_e(ticks)}</td>"
+        f"<td>{_e(r.width_ticks if r.width_ticks is not None else '-')}</td>"
+        f"<td>{_e(band.prices_text() if band else '-')}</td>"
+        f"<td>{_e(band.percent_text() if band else '-')}</td>"
+        f'<td class="l">{_e(r.regime_key or "-")}</td>'
+        f"<td>{_fmt(r.fresh_pct, '{:.1f}')}</td></tr>"
+    )
+
+
+def _decomposition(rows: list[EpisodeRow]) -> str:
+    """One line saying how the run's PnL splits into its terms (it must add up)."""
+    totals = decomposition_totals(rows)
+    if totals is None:
+        return (
+            '<p class="meta">PnL decomposition unavailable: some results do not record the '
+            "HODL return (written by an older clmmd).</p>"
+        )
+    return (
+        '<p class="decomp">PnL <b>{pnl:,.2f}</b> USD = HODL return {hodl:,.2f} − IL {il:,.2f} '
+        "+ fees {fees:,.2f} − gas {gas:,.2f} (successful episodes)</p>".format(**totals)
+    )

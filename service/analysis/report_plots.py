@@ -22,6 +22,7 @@ COLORS = {
     "fees": "#2a9d4b",
     "gas": "#d1495b",
     "il": "#8e5ad6",
+    "hodl": "#e07b39",
     "in_range": "#2b8cbe",
     "fresh": "#2a9d4b",
     "stale": "#f0a202",
@@ -44,6 +45,7 @@ def _plot_cumulative(ax: Axes, rows: list[EpisodeRow]) -> None:
     xs = [r.number for r in rows]
     lines: tuple[tuple[str, str, Callable[[EpisodeRow], float | None]], ...] = (
         ("pnl", "PnL", lambda r: r.pnl_usd),
+        ("hodl", "HODL return", lambda r: r.hodl_return_usd),
         ("fees", "fees", lambda r: r.fees_usd),
         ("gas", "gas cost (−)", lambda r: -(r.gas_usd or 0.0)),
         ("il", "impermanent loss (−)", lambda r: -(r.il_usd or 0.0)),
@@ -58,9 +60,78 @@ def _plot_cumulative(ax: Axes, rows: list[EpisodeRow]) -> None:
     if bad:
         ax.plot(bad, [0.0] * len(bad), "x", color=COLORS["bad"], ms=8, label="failed / skipped")
     ax.axhline(0, color="#444444", lw=0.8)
-    ax.set_title("Cumulative PnL, fees, gas and IL (USD)", loc="left")
+    ax.set_title("Cumulative PnL and its terms (USD)", loc="left")
     ax.set_ylabel("USD")
-    _legend_above(ax, ncols=5)
+    # Six terms and the failure marker do not fit beside the title: the legend goes right.
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+
+
+def decomposition_totals(rows: Sequence[EpisodeRow]) -> dict[str, float] | None:
+    """Run totals of PnL = HODL return − IL + fees − gas over the successful episodes, or
+    ``None`` when one of them lacks a term (results written before HODL return was kept)."""
+    done = [r for r in rows if r.outcome == "success"]
+    totals = {"hodl": 0.0, "il": 0.0, "fees": 0.0, "gas": 0.0, "pnl": 0.0}
+    for r in done:
+        terms = (r.hodl_return_usd, r.il_usd, r.fees_usd, r.gas_usd, r.pnl_usd)
+        if any(t is None for t in terms):
+            return None
+        for key, value in zip(totals, terms, strict=True):
+            totals[key] += value or 0.0
+    return totals
+
+
+def _plot_decomposition(ax: Axes, rows: list[EpisodeRow]) -> None:
+    totals = decomposition_totals(rows)
+    if totals is None:
+        ax.text(
+            0.5,
+            0.5,
+            "HODL return not recorded in this run's results: no decomposition",
+            ha="center",
+            transform=ax.transAxes,
+        )
+        return
+    # A waterfall: each term moves the running total; the last bar is the PnL itself.
+    steps = (
+        ("hodl", "HODL return", totals["hodl"]),
+        ("il", "− impermanent loss", -totals["il"]),
+        ("fees", "+ fees", totals["fees"]),
+        ("gas", "− gas", -totals["gas"]),
+    )
+    level, labels, ends = 0.0, [], [0.0, totals["pnl"]]
+    for _, _, delta in steps:
+        level += delta
+        ends.append(level)
+    low, high = min(ends), max(ends)
+    span = max(1e-9, high - low)
+    # Room above and below for the value labels, so none runs into the title.
+    ax.set_ylim(low - 0.16 * span, high + 0.16 * span)
+    level = 0.0
+    for i, (key, label, delta) in enumerate(steps):
+        ax.bar(i, delta, 0.6, bottom=level, color=COLORS[key])
+        ax.plot([i - 0.3, i + 1.3], [level + delta] * 2, color="#666666", lw=0.8, ls=":")
+        _annotate(ax, i, level, level + delta, delta, span)
+        level += delta
+        labels.append(label)
+    ax.bar(len(steps), totals["pnl"], 0.6, color=COLORS["pnl"])
+    _annotate(ax, len(steps), 0.0, totals["pnl"], totals["pnl"], span)
+    labels.append("= PnL")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.axhline(0, color="#444444", lw=0.8)
+    ax.set_title(
+        f"PnL decomposition over {sum(r.outcome == 'success' for r in rows)} successful "
+        "episodes: PnL = HODL return − IL + fees − gas (USD)",
+        loc="left",
+    )
+    ax.set_ylabel("USD")
+
+
+def _annotate(ax: Axes, x: float, start: float, end: float, value: float, span: float) -> None:
+    """The bar's value outside its end: above a rise, below a fall (never over the title)."""
+    if value >= 0:
+        ax.text(x, max(start, end) + 0.02 * span, f"{value:+,.2f}", ha="center", va="bottom")
+    else:
+        ax.text(x, min(start, end) - 0.02 * span, f"{value:+,.2f}", ha="center", va="top")
 
 
 def _legend_above(ax: Axes, ncols: int) -> None:
@@ -157,7 +228,8 @@ def _plot_hygiene(ax: Axes, rows: list[EpisodeRow]) -> None:
 
 #: (file name without .png, title, drawing function), in the order the page shows them.
 PLOTS: tuple[tuple[str, str, PlotFn], ...] = (
-    ("cumulative_pnl", "Cumulative PnL", _plot_cumulative),
+    ("pnl_decomposition", "PnL decomposition (waterfall)", _plot_decomposition),
+    ("cumulative_pnl", "Cumulative PnL and its terms", _plot_cumulative),
     ("fees_gas_il", "Fees vs gas vs IL per episode", _plot_costs),
     ("time_in_range", "Time in range", _plot_in_range),
     ("range_width_by_regime", "Range widths by regime", _plot_widths),
@@ -174,7 +246,7 @@ def render_plot(draw: PlotFn, rows: list[EpisodeRow]) -> bytes:
     ax.set_axisbelow(True)
     if rows:
         draw(ax, rows)
-        if draw is not _plot_widths:
+        if draw not in (_plot_widths, _plot_decomposition):
             ax.set_xlabel("episode")
             # Episodes are counted: no "2.5" ticks on the axis.
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -47,6 +47,7 @@ from clmmd.service.config import Settings
 from clmmd.service.runs import builders
 from clmmd.service.runs.context import market_view
 from clmmd.service.runs.opening import episode_settings, open_run_folder
+from clmmd.service.runs.warmup import phase_of
 
 log = structlog.get_logger(__name__)
 
@@ -125,7 +126,7 @@ def summarize_cells(grid: SweepGrid, evaluations: Sequence[Evaluation]) -> list[
 def _write_episodes(
     store: ArtifactStore,
     evaluations: Sequence[Evaluation],
-    snapshots: dict[tuple[str, int], IntelSnapshot],
+    snapshots: dict[tuple[str, int, int], IntelSnapshot],
     settings: Settings,
     now: datetime,
 ) -> None:
@@ -146,7 +147,7 @@ def _write_episodes(
             seed=e.episode_seed,
             learning=_NOT_LEARNING,
             health=None,
-            intel_extra=snapshots[(e.pool_address, e.seed)].as_metadata_extra(),
+            intel_extra=snapshots[(e.pool_address, e.seed, phase_of(e.index))].as_metadata_extra(),
         )
         cell = {"pool": e.pool_address, "arm": e.arm.label, "seed": e.seed, "index": e.index}
         store.write_batch(
@@ -250,21 +251,29 @@ async def run_sweep(
         path = default_state_path(settings.data_dir)
         state = await asyncio.to_thread(read_state, path) or AgentState()
     s = episode_settings(settings, run_id or new_run_id(clock.now()), grid.seeds[0])
-    intel: dict[tuple[str, int], IntelSnapshot] = {}
-    snapshots: list[MarketSnapshot] = []
+    # One intel snapshot per (pool, seed, market phase), as the evaluation takes them.
+    phases = range(phase_of(grid.episodes) + 1)
+    intel: dict[tuple[str, int, int], IntelSnapshot] = {}
     for seed in grid.seeds:
-        by_pool = await seeded_mock_snapshots(
-            settings, seed, list(grid.pools), s.lookback_hours, clock
-        )
-        for pool in grid.pools:
-            snapshot = by_pool[pool.address]
-            intel[(pool.address, seed)] = snapshot
+        for phase in phases:
+            by_pool = await seeded_mock_snapshots(
+                settings, seed, list(grid.pools), s.lookback_hours, clock, phase
+            )
+            for pool in grid.pools:
+                intel[(pool.address, seed, phase)] = by_pool[pool.address]
     # Grid order: pool, then seed (then arm and episode inside each batch).
+    snapshots: list[MarketSnapshot] = []
     for pool in grid.pools:
         for seed in grid.seeds:
-            snapshot = intel[(pool.address, seed)]
+            first, *rest = (intel[(pool.address, seed, phase)] for phase in phases)
             snapshots.append(
-                MarketSnapshot(pool, seed, snapshot.market_inputs(), market_view(snapshot))
+                MarketSnapshot(
+                    pool,
+                    seed,
+                    first.market_inputs(),
+                    market_view(first),
+                    tuple((snap.market_inputs(), market_view(snap)) for snap in rest),
+                )
             )
     workers = await asyncio.to_thread(executor.workers)
     size = batch_size or default_batch_size(grid.size, workers)

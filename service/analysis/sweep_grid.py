@@ -30,6 +30,7 @@ from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import ticks_to_usd_range
 from clmmd.service.analysis.evaluation_paired import baseline_ticks, greedy_proposal
 from clmmd.service.runs.context import EpisodeSettings, execution_request
+from clmmd.service.runs.warmup import phase_of
 
 
 @dataclass(frozen=True, order=True)
@@ -86,12 +87,26 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class MarketSnapshot:
     """What a task needs of one (pool, seed) intel snapshot: the simulator's inputs and the
-    agent's view (the head keeps the snapshot itself for metadata.json)."""
+    agent's view (the head keeps the snapshot itself for metadata.json).
+
+    ``market``/``view`` are those of the mock market's first phase; ``later`` holds the next
+    phases' (the market moves through seeded regimes every few episodes, as in a campaign and
+    in ``clmmd evaluate``: :mod:`service.runs.warmup`)."""
 
     pool: PoolSpec
     seed: int
     market: MarketInputs
     view: MarketView
+    later: tuple[tuple[MarketInputs, MarketView], ...] = ()
+
+    def at(self, index: int) -> tuple[MarketInputs, MarketView]:
+        """The market inputs and view episode ``index`` (1-based) sees."""
+        phase = phase_of(index)
+        if phase == 0:
+            return self.market, self.view
+        if phase > len(self.later):
+            raise IndexError(f"episode {index} is in market phase {phase}: not in this snapshot")
+        return self.later[phase - 1]
 
 
 @dataclass(frozen=True)
@@ -158,13 +173,14 @@ def evaluate_batch(batch: SweepBatch) -> list[Evaluation]:
         snap = batch.snapshots[item.snapshot]
         arm = batch.arms[item.arm]
         cell = replace(s, campaign_seed=snap.seed)
+        market, view = snap.at(item.index)
         seed, proposal = greedy_proposal(
-            cell, snap.pool, snap.view, batch.state, item.index, item.episode_id
+            cell, snap.pool, view, batch.state, item.index, item.episode_id
         )
         if arm.kind == "static":
             assert arm.width_pct is not None
             proposal = static_proposal(proposal, snap.pool, arm.width_pct)
-        request = execution_request(cell, proposal, pool=snap.pool, seed=seed, market=snap.market)
+        request = execution_request(cell, proposal, pool=snap.pool, seed=seed, market=market)
         outcome = env.run(request)
         out.append(
             Evaluation(

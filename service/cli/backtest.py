@@ -42,7 +42,6 @@ from clmmd.env.replay_fees import LpPosition
 from clmmd.scheduler.dune_errors import DuneError
 from clmmd.scheduler.history_source import CreditBudgetSpent, DuneHistorySource
 from clmmd.service.config import ConfigError, Settings
-from clmmd.service.logging import configure_logging
 from clmmd.service.market import history_store
 from clmmd.service.wiring import dune_client, open_intel
 
@@ -224,7 +223,6 @@ def _fail(command: str, message: str) -> int:
 def backtest(settings: Settings, args: argparse.Namespace) -> int:
     """``clmmd backtest``: print the position's JSON object; exit 2 on bad input, 1 when the
     history could not be fetched."""
-    configure_logging("warning")
     request = BacktestRequest.from_args(args)
     try:
         request.check()
@@ -241,7 +239,6 @@ def backtest(settings: Settings, args: argparse.Namespace) -> int:
 
 def history_command(settings: Settings, args: argparse.Namespace) -> int:
     """``clmmd history import|fetch|list``."""
-    configure_logging("warning")
     store = history_store(settings)
     if args.history_command == "list":
         return _list(store)

@@ -50,8 +50,9 @@ def _fee_protocol(text: str) -> int:
     return int(text)
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
-    """Register ``backtest`` and ``history`` on the ``clmmd`` command line."""
+def add_parsers(sub: Any, parents: list[argparse.ArgumentParser] | None = None) -> None:
+    """Register ``backtest`` and ``history`` on the ``clmmd`` command line (``sub``: the
+    subcommands of ``clmmd``; ``parents``: the global options, for the nested commands)."""
     bt = sub.add_parser("backtest", help="one range position on a pool's real Swap history")
     bt.add_argument("--history", type=Path, metavar="FILE", help="CSV or Parquet Swap history")
     bt.add_argument(
@@ -96,12 +97,17 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     bt.add_argument("--method", choices=["exact", "vector"], default="exact")
 
     hist = sub.add_parser("history", help="Swap histories stored for the replay market")
-    hist_sub = hist.add_subparsers(dest="history_command", required=True)
-    imp = hist_sub.add_parser("import", help="store a CSV/Parquet Swap history, by UTC day")
+    hist_sub = hist.add_subparsers(dest="history_command", required=True, parser_class=type(hist))
+    nested = {"parents": parents or []}
+    imp = hist_sub.add_parser(
+        "import", help="store a CSV/Parquet Swap history, by UTC day", **nested
+    )
     imp.add_argument("file", type=Path)
     imp.add_argument("--pool", metavar="ADDRESS", help="the pool, if the file does not say")
-    fetch = hist_sub.add_parser("fetch", help="fetch missing days from Dune (DUNE_API_KEY)")
+    fetch = hist_sub.add_parser(
+        "fetch", help="fetch missing days from Dune (DUNE_API_KEY)", **nested
+    )
     fetch.add_argument("--pool", required=True, metavar="ADDRESS")
     fetch.add_argument("--from", dest="start", type=parse_time, required=True, metavar="T0")
     fetch.add_argument("--to", dest="end", type=parse_time, required=True, metavar="T1")
-    hist_sub.add_parser("list", help="stored pools and days")
+    hist_sub.add_parser("list", help="stored pools and days", **nested)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import sqlite3
 import sys
@@ -13,20 +12,17 @@ import structlog
 
 from clmmd.artifacts.base.clock import Clock, SystemClock
 from clmmd.env.base import ClmmEnv
+from clmmd.service.cli.campaign_summary import campaign_summary
+from clmmd.service.cli.console import Console
 from clmmd.service.cli.progress import CampaignProgress
 from clmmd.service.cli.run_commands import clean, report, runs_list, runs_show, runs_validate
 from clmmd.service.config import ConfigError, Settings
-from clmmd.service.logging import REDACTOR, SINKS, configure_logging
+from clmmd.service.logging import REDACTOR
 from clmmd.service.market import mock_env
-from clmmd.service.runs.campaign import CampaignError, CampaignReport, CampaignStop, run_campaign
+from clmmd.service.runs.campaign import CampaignError, CampaignStop, run_campaign
 from clmmd.service.runs.opening import resolve_seed
-from clmmd.service.runs.warmup import warm_mock_intel
-from clmmd.service.wiring import (
-    build_refresh_stack,
-    load_configured_registry,
-    open_intel,
-    start_logging,
-)
+from clmmd.service.runs.warmup import MockMarketPhases
+from clmmd.service.wiring import build_refresh_stack, load_configured_registry, open_intel
 
 log = structlog.get_logger(__name__)
 
@@ -58,13 +54,17 @@ def _err(message: str) -> None:
 _SIGNAL_EXIT = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
 
 
-async def campaign(settings: Settings, *, warm: bool = True) -> int:
+async def campaign(settings: Settings, console: Console, *, warm: bool = True) -> int:
     """Run a campaign; 0 when every episode ended with an artifact folder, 1 when some did
-    not, 130/143 when Ctrl-C/SIGTERM stopped it (after finishing or completing what ran)."""
+    not, 130/143 when Ctrl-C/SIGTERM stopped it (after finishing or completing what ran).
+
+    On a terminal: a progress bar and a text summary on stdout, log lines in the log file.
+    Elsewhere: JSON lines on stdout, the summary being the last one (``campaign_summary``).
+    """
     from clmmd.service.host.stdlib_logs import route_stdlib_logging
 
-    start_logging(settings)
-    route_stdlib_logging()  # stderr is for the summary; library noise goes to the JSON log
+    log_path = console.campaign_logging(settings)
+    route_stdlib_logging()  # library noise goes to the JSON log, never as bare text
     clock = SystemClock()
     env = build_env(settings, clock)
     seed = resolve_seed(settings)
@@ -82,18 +82,17 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.request, signal.Signals(signum).name)
-    progress = CampaignProgress(settings.episodes, clock)
+    progress = CampaignProgress(
+        settings.episodes, clock, stream=sys.stdout, interactive=console.draws_progress
+    )
     try:
+        phases = None
         if warm and settings.intel_data_source == "mock":
-            # Mock intel is local and instant: warm the cache so episodes see fresh data.
+            # Mock intel is local and instant: warm the cache so episodes see fresh data, and
+            # move the mock market through its seeded regimes as the campaign goes on.
             # A Dune source is never waited on here; the daemon or `refresh --once` does that.
-            reports = await warm_mock_intel(
+            phases = MockMarketPhases(
                 stack.cache, stack.registry, clock, list(settings.pools), seed
-            )
-            log.info(
-                "intel_warmed",
-                keys=sum(r.ok for r in reports),
-                failed=sum(r.failed for r in reports),
             )
         result = await run_campaign(
             settings,
@@ -101,6 +100,7 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
             intel=stack.intel,
             clock=clock,
             on_episode_done=progress.episode_done,
+            phases=phases,
             stop=stop,
         )
     except CampaignError as exc:
@@ -112,53 +112,26 @@ async def campaign(settings: Settings, *, warm: bool = True) -> int:
         progress.close()
         stack.close()
         await close_env(env)
-    _err(campaign_summary(result, _program()))
+    summary = campaign_summary(result, settings, console, log_path)
+    if console.human:
+        print(summary.text(), flush=True)
+    else:
+        log.info("campaign_summary", **summary.fields())
     if result.interrupted_by is not None:
         return _SIGNAL_EXIT.get(result.interrupted_by, 1)
     return 0 if result.complete else 1
 
 
-def campaign_summary(result: CampaignReport, prog: str) -> str:
-    """What the campaign did, for the operator (stderr)."""
-    ok = sum(r.status == "success" for r in result.records)
-    head = f"campaign {result.run_id}"
-    if result.interrupted_by is not None:
-        head += (
-            f" interrupted by {result.interrupted_by}: {len(result.interrupted)} running "
-            f"episode(s) completed as interrupted, {result.not_started} not started;"
-        )
-    else:
-        head += ":"
-    lost = ""
-    if result.lost:
-        lost = f"\nlost:      {result.lost[-1]} (check disk space of the data dir)"
-    return (
-        f"{head} {len(result.records)}/{result.requested} episodes "
-        f"({ok} successful, {len(result.records) - ok} failed/skipped, {len(result.lost)} lost), "
-        f"seed {result.seed}{lost}\nartifacts: {result.run_dir}/\n"
-        f"inspect:   {prog} runs show {result.run_id}   |   {prog} report {result.run_id}"
-    )
+async def run_daemon(settings: Settings, console: Console, *, once: bool = False) -> int:
+    """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``).
 
-
-def _program() -> str:
-    """How the user can type this command again: ``.venv/bin/clmmd`` after ``make run``."""
-    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if invoked is None or invoked.name != "clmmd" or shutil.which("clmmd") == str(invoked):
-        return "clmmd"
-    try:
-        return str(invoked.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(invoked)
-
-
-async def run_daemon(settings: Settings, *, once: bool = False) -> int:
-    """``clmmd run``: the daemon until SIGTERM (or one burst with ``once``)."""
+    Its log lines stay JSON on stdout whatever stdout is (journald reads them).
+    """
     from clmmd.service.host.daemon import Daemon
     from clmmd.service.host.stdlib_logs import route_stdlib_logging
 
-    start_logging(settings)
+    console.daemon_logging(settings)
     route_stdlib_logging()
-    SINKS.add_file(settings.data_dir / "logs" / "clmmd.log")
     env = build_env(settings, SystemClock())
     try:
         return await Daemon(settings, env=env, once=once).run()
@@ -206,7 +179,6 @@ async def validate_pool(
     """``clmmd validate-pool``: the seed runbook's pool check, one line per check."""
     from clmmd.service.cli.pool_check import validate_pool_command
 
-    start_logging(settings)
     return await validate_pool_command(
         proposal_path, run_id, episode_id, exec_mode or settings.exec_mode, settings
     )
@@ -220,7 +192,6 @@ async def evaluate(
     from clmmd.service.analysis.evaluation import evaluate as run_evaluation
     from clmmd.service.analysis.evaluation import format_report, train_then_evaluate
 
-    configure_logging("warning")
     try:
         if train:
             trained = await train_then_evaluate(
@@ -247,7 +218,6 @@ def export(settings: Settings, window: str, runs: list[str] | None, out: Path) -
     """``clmmd export``: grouped training data, one JSON line per time window."""
     from clmmd.service.analysis.export import export_runs
 
-    configure_logging("warning")
     try:
         report = export_runs(settings.data_dir, runs, window, out)
     except ValueError as exc:
@@ -260,17 +230,15 @@ def export(settings: Settings, window: str, runs: list[str] | None, out: Path) -
     return 0
 
 
-def registry() -> int:
+def registry(settings: Settings) -> int:
     from clmmd.scheduler.registry import format_registry
-    from clmmd.service.config import load_settings
 
-    print(format_registry(load_configured_registry(load_settings())))
+    print(format_registry(load_configured_registry(settings)))
     return 0
 
 
 async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
     """Refresh what is due; exit 1 if something was due and nothing could be refreshed."""
-    start_logging(settings)
     clock = SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stack = open_intel(settings, clock)
@@ -286,9 +254,12 @@ async def refresh_once(settings: Settings, workers: int, pool_cap: int) -> int:
     finally:
         await refresh.close()
         stack.close()
+    width = max([60, *(len(o.key) for o in report.outcomes)])  # pool keys run past 60
     for outcome in report.outcomes:
         error = f"  {outcome.error}" if outcome.error else ""
-        print(f"{outcome.status:<8} {outcome.key:<60} {outcome.duration_s * 1000:8.1f} ms{error}")
+        print(
+            f"{outcome.status:<8} {outcome.key:<{width}} {outcome.duration_s * 1000:8.1f} ms{error}"
+        )
     print(
         f"refreshed {report.ok}, failed {report.failed}, skipped {report.skipped}, "
         f"over budget {report.skipped_budget}; peak concurrent fetches {refresher.peak_in_flight}"
@@ -344,7 +315,11 @@ def trigger_refresh(settings: Settings, reason: str, pool: str, priorities: str)
     except ValueError as exc:
         _err(f"clmmd trigger refresh: {exc}")
         return 2
-    print(trigger_id)
+    _appended(
+        settings,
+        trigger_id,
+        f"refresh of pool {pool}, priorities {','.join(dict.fromkeys(wanted))}, reason {reason!r}",
+    )
     return 0
 
 
@@ -356,5 +331,16 @@ def trigger_episodes(settings: Settings, count: int) -> int:
     except ValueError as exc:
         _err(f"clmmd trigger episodes: {exc}")
         return 2
-    print(trigger_id)
+    _appended(settings, trigger_id, f"{count} episode(s)")
     return 0
+
+
+def _appended(settings: Settings, trigger_id: str, what: str) -> None:
+    """Say what was appended, where, and who reads it."""
+    from clmmd.scheduler.triggers import trigger_path
+
+    print(
+        f"appended trigger {trigger_id}: {what}\n"
+        f"to {trigger_path(settings.data_dir)} (a running `clmmd run` on this data dir acts on "
+        "it within milliseconds; `clmmd status` shows how far it has read)"
+    )

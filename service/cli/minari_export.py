@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from clmmd.service.config import Settings
-from clmmd.service.logging import configure_logging
 
 
 def export_minari(
@@ -14,7 +13,6 @@ def export_minari(
 ) -> int:
     """Write the dataset; 2 for bad input (id taken or malformed, unknown run, no episode,
     the rl extra missing)."""
-    configure_logging("warning")
     try:
         from clmmd.service.analysis.export_minari import export_minari as write
     except ImportError as exc:  # pragma: no cover - depends on the installed extras

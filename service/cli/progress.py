@@ -1,6 +1,6 @@
 """Campaign progress: a redrawn line on a terminal, plain JSON log lines everywhere else.
 
-On a TTY (a person watching) stderr gets one line, redrawn in place::
+On a terminal (a person watching) stdout gets one line, redrawn in place::
 
     [##########--------------------]  12/40 episodes  3.4 ep/s  ETA 0:08  1 failed
 
@@ -80,7 +80,7 @@ def format_line(snap: ProgressSnapshot, width: int = BAR_WIDTH) -> str:
 class CampaignProgress:
     """Feed it each finished episode (``episode_done``); call ``close`` when the campaign ends.
 
-    ``interactive`` defaults to whether ``stream`` is a TTY.
+    ``stream`` defaults to stdout, ``interactive`` to whether ``stream`` is a terminal.
     """
 
     def __init__(
@@ -95,7 +95,7 @@ class CampaignProgress:
     ) -> None:
         self.total = total
         self._clock = clock
-        self._stream = stream if stream is not None else sys.stderr
+        self._stream = stream if stream is not None else sys.stdout
         self.interactive = self._stream.isatty() if interactive is None else interactive
         self._redraw_every_s = redraw_every_s
         self._log_every_s = log_every_s

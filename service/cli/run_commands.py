@@ -12,7 +12,6 @@ from clmmd.artifacts.base.clock import SystemClock
 from clmmd.artifacts.layout import list_runs, resolve_run
 from clmmd.artifacts.validate import validate_run
 from clmmd.service.config import Settings
-from clmmd.service.wiring import start_logging
 
 
 def _err(message: str) -> None:
@@ -51,6 +50,10 @@ def _summary(path: Any) -> dict[str, Any] | None:
 
 
 def runs_show(settings: Settings, run: str) -> int:
+    """The run's summary, its PnL decomposition, and one line per episode with its range in
+    ticks, in USD and in per cent around the price."""
+    from clmmd.service.analysis.report_data import episode_row
+
     try:
         layout = resolve_run(settings.data_dir, run)
     except LookupError as exc:
@@ -64,31 +67,62 @@ def runs_show(settings: Settings, run: str) -> int:
         "failed",
         "skipped",
         "total_pnl_usd",
+        "total_hodl_return_usd",
+        "total_il_usd",
         "total_fees_usd",
         "total_gas_usd",
-        "total_il_usd",
         "risk_scalar_applied",
         "mean_fresh_pct",
     ):
-        print(f"  {key:<20} {summary.get(key, '-')}")
-    print(f"\n  {'episode':<10} {'outcome':<10} {'pnl_usd':>10} {'fees_usd':>9} {'in_range%':>9}")
-    for episode_dir in layout.episode_dirs():
-        result = _summary(episode_dir / "result.json")
-        failure = _summary(episode_dir / "failure.json")
-        if result is not None:
-            print(
-                f"  {episode_dir.name:<10} {result.get('status', '?'):<10} "
-                f"{result.get('pnl_usd', 0):>10.2f} {result.get('fees_usd', 0):>9.2f} "
-                f"{result.get('time_in_range_pct', 0):>9.1f}"
+        print(f"  {key:<22} {summary.get(key, '-')}")
+    print(f"  {'PnL decomposition':<22} {_decomposition(summary)}")
+    print(
+        f"\n  {'episode':<10} {'outcome':<10} {'pnl_usd':>10} {'hodl_usd':>10} {'il_usd':>9} "
+        f"{'fees_usd':>9} {'gas_usd':>8} {'in_range%':>9}  {'ticks':<13} {'width':>5}  "
+        f"{'range_usd':<21} range_%"
+    )
+    for number, episode_dir in enumerate(layout.episode_dirs(), start=1):
+        r = episode_row(episode_dir, number)
+        if r.outcome in ("success", "skipped") and r.stage is None:
+            ticks = "-" if r.tick_lower is None else f"{r.tick_lower}–{r.tick_upper}"
+            band = r.price_range
+            usd, pct = (band.prices_text(), band.percent_text()) if band else ("-", "-")
+            line = (
+                f"  {r.episode_id:<10} {r.outcome:<10} {_num(r.pnl_usd, 10)} "
+                f"{_num(r.hodl_return_usd, 10)} {_num(r.il_usd, 9)} {_num(r.fees_usd, 9)} "
+                f"{_num(r.gas_usd, 8)} {_num(r.time_in_range_pct, 9, 1)}  {ticks:<13} "
+                f"{'-' if r.width_ticks is None else r.width_ticks:>5}  {usd:<21} {pct}"
             )
-        elif failure is not None:
-            print(
-                f"  {episode_dir.name:<10} failed@{failure.get('stage', '?'):<3} "
-                f"{failure.get('error_type', '')}: {str(failure.get('error_message', ''))[:60]}"
-            )
+            print(line.rstrip())
+        elif r.outcome == "failed":
+            print(f"  {r.episode_id:<10} failed@{r.stage or '?':<3} {str(r.detail or '')[:80]}")
         else:
-            print(f"  {episode_dir.name:<10} running")
+            print(f"  {r.episode_id:<10} {r.outcome}")
     return 0
+
+
+def _num(value: float | None, width: int, digits: int = 2) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width},.{digits}f}"
+
+
+def _decomposition(summary: dict[str, Any]) -> str:
+    """``PnL = HODL return − IL + fees − gas`` with the run's totals (``-`` when unknown)."""
+    try:
+        pnl, hodl, il, fees, gas = (
+            float(summary[k])
+            for k in (
+                "total_pnl_usd",
+                "total_hodl_return_usd",
+                "total_il_usd",
+                "total_fees_usd",
+                "total_gas_usd",
+            )
+        )
+    except (KeyError, TypeError, ValueError):
+        return "- (HODL return not recorded in this run)"
+    return (
+        f"{pnl:,.2f} = HODL return {hodl:,.2f} − IL {il:,.2f} + fees {fees:,.2f} − gas {gas:,.2f}"
+    )
 
 
 def runs_validate(settings: Settings, run: str | None) -> int:
@@ -136,7 +170,6 @@ def clean(settings: Settings, keep: int, *, dry_run: bool = False) -> int:
     from clmmd.artifacts.retention import RetentionError
     from clmmd.artifacts.retention import clean as clean_runs
 
-    start_logging(settings)
     try:
         result = clean_runs(settings.data_dir, keep, SystemClock().now(), dry_run=dry_run)
     except RetentionError as exc:

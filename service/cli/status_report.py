@@ -41,16 +41,18 @@ def daemon_status(address: tuple[str, int] | None, timeout_s: float = 1.0) -> di
 def cache_lines(
     cache: IntelCache, registry: Registry, pools: list[str], pool_cap: int, now: datetime
 ) -> list[str]:
-    lines = [f"{'key':<62} {'quality':<8} {'age_s':>9}  last_error"]
+    """One line per key: key, quality, age and last error, the key column as wide as the
+    longest key (pool-scoped keys carry a 42-character address and a window)."""
+    rows = []
     for spec, request in candidate_requests(registry, pools, pool_cap=pool_cap):
         _, meta = cache.get_with_quality(request.key, now, spec.max_age_seconds)
         envelope = cache.get_envelope(request.key)
         error = (envelope.error if envelope else None) or ""
         age = meta["age_s"]
-        lines.append(
-            f"{request.key:<62} {meta['quality']:<8} "
-            f"{'-' if age is None else f'{age:.0f}':>9}  {error}"
-        )
+        rows.append((request.key, meta["quality"], "-" if age is None else f"{age:.0f}", error))
+    width = max([len("key"), *(len(key) for key, *_ in rows)])
+    lines = [f"{'key':<{width}} {'quality':<8} {'age_s':>9}  last_error"]
+    lines += [f"{k:<{width}} {q:<8} {a:>9}  {e}".rstrip() for k, q, a, e in rows]
     return lines
 
 

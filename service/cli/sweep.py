@@ -9,7 +9,6 @@ from clmmd.artifacts.base.clock import SystemClock
 from clmmd.env.base import pool_by_address
 from clmmd.service.analysis.sweep_grid import parse_arms, parse_seeds
 from clmmd.service.config import Settings
-from clmmd.service.logging import configure_logging
 
 
 def _err(message: str) -> int:
@@ -33,7 +32,6 @@ def sweep(
     from clmmd.service.analysis.sweep import SweepGrid, format_table, run_sweep
     from clmmd.service.analysis.sweep_exec import BatchExecutor, RayExecutor, SerialExecutor
 
-    configure_logging("warning")
     try:
         pool_specs = tuple(pool_by_address(p.strip()) for p in pools.split(","))
         grid = SweepGrid(pool_specs, parse_arms(widths), parse_seeds(seeds), episodes)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -97,6 +97,15 @@ class CampaignError(Exception):
     """The campaign itself could not run (not an episode failure)."""
 
 
+class IntelPhases(Protocol):
+    """Moves the intel on between phases of a campaign (the mock market's regimes):
+    ``await phases(p)`` before the episodes of phase ``p`` start."""
+
+    episodes_per_phase: int
+
+    async def __call__(self, phase: int) -> object: ...
+
+
 async def run_campaign(
     settings: Settings,
     *,
@@ -109,10 +118,14 @@ async def run_campaign(
     runner_factory: Callable[..., EpisodeRunner] = EpisodeRunner,
     on_episode_done: Callable[[EpisodeRecord], None] | None = None,
     stop: CampaignStop | None = None,
+    phases: IntelPhases | None = None,
 ) -> CampaignReport:
     """Run one campaign to completion (or until ``stop``) and return what happened.
 
     ``on_episode_done`` is called with each finished episode's record (progress display).
+    With ``phases``, episodes run in phases of ``phases.episodes_per_phase``: each phase's
+    intel is prepared before any of its episodes starts and after every episode of the previous
+    phase has ended, so what an episode sees depends on its index only, not on timing.
     Raises :class:`service.datadir_lock.DataDirBusy` when the episodes learn and another process
     owns the data dir.
     """
@@ -138,6 +151,7 @@ async def run_campaign(
             runner_factory=runner_factory,
             on_episode_done=on_episode_done,
             stop=stop or CampaignStop(),
+            phases=phases,
         )
     finally:
         if lock is not None:
@@ -156,6 +170,7 @@ async def _campaign(
     runner_factory: Callable[..., EpisodeRunner],
     on_episode_done: Callable[[EpisodeRecord], None] | None,
     stop: CampaignStop,
+    phases: IntelPhases | None,
 ) -> CampaignReport:
     try:
         run = await open_run(
@@ -189,7 +204,7 @@ async def _campaign(
             log.info("learning_serialises_episodes", configured_workers=workers)
             workers = 1
         await _run_pool(
-            run.runner, run.store, report, workers, clock, on_episode_done, stop, settings
+            run.runner, run.store, report, workers, clock, on_episode_done, stop, settings, phases
         )
         if stop.stop.is_set():
             report.interrupted_by = stop.reason or "stop requested"
@@ -220,22 +235,69 @@ async def _run_pool(
     on_episode_done: Callable[[EpisodeRecord], None] | None,
     stop: CampaignStop,
     settings: Settings,
+    phases: IntelPhases | None,
 ) -> None:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(1, report.requested + 1):
-        queue.put_nowait(index)
     summary = SummaryWriter(store, clock)
-    full_in_a_row = 0
+    per_phase = phases.episodes_per_phase if phases is not None else report.requested
+    streak = _DiskFullStreak()
+    try:
+        for start in range(1, report.requested + 1, per_phase):
+            if stop.stop.is_set():
+                break
+            if phases is not None:
+                phase = (start - 1) // per_phase
+                try:
+                    await phases(phase)
+                except Exception as exc:  # the episodes still run, on the previous intel
+                    log.warning(
+                        "intel_phase_failed",
+                        phase=phase,
+                        error=f"{type(exc).__name__}: {exc}",
+                        hint="check disk space and permissions of <data_dir>/cache",
+                    )
+            indices = range(start, min(start + per_phase, report.requested + 1))
+            batch = _Batch(runner, report, summary, on_episode_done, stop, streak)
+            await batch.run(indices, workers, settings.drain_timeout_s, clock)
+    finally:
+        await summary.close()
 
-    async def worker() -> None:
-        nonlocal full_in_a_row
-        while not stop.stop.is_set():
+
+@dataclass
+class _DiskFullStreak:
+    """Episodes lost to a full disk in a row, across phases."""
+
+    count: int = 0
+
+
+@dataclass
+class _Batch:
+    """One phase's episodes through ``workers`` worker tasks."""
+
+    runner: EpisodeRunner
+    report: CampaignReport
+    summary: SummaryWriter
+    on_episode_done: Callable[[EpisodeRecord], None] | None
+    stop: CampaignStop
+    streak: _DiskFullStreak
+
+    async def run(self, indices: Sequence[int], workers: int, drain_s: float, clock: Clock) -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in indices:
+            queue.put_nowait(index)
+        tasks = [
+            asyncio.create_task(self._worker(queue), name=f"episode-worker-{i}")
+            for i in range(min(workers, len(indices)))
+        ]
+        await _until_done_or_stopped(tasks, self.stop, drain_s, clock)
+
+    async def _worker(self, queue: asyncio.Queue[int]) -> None:
+        while not self.stop.stop.is_set():
             try:
                 index = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             try:
-                record = await runner.run(index)
+                record = await self.runner.run(index)
             except Exception as exc:  # not even a folder: the episode is lost
                 log.error(
                     "episode_lost",
@@ -244,28 +306,20 @@ async def _run_pool(
                     error=str(exc),
                     hint="check disk space and permissions of the data dir",
                 )
-                report.lost.append(f"episode {index}: {describe(exc)}")
-                full_in_a_row = full_in_a_row + 1 if lost_reason(exc) == "disk_full" else 0
-                if full_in_a_row >= DISK_FULL_STOP_AFTER:
-                    stop.request(DISK_FULL)  # every further episode would be lost too
+                self.report.lost.append(f"episode {index}: {describe(exc)}")
+                full = lost_reason(exc) == "disk_full"
+                self.streak.count = self.streak.count + 1 if full else 0
+                if self.streak.count >= DISK_FULL_STOP_AFTER:
+                    self.stop.request(DISK_FULL)  # every further episode would be lost too
                 continue
-            full_in_a_row = 0
-            report.records.append(record)
-            if on_episode_done is not None:
+            self.streak.count = 0
+            self.report.records.append(record)
+            if self.on_episode_done is not None:
                 try:
-                    on_episode_done(record)
+                    self.on_episode_done(record)
                 except Exception as exc:  # a display must never stop the campaign
                     log.warning("progress_callback_failed", error=f"{type(exc).__name__}: {exc}")
-            summary.add(record)
-
-    tasks = [
-        asyncio.create_task(worker(), name=f"episode-worker-{i}")
-        for i in range(min(workers, report.requested))
-    ]
-    try:
-        await _until_done_or_stopped(tasks, stop, settings.drain_timeout_s, clock)
-    finally:
-        await summary.close()
+            self.summary.add(record)
 
 
 async def _until_done_or_stopped(

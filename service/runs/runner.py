@@ -256,6 +256,7 @@ class _Episode:
             fees_usd=result.fees_usd,
             gas_cost_usd=result.gas_cost_usd,
             il_usd=result.il_usd,
+            hodl_return_usd=result.hodl_return_usd,
             risk_scalar_applied=True,
             fresh_pct=self._fresh_pct(),
         )

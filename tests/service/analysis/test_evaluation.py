@@ -24,17 +24,19 @@ from clmmd.env.base import KNOWN_POOLS
 from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import ticks_to_usd_range
 from clmmd.service.analysis.evaluation import (
+    METRIC_SPECS,
     METRICS,
     baseline_ticks,
     evaluate,
     format_report,
     mean_interval,
+    paired_difference,
     t_quantile_975,
     train_then_evaluate,
 )
 from clmmd.service.config import load_settings
 from clmmd.service.runs.campaign import run_campaign
-from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.runs.warmup import MockMarketPhases
 from clmmd.service.wiring import open_intel
 
 
@@ -52,14 +54,18 @@ async def test_same_seed_gives_the_same_report(tmp_path: Path) -> None:
 async def test_both_arms_see_the_price_paths_of_the_campaign_with_that_seed(
     tmp_path: Path,
 ) -> None:
-    seed, count = 21, 6
+    seed, count = 20, 10  # three phases of the mock market, in three regimes
     settings = load_settings(data_dir=tmp_path / "data", seed=seed, durable_writes=False)
     clock = FakeClock()
     stack = open_intel(settings, clock)
     try:
-        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), seed)
         campaign = await run_campaign(
-            settings, env=MockClmmEnv(), intel=stack.intel, episodes=count, clock=clock
+            settings,
+            env=MockClmmEnv(),
+            intel=stack.intel,
+            episodes=count,
+            clock=clock,
+            phases=MockMarketPhases(stack.cache, stack.registry, clock, list(settings.pools), seed),
         )
     finally:
         stack.close()
@@ -70,7 +76,8 @@ async def test_both_arms_see_the_price_paths_of_the_campaign_with_that_seed(
     report = await evaluate(settings, episodes=count, seed=seed, clock=FakeClock())
 
     assert [p.seed for p in report.episodes] == [m["seed"] for m in metadata]
-    assert report.regime_key == metadata[0]["regime_key"]
+    assert [p.regime_key for p in report.episodes] == [m["regime_key"] for m in metadata]
+    assert len(report.regimes) == 3
     for pair, result in zip(report.episodes, results, strict=True):
         simulation = result["simulation"]
         for arm in (pair.learned, pair.baseline):
@@ -85,11 +92,13 @@ async def test_both_arms_see_the_price_paths_of_the_campaign_with_that_seed(
 
 async def test_the_learned_arm_is_the_greedy_choice_of_the_state(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, durable_writes=False)
-    probe = await evaluate(settings, episodes=3, seed=4, clock=FakeClock())
-    assert probe.learned_widths == {DEFAULT_WIDTHS[0]: 3}  # prior: every arm ties, first wins
+    probe = await evaluate(settings, episodes=10, seed=4, clock=FakeClock())
+    assert probe.learned_widths == {DEFAULT_WIDTHS[0]: 10}  # prior: every arm ties, first wins
+    assert len(probe.regimes) >= 2
     state = AgentState()
-    for _ in range(5):
-        state = state.with_reward(probe.regime_key, 1000, 0.8).with_reward(probe.regime_key, 200, 0)
+    for regime in probe.regimes:
+        for _ in range(5):
+            state = state.with_reward(regime, 1000, 0.8).with_reward(regime, 200, 0)
 
     report = await evaluate(settings, episodes=10, seed=4, state=state, clock=FakeClock())
 
@@ -152,7 +161,9 @@ async def test_the_paired_difference_is_per_episode(tmp_path: Path) -> None:
     report = await evaluate(settings, episodes=15, seed=3, clock=FakeClock())
     for metric in METRICS:
         diffs = [p.learned.values[metric] - p.baseline.values[metric] for p in report.episodes]
-        assert report.difference[metric].mean == pytest.approx(statistics.fmean(diffs))
+        # Statistics run on values rounded to the metric's resolution (a cent, 0.01 %).
+        step = METRIC_SPECS[metric].resolution
+        assert report.difference[metric].mean == pytest.approx(statistics.fmean(diffs), abs=step)
         assert report.learned[metric].n == report.baseline[metric].n == 15
     text = format_report(report)
     for metric in METRICS:
@@ -201,3 +212,53 @@ async def test_train_then_evaluate_learns_into_the_state_file_and_holds_out_path
     )
     resumed = read_state(again.state_path)
     assert resumed is not None and resumed.version == 29
+
+
+def test_an_interval_never_leaves_the_metrics_bounds() -> None:
+    # Mostly 100 % in range with a few misses: the plain t interval would pass 100.
+    values = [100.0] * 17 + [85.0, 92.0, 97.0]
+    plain = mean_interval(values)
+    assert plain.high is not None and plain.high > 100.0
+    bounded = mean_interval(values, resolution=0.01, bounds=(0.0, 100.0))
+    assert bounded.high == 100.0 and bounded.clipped
+    assert bounded.low == plain.low and bounded.mean == pytest.approx(plain.mean)
+
+
+def test_no_spread_means_a_degenerate_interval_that_is_never_significant() -> None:
+    same = mean_interval([64.81] * 20, resolution=0.01)
+    assert same.degenerate and same.low == same.high == same.mean == 64.81
+    assert not same.excludes_zero
+    # Float noise and sub-cent differences (the "-0.00 [-0.00, -0.00] *" seen before) are zero.
+    noise = paired_difference(
+        [1e-13 * i for i in range(20)], [-2e-4 * i for i in range(20)], resolution=0.01
+    )
+    assert noise.degenerate and noise.mean == 0.0 and not noise.excludes_zero
+    without_rounding = paired_difference(
+        [1e-13 * i for i in range(20)], [-2e-4 * i for i in range(20)]
+    )
+    assert without_rounding.excludes_zero  # what the old report starred
+    # A constant non-zero difference has no spread either: shown as such, not starred.
+    constant = paired_difference([5.0] * 8, [3.0] * 8, resolution=0.01)
+    assert constant.degenerate and constant.mean == 2.0 and not constant.excludes_zero
+
+
+async def test_the_report_shows_bounds_degenerate_cells_and_the_decomposition(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(data_dir=tmp_path, durable_writes=False)
+    report = await evaluate(settings, episodes=20, seed=3, clock=FakeClock())
+    for arm in (report.learned, report.baseline):
+        tir = arm["time_in_range_pct"]
+        assert tir.high is None or tir.high <= 100.0
+        assert tir.low is None or tir.low >= 0.0
+    text = format_report(report)
+    gas_line = next(x for x in text.splitlines() if x.startswith("gas_cost_usd"))
+    # The same gas for both arms of every episode: no interval, no star.
+    assert "(all 20 equal)" in gas_line and not gas_line.endswith("*")
+    for label in ("learned", "baseline", "difference"):
+        section = text.split("PnL decomposition")[1]
+        line = next(x for x in section.splitlines() if x.startswith(f"  {label} "))
+        pnl, terms = line.split("=")[0].split()[-1], line.split("=")[1]
+        numbers = [float(t.strip("()").replace(",", "")) for t in terms.split() if t[-1].isdigit()]
+        hodl, il, fees, gas = numbers
+        assert hodl - il + fees - gas == pytest.approx(float(pnl.replace(",", "")), abs=0.03)

@@ -60,10 +60,16 @@ def _episode(layout: RunLayout, index: int, outcome: str) -> None:
     eid = episode_id(index)
     regime = REGIMES[index % len(REGIMES)]
     width = (200, 500, 1000, 2000)[index % 4]
+    price = 3000.0 + 10 * index
     proposal = Proposal(
         run_id=layout.run_id,
         episode_id=eid,
         proposed=True,
+        tick_lower=196000 - width // 2,
+        tick_upper=196000 + width // 2,
+        price_at_proposal_usd=price,
+        price_lower_usd=price * (1 - width / 40_000),
+        price_upper_usd=price * (1 + width / 40_000),
         action=RangeAction(width_ticks=width, fee_pips=500),
         regime_key=regime,
         size_usd=10_000.0,
@@ -94,6 +100,7 @@ def _episode(layout: RunLayout, index: int, outcome: str) -> None:
         )
     else:
         skipped = outcome == "skipped"
+        pnl, fees, il = 40.0 * math.sin(index) - 5.0, 10.0 + index, 3.0 * (index % 5)
         write_json_new(
             folder / "reward.json",
             Reward(
@@ -108,10 +115,11 @@ def _episode(layout: RunLayout, index: int, outcome: str) -> None:
                 status="skipped" if skipped else "success",
                 reason="gate I_UNDERSTAND_LIVE_RISK" if skipped else None,
                 simulation=Simulation(source="mock"),
-                pnl_usd=0.0 if skipped else 40.0 * math.sin(index) - 5.0,
-                fees_usd=0.0 if skipped else 10.0 + index,
+                pnl_usd=0.0 if skipped else pnl,
+                fees_usd=0.0 if skipped else fees,
                 gas_cost_usd=0.0 if skipped else 6.0,
-                il_usd=0.0 if skipped else 3.0 * (index % 5),
+                il_usd=0.0 if skipped else il,
+                hodl_return_usd=0.0 if skipped else pnl + il - fees + 6.0,
                 time_in_range_pct=0.0 if skipped else (index * 37) % 101,
                 risk_scalar_applied=0.8,
                 size_usd_applied=0.0 if skipped else 8000.0,
@@ -197,6 +205,15 @@ def test_report_files_are_self_contained_and_show_the_run(tmp_path: Path) -> Non
     assert "Failed and skipped episodes (2)" in page
     assert page.count('<tr><td class="l">ep_') == len(MIXED) + 2
     assert "still being written" not in page
+    # The decomposition adds up, and each range shows in USD and per cent beside its ticks.
+    data = load_run(layout, NOW)
+    s = data.summary
+    assert s.total_hodl_return_usd is not None
+    assert s.total_pnl_usd == pytest.approx(
+        s.total_hodl_return_usd - s.total_il_usd + s.total_fees_usd - s.total_gas_usd
+    )
+    assert f"PnL <b>{s.total_pnl_usd:,.2f}</b> USD = HODL return" in page
+    assert "<td>195750–196250</td><td>500</td><td>2,972.38–3,047.62</td><td>±1.2 %</td>" in page
     # The run folder is still a valid run: the report lives beside the artifacts.
     assert validate_run(layout) == []
 
@@ -281,12 +298,9 @@ def _accent_bands(pixels: np.ndarray) -> list[tuple[int, int]]:
     return [(top, bottom) for top, bottom in bands if bottom - top >= 100]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    files = write_report(make_run(tmp_path / "data", MIXED), NOW)
-    shot = tmp_path / "screenshot.png"
+def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     assert CHROMIUM is not None
-    completed = subprocess.run(
+    return subprocess.run(
         [
             CHROMIUM,
             "--headless",
@@ -297,18 +311,25 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,2400",
-            files.html.as_uri(),
+            f"--user-data-dir={profile}",
+            *args,
         ],
         capture_output=True,
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    files = write_report(make_run(tmp_path / "data", MIXED), NOW)
+    shot = tmp_path / "screenshot.png"
+    completed = _chromium(
+        tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,4000", files.html.as_uri()
+    )
     assert shot.exists(), completed.stderr.decode(errors="replace")[-2000:]
     pixels = _png(shot.read_bytes())
-    assert pixels.shape[:2] == (2400, 1280)
+    assert pixels.shape[:2] == (4000, 1280)
     # Each plot sits right of an accent bar; one bar per plot, each as tall as a plot, and
     # right of each bar a picture: coloured series (text and tables are grey), not blank.
     bands = _accent_bands(pixels)
@@ -319,6 +340,12 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         area = pixels[top:bottom, 100:1250]
         assert area.std() > 20
         assert colourful[top:bottom, 100:1250].sum() > 1500
+    # The waterfall is the first plot; the page Chromium laid out says how PnL decomposes
+    # and shows each range in USD and per cent beside its ticks.
+    assert PLOTS[0][0] == "pnl_decomposition"
+    dom = _chromium(tmp_path / "profile", "--dump-dom", files.html.as_uri()).stdout.decode()
+    assert "= HODL return" in dom and "− IL" in dom and "− gas" in dom
+    assert "<td>195750–196250</td><td>500</td><td>2,972.38–3,047.62</td><td>±1.2 %</td>" in dom
     # Copy kept beside the report for a person to look at.
     shutil.copy(shot, files.html.with_name("screenshot.png"))
 

@@ -144,3 +144,48 @@ def test_evaluate_export_bad_input_exit_2(
         code = exc.code  # argparse rejects before dispatch
     assert code == 2
     assert named in capsys.readouterr().err
+
+
+def test_trigger_says_what_was_appended_and_where(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
+    assert main(["trigger", "refresh", "--reason", "out_of_range", "--pool", pool]) == 0
+    out = capsys.readouterr().out
+    (record,) = [orjson.loads(x) for x in (data_dir / "dune_triggers.jsonl").read_bytes().split()]
+    assert f"appended trigger {record['id']}: refresh of pool {pool}" in out
+    assert "priorities P0,P1" in out and "'out_of_range'" in out
+    assert str(data_dir / "dune_triggers.jsonl") in out
+    assert main(["trigger", "episodes", "--count", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4 episode(s)" in out and str(data_dir / "dune_triggers.jsonl") in out
+
+
+def test_clean_dry_run_prints_only_its_text(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLMMD_DURABLE_WRITES", "false")
+    for seed in ("1", "2"):
+        assert main(["campaign", "--episodes", "1", "--seed", seed]) == 0
+    capsys.readouterr()
+    assert main(["clean", "--keep", "1", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("would remove run_")  # no JSON log line before the text
+    assert not [x for x in lines if x.startswith("{")]
+    assert lines[-1] == "would remove 1 run(s), kept 1 newest + 0 protected"
+    # Its info-level log lines stay off the terminal too (stderr shows warnings and up).
+    assert captured.err == ""
+
+
+def test_status_columns_stay_aligned_for_long_keys(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = [x for x in lines if x.split()[0] == "key" or ":" in x.split()[0] or "_" in x[:20]]
+    table = [x for x in table if not x.startswith(("triggers:", "daemon:"))]
+    longest = max(len(x.split()[0]) for x in table)
+    assert longest > 62  # pool-scoped keys with a 24h window are 67 characters
+    columns = {x.index(x.split()[1], len(x.split()[0])) for x in table}
+    assert len(columns) == 1, table  # the quality column starts at one offset on every line

@@ -114,9 +114,11 @@ def test_cli_campaign_then_validate_and_show(
 ) -> None:
     monkeypatch.setenv("CLMMD_DURABLE_WRITES", "false")
     assert main(["campaign", "--episodes", "4", "--seed", "3"]) == 0
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out
     (run,) = list_runs(data_dir)
-    assert f"artifacts: {run.run_dir}/" in err
+    # Off a terminal the summary is the last JSON line on stdout.
+    summary = orjson.loads(out.splitlines()[-1])
+    assert summary["event"] == "campaign_summary" and summary["run_dir"] == str(run.run_dir)
     assert main(["runs", "validate"]) == 0
     assert "0 violation(s)" in capsys.readouterr().out
     assert main(["runs", "show", "latest"]) == 0
@@ -234,3 +236,42 @@ async def test_learning_campaigns_are_reproducible_despite_workers(
         for d in runs[0].episode_dirs()
     ]
     assert any(applied)
+
+
+async def test_pnl_decomposes_to_the_cent_over_200_episodes(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    """PnL = HODL return − IL + fees − gas, episode by episode and in every total shown."""
+    from clmmd.service.analysis.report_data import load_run
+    from clmmd.service.analysis.report_plots import decomposition_totals
+
+    layout = await campaign(data_dir, clock, 200, seed=17)
+    checked = 0
+    worst = 0.0
+    for folder in layout.episode_dirs():
+        r = orjson.loads((folder / "result.json").read_bytes())
+        terms = r["hodl_return_usd"] - r["il_usd"] + r["fees_usd"] - r["gas_cost_usd"]
+        worst = max(worst, abs(terms - r["pnl_usd"]))
+        assert round(terms, 2) == round(r["pnl_usd"], 2), (folder.name, r)
+        # The terms are not all the same sign: the check exercises every one of them.
+        checked += 1
+    assert checked == 200 and worst < 1e-6
+    results = [orjson.loads((f / "result.json").read_bytes()) for f in layout.episode_dirs()]
+    assert (
+        min(r["hodl_return_usd"] for r in results) < 0 < max(r["hodl_return_usd"] for r in results)
+    )
+    assert min(r["il_usd"] for r in results) > 0 and min(r["gas_cost_usd"] for r in results) > 0
+    s = orjson.loads(layout.summary_path.read_bytes())
+    total = (
+        s["total_hodl_return_usd"] - s["total_il_usd"] + s["total_fees_usd"] - s["total_gas_usd"]
+    )
+    assert abs(total - s["total_pnl_usd"]) < 0.005
+    assert s["total_hodl_return_usd"] == pytest.approx(
+        sum(r["hodl_return_usd"] for r in results), abs=1e-5
+    )
+    shown = decomposition_totals(load_run(layout, clock.now()).rows)
+    assert shown is not None
+    assert shown["pnl"] == pytest.approx(s["total_pnl_usd"], abs=1e-5)
+    assert shown["hodl"] - shown["il"] + shown["fees"] - shown["gas"] == pytest.approx(
+        shown["pnl"], abs=0.005
+    )
