@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from _common import Row, print_table, save
@@ -31,6 +32,7 @@ from clmmd.scheduler.mock_source import MockSource
 from clmmd.scheduler.planner import PlannedFetch, candidate_requests
 from clmmd.scheduler.refresher import Refresher
 from clmmd.scheduler.registry import load_registry
+from clmmd.scheduler.trigger_ledger import TriggerLedger
 from clmmd.scheduler.trigger_lines import EpisodesTrigger, RefreshTrigger
 from clmmd.scheduler.trigger_tail import TriggerTail
 from clmmd.scheduler.triggers import trigger_episodes, trigger_refresh
@@ -50,7 +52,9 @@ def pct(samples: list[float], q: float) -> float:
 
 
 async def trigger_latency(root: Path, count: int) -> tuple[float, float]:
-    cache = IntelCache(root / "cache")
+    # The daemon's own settings: the ledger commits each batch without fsync when durable
+    # writes are off, as they are for every daemon this benchmark starts.
+    ledger = TriggerLedger.open(root, datetime.now(UTC), durable=False)
     sent: dict[str, float] = {}
     latencies: list[float] = []
     done = asyncio.Event()
@@ -66,7 +70,7 @@ async def trigger_latency(root: Path, count: int) -> tuple[float, float]:
 
     tail = TriggerTail(
         root,
-        cache,
+        ledger,
         SystemClock(),
         on_refresh=on_refresh,
         on_episodes=on_episodes,
@@ -89,7 +93,7 @@ async def trigger_latency(root: Path, count: int) -> tuple[float, float]:
     thread.join()
     stop.set()
     await runner
-    cache.close()
+    ledger.close()
     return pct(latencies, 0.5) * 1000, pct(latencies, 0.99) * 1000
 
 

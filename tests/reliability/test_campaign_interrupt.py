@@ -52,8 +52,10 @@ def test_an_interrupted_campaign_leaves_a_valid_run_and_says_so(
     assert code == status, err
     assert "Traceback" not in err
     name = signal.Signals(signals[0]).name
-    first = err.strip().splitlines()[0]
-    assert f"interrupted by {name}" in first and "not started" in first, err
+    # Piped, the campaign speaks JSON: its last line is the summary, saying what stopped it.
+    (said,) = [e for e in campaign.events() if e.get("event") == "campaign_summary"]
+    assert said["interrupted_by"] == name, said
+    assert said["not_started"] > 0 and said["interrupted"] >= 0
     (run,) = list_runs(data_dir)
     assert validate_run(run) == []  # now, not after some later start
     summary = orjson.loads(run.summary_path.read_bytes())
@@ -65,5 +67,6 @@ def test_an_interrupted_campaign_leaves_a_valid_run_and_says_so(
         f"campaign_interrupt_{'_'.join(signal.Signals(s).name for s in signals)}",
         exit_status=code,
         episodes=summary["episodes"],
-        first_line=first,
+        interrupted=said["interrupted"],
+        not_started=said["not_started"],
     )

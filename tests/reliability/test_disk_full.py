@@ -377,10 +377,11 @@ def test_campaign_on_a_disk_that_fills_ends_with_one_clear_line(small_tmpfs: Pat
     err = campaign.stderr()
     assert code == 1, err
     assert "Traceback" not in err
-    first = err.strip().splitlines()[0]
-    assert "interrupted by a full disk" in first and "in a row" in first, err
-    assert "No space left on device" in err
-    record_figures("disk_full_campaign", exit_status=code, first_line=first)
+    # Piped, the campaign speaks JSON: its last line is the summary, saying what stopped it.
+    (summary,) = [e for e in campaign.events() if e.get("event") == "campaign_summary"]
+    assert "full disk" in summary["interrupted_by"] and "in a row" in summary["interrupted_by"]
+    assert "No space left on device" in summary["last_loss"]
+    record_figures("disk_full_campaign", exit_status=code, interrupted_by=summary["interrupted_by"])
 
 
 def test_campaign_on_a_full_disk_says_so_in_one_line(small_tmpfs: Path) -> None:
