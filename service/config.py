@@ -44,7 +44,18 @@ _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 SECRET_FIELDS = frozenset({"dune_api_key", "gateway_api_key", "chain_rpc_url"})
 #: ``CLMMD_*`` variables that are not settings but are known: the config file's name, and the
 #: test suite's switches (a developer's shell may export them while running clmmd).
-OTHER_VARIABLES = frozenset({"CLMMD_CONFIG_FILE", "CLMMD_LONG_TESTS", "CLMMD_RELIABILITY_FIGURES"})
+OTHER_VARIABLES = frozenset(
+    {
+        "CLMMD_CONFIG_FILE",
+        "CLMMD_LONG_TESTS",
+        "CLMMD_RELIABILITY_FIGURES",
+        "CLMMD_REQUIRE_EVM",
+        "CLMMD_NPM_CACHE",
+        "CLMMD_E2E",
+        "CLMMD_E2E_CACHE",
+        "CLMMD_GATEWAY_E2E_DIR",
+    }
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

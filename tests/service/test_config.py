@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 
 from clmmd.service.cli.main import main
-from clmmd.service.config import ConfigError, derive_exec_mode, load_settings, parse_bool
+from clmmd.service.config import (
+    ConfigError,
+    Settings,
+    derive_exec_mode,
+    load_settings,
+    parse_bool,
+)
 
 
 @pytest.mark.parametrize(
@@ -212,3 +218,30 @@ def test_a_secret_with_a_control_character_is_refused_without_showing_it(
         load_settings()
     assert "DUNE_API_KEY" in str(raised.value)
     assert secret not in str(raised.value) and "0123" not in str(raised.value)
+
+
+def test_the_test_harness_switches_are_not_unknown_settings() -> None:
+    """CI exports these while it runs clmmd (e.g. CLMMD_REQUIRE_EVM in .ci/run, CLMMD_E2E in
+    make e2e); every CLMMD_* name the harness reads must be known, or each clmmd it starts
+    would stop at the unknown-variable check."""
+    import re
+
+    from clmmd.service.config import OTHER_VARIABLES
+
+    root = Path(__file__).resolve().parents[2]
+    texts = [(root / ".ci" / "run").read_text(), (root / "Makefile").read_text()]
+    # (bad_inputs and this file misspell variables on purpose)
+    texts += [
+        p.read_text()
+        for p in (root / "tests").rglob("*.py")
+        if "bad_inputs" not in p.parts and p.name != "test_config.py"
+    ]
+    read = set()
+    for text in texts:
+        read |= set(re.findall(r"environ(?:\.get)?\(\s*\"(CLMMD_[A-Z0-9_]+)\"", text))
+        read |= set(re.findall(r"(?:export |^|\s)(CLMMD_[A-Z0-9_]+)=", text, re.M))
+    settings = {
+        str(f.validation_alias.choices[0])  # type: ignore[union-attr]
+        for f in Settings.model_fields.values()
+    }
+    assert read - settings - OTHER_VARIABLES == set()
