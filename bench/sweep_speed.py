@@ -38,13 +38,11 @@ from _common import Row, print_table, save
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.env.base import KNOWN_POOLS
-from clmmd.service.analysis.evaluation import seeded_mock_snapshots
-from clmmd.service.analysis.sweep import default_batch_size
+from clmmd.service.analysis.sweep import default_batch_size, grid_intel, market_snapshots
 from clmmd.service.analysis.sweep_exec import RayExecutor, SerialExecutor, timed_batch
-from clmmd.service.analysis.sweep_grid import MarketSnapshot, SweepBatch, make_batches, parse_arms
+from clmmd.service.analysis.sweep_grid import SweepBatch, make_batches, parse_arms
 from clmmd.service.config import load_settings
 from clmmd.service.logging import configure_logging
-from clmmd.service.runs.context import market_view
 from clmmd.service.runs.opening import episode_settings
 
 TARGET = 1.7
@@ -76,12 +74,9 @@ def build_batches(seeds: int, episodes: int, workers: int) -> tuple[list[SweepBa
     pools = list(KNOWN_POOLS.values())[:2]
     arms = parse_arms("policy,2.5,5,10,20")
     clock = FakeClock()
-    snapshots = []
-    for seed in range(1, seeds + 1):
-        by_pool = asyncio.run(seeded_mock_snapshots(settings, seed, pools, 1.0, clock))
-        for pool in pools:
-            snap = by_pool[pool.address]
-            snapshots.append(MarketSnapshot(pool, seed, snap.market_inputs(), market_view(snap)))
+    seed_list = list(range(1, seeds + 1))
+    intel = asyncio.run(grid_intel(settings, pools, seed_list, episodes, 1.0, clock))
+    snapshots = market_snapshots(pools, seed_list, episodes, intel)
     total = len(snapshots) * len(arms) * episodes
     s = episode_settings(settings, "run_bench", 1)
     size = default_batch_size(total, workers)

@@ -233,6 +233,52 @@ def sweep_document(
     }
 
 
+async def grid_intel(
+    settings: Settings,
+    pools: Sequence[PoolSpec],
+    seeds: Sequence[int],
+    episodes: int,
+    lookback_hours: float,
+    clock: Clock,
+) -> dict[tuple[str, int, int], IntelSnapshot]:
+    """The intel snapshot of every (pool address, seed, market phase) the grid's episodes
+    reach, as the evaluation takes them."""
+    intel: dict[tuple[str, int, int], IntelSnapshot] = {}
+    for seed in seeds:
+        for phase in range(phase_of(episodes) + 1):
+            by_pool = await seeded_mock_snapshots(
+                settings, seed, list(pools), lookback_hours, clock, phase
+            )
+            for pool in pools:
+                intel[(pool.address, seed, phase)] = by_pool[pool.address]
+    return intel
+
+
+def market_snapshots(
+    pools: Sequence[PoolSpec],
+    seeds: Sequence[int],
+    episodes: int,
+    intel: dict[tuple[str, int, int], IntelSnapshot],
+) -> list[MarketSnapshot]:
+    """What the tasks carry of ``intel``: one snapshot per (pool, seed) in grid order (pool,
+    then seed), holding every market phase."""
+    phases = range(phase_of(episodes) + 1)
+    snapshots: list[MarketSnapshot] = []
+    for pool in pools:
+        for seed in seeds:
+            first, *rest = (intel[(pool.address, seed, phase)] for phase in phases)
+            snapshots.append(
+                MarketSnapshot(
+                    pool,
+                    seed,
+                    first.market_inputs(),
+                    market_view(first),
+                    tuple((snap.market_inputs(), market_view(snap)) for snap in rest),
+                )
+            )
+    return snapshots
+
+
 async def run_sweep(
     settings: Settings,
     grid: SweepGrid,
@@ -251,30 +297,10 @@ async def run_sweep(
         path = default_state_path(settings.data_dir)
         state = await asyncio.to_thread(read_state, path) or AgentState()
     s = episode_settings(settings, run_id or new_run_id(clock.now()), grid.seeds[0])
-    # One intel snapshot per (pool, seed, market phase), as the evaluation takes them.
-    phases = range(phase_of(grid.episodes) + 1)
-    intel: dict[tuple[str, int, int], IntelSnapshot] = {}
-    for seed in grid.seeds:
-        for phase in phases:
-            by_pool = await seeded_mock_snapshots(
-                settings, seed, list(grid.pools), s.lookback_hours, clock, phase
-            )
-            for pool in grid.pools:
-                intel[(pool.address, seed, phase)] = by_pool[pool.address]
-    # Grid order: pool, then seed (then arm and episode inside each batch).
-    snapshots: list[MarketSnapshot] = []
-    for pool in grid.pools:
-        for seed in grid.seeds:
-            first, *rest = (intel[(pool.address, seed, phase)] for phase in phases)
-            snapshots.append(
-                MarketSnapshot(
-                    pool,
-                    seed,
-                    first.market_inputs(),
-                    market_view(first),
-                    tuple((snap.market_inputs(), market_view(snap)) for snap in rest),
-                )
-            )
+    intel = await grid_intel(
+        settings, grid.pools, grid.seeds, grid.episodes, s.lookback_hours, clock
+    )
+    snapshots = market_snapshots(grid.pools, grid.seeds, grid.episodes, intel)
     workers = await asyncio.to_thread(executor.workers)
     size = batch_size or default_batch_size(grid.size, workers)
     batches = make_batches(s, state, snapshots, grid.arms, grid.episodes, size)
