@@ -99,3 +99,29 @@ def test_a_missing_column_is_an_envelope_error_naming_it(
 
 def _instant(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def test_the_daemon_stays_up_through_a_missing_column(
+    dune: FakeDuneServer, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the daemon: a burst (`run --once`) with an episodes trigger refreshes every key,
+    records the bad one's error in its envelope, still runs the episode and exits 0."""
+    normal = dune.sql_rows
+
+    def without_toxic_share(sql: str) -> list[dict[str, Any]]:
+        rows = normal(sql)
+        if "clmmd query: toxic_flow" in sql:
+            return [{k: v for k, v in row.items() if k != "toxic_share"} for row in rows]
+        return rows
+
+    dune.sql_rows = without_toxic_share
+    assert main(["trigger", "episodes", "--count", "1"]) == 0
+    assert main(["run", "--once", "--workers", "3"]) == 0
+    capsys.readouterr()
+    (metadata_file,) = data_dir.rglob("metadata.json")
+    snapshot = orjson.loads(metadata_file.read_bytes())["extra"]["intel_snapshot"]
+    bad = [key for key in snapshot if key.startswith("toxic_flow")]
+    assert bad and all(snapshot[key]["quality"] == "missing" for key in bad)
+    assert sum(entry["quality"] == "fresh" for entry in snapshot.values()) == ENABLED_KEYS - 1
+    assert main(["status"]) == 0
+    assert "column 'toxic_share': missing" in capsys.readouterr().out
