@@ -197,12 +197,21 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.02
 # -- whole data-dir checks ------------------------------------------------------------------
 
 
+def _walk(root: Path, *, pruned: tuple[Path, ...]) -> list[Path]:
+    """Every path under ``root``, never descending into ``pruned``: a live daemon's run folder
+    is one of them, and its temporary folders vanish while a recursive glob is inside them."""
+    found: list[Path] = []
+    for top, dirs, files in os.walk(root):
+        here = Path(top)
+        dirs[:] = sorted(d for d in dirs if here / d not in pruned)
+        found += [here / d for d in dirs] + [here / f for f in sorted(files)]
+    return sorted(found)
+
+
 def json_file_problems(data_dir: Path, *, skip: tuple[Path, ...] = ()) -> list[str]:
     """Every ``*.json`` file outside the cache that is empty or not JSON, and temp residue."""
     problems = []
-    for path in sorted(data_dir.rglob("*")):
-        if any(path.is_relative_to(s) for s in skip) or path.is_relative_to(data_dir / "cache"):
-            continue
+    for path in _walk(data_dir, pruned=(*skip, data_dir / "cache")):
         if TEMP_MARKER in path.name:
             problems.append(f"{path}: leftover temporary file")
         elif path.is_file() and path.suffix == ".json":
