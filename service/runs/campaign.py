@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,7 +272,15 @@ class _DiskFullStreak:
 
 @dataclass
 class _Batch:
-    """One phase's episodes through ``workers`` worker tasks."""
+    """One phase's episodes through ``workers`` worker tasks.
+
+    A worker computes its next episode while the previous one's last files land (fsync): it
+    hands the write over (:meth:`EpisodeRunner.start`) and waits for it only before starting
+    the episode after, so each worker has at most one episode finishing on disk besides the
+    one it computes. An episode counts (report, progress, summary) only once its files are
+    written. Episodes finishing on disk are never cancelled (nothing is left of them but a
+    write that runs to its end anyway): a stop waits for them.
+    """
 
     runner: EpisodeRunner
     report: CampaignReport
@@ -279,6 +288,7 @@ class _Batch:
     on_episode_done: Callable[[EpisodeRecord], None] | None
     stop: CampaignStop
     streak: _DiskFullStreak
+    finishing: set[asyncio.Task[EpisodeRecord]] = field(default_factory=set)
 
     async def run(self, indices: Sequence[int], workers: int, drain_s: float, clock: Clock) -> None:
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -288,38 +298,60 @@ class _Batch:
             asyncio.create_task(self._worker(queue), name=f"episode-worker-{i}")
             for i in range(min(workers, len(indices)))
         ]
-        await _until_done_or_stopped(tasks, self.stop, drain_s, clock)
+        try:
+            await _until_done_or_stopped(tasks, self.stop, drain_s, clock)
+        finally:
+            if self.finishing:
+                await asyncio.wait(list(self.finishing))
 
     async def _worker(self, queue: asyncio.Queue[int]) -> None:
+        previous: asyncio.Task[EpisodeRecord] | None = None
         while not self.stop.stop.is_set():
             try:
                 index = queue.get_nowait()
             except asyncio.QueueEmpty:
-                return
-            try:
-                record = await self.runner.run(index)
-            except Exception as exc:  # not even a folder: the episode is lost
-                log.error(
-                    "episode_lost",
-                    index=index,
-                    error_type=type(exc).__name__,
-                    error=str(exc),
-                    hint="check disk space and permissions of the data dir",
-                )
-                self.report.lost.append(f"episode {index}: {describe(exc)}")
-                full = lost_reason(exc) == "disk_full"
-                self.streak.count = self.streak.count + 1 if full else 0
-                if self.streak.count >= DISK_FULL_STOP_AFTER:
-                    self.stop.request(DISK_FULL)  # every further episode would be lost too
+                break
+            episode = await self.runner.start(index)
+            if episode.done():  # lost (no folder): counted now, so a full disk stops at once
+                self._ended(index, episode)
                 continue
-            self.streak.count = 0
-            self.report.records.append(record)
-            if self.on_episode_done is not None:
-                try:
-                    self.on_episode_done(record)
-                except Exception as exc:  # a display must never stop the campaign
-                    log.warning("progress_callback_failed", error=f"{type(exc).__name__}: {exc}")
-            self.summary.add(record)
+            self.finishing.add(episode)
+            episode.add_done_callback(functools.partial(self._ended, index))
+            if previous is not None:
+                await asyncio.wait([previous])
+            previous = episode
+        if previous is not None:
+            await asyncio.wait([previous])
+
+    def _ended(self, index: int, episode: asyncio.Task[EpisodeRecord]) -> None:
+        """Count an episode whose last write is done (a done callback: runs on the loop)."""
+        self.finishing.discard(episode)
+        if episode.cancelled():  # cut short by a stop: recovery completes its folder
+            return
+        exc = episode.exception()
+        if exc is not None:  # not even a folder: the episode is lost
+            log.error(
+                "episode_lost",
+                index=index,
+                error_type=type(exc).__name__,
+                error=str(exc),
+                hint="check disk space and permissions of the data dir",
+            )
+            self.report.lost.append(f"episode {index}: {describe(exc)}")
+            full = lost_reason(exc) == "disk_full"
+            self.streak.count = self.streak.count + 1 if full else 0
+            if self.streak.count >= DISK_FULL_STOP_AFTER:
+                self.stop.request(DISK_FULL)  # every further episode would be lost too
+            return
+        record = episode.result()
+        self.streak.count = 0
+        self.report.records.append(record)
+        if self.on_episode_done is not None:
+            try:
+                self.on_episode_done(record)
+            except Exception as exc:  # a display must never stop the campaign
+                log.warning("progress_callback_failed", error=f"{type(exc).__name__}: {exc}")
+        self.summary.add(record)
 
 
 async def _until_done_or_stopped(

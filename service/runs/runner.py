@@ -98,12 +98,31 @@ class EpisodeRunner:
 
         Raises only when not even the folder could be created (e.g. the disk is full).
         """
+        return await (await self.start(index, trigger_id=trigger_id))
+
+    async def start(
+        self, index: int, *, trigger_id: str | None = None
+    ) -> asyncio.Task[EpisodeRecord]:
+        """Run episode ``index`` until its last files are on their way to the disk, and return
+        the task that ends (as :meth:`run` does) once they are written.
+
+        The last write of an episode (its outcome, timings and metadata: with durable writes,
+        five fsyncs) needs no more of the event loop: a caller may compute the next episode
+        while it lands, and count this one only when the task ends. The task is never left
+        behind: cancelling this call before it returns cancels the episode too.
+        """
         episode = _Episode(self, index, trigger_id)
-        structlog.contextvars.bind_contextvars(episode_id=episode.episode_id)
+        task = asyncio.create_task(episode.run_logged(), name=f"episode-{episode.episode_id}")
+        handed = asyncio.ensure_future(episode.handed_off.wait())
         try:
-            return await episode.run()
+            await asyncio.wait({task, handed}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.wait([task])
+            raise
         finally:
-            structlog.contextvars.unbind_contextvars("episode_id")
+            handed.cancel()
+        return task
 
 
 class _Episode:
@@ -124,6 +143,24 @@ class _Episode:
         self.learning = LearningDecision(False, "episode did not reach the learning step")
         self.health: EnvHealth | None = None
         self._logs: list[LogLine] = []
+        #: Set once the episode's last write is submitted: nothing but the disk is left.
+        self.handed_off = asyncio.Event()
+        #: The folder being created (with proposal.json), awaited before any other write.
+        self._folder: asyncio.Future[Any] | None = None
+
+    async def run_logged(self) -> EpisodeRecord:
+        """:meth:`run` with the episode id on every log line (the task's own context)."""
+        structlog.contextvars.bind_contextvars(episode_id=self.episode_id)
+        try:
+            return await self.run()
+        finally:
+            folder = self._folder
+            if folder is not None and not folder.done():
+                # Cancelled while its folder was being made: the folder lands whole before the
+                # episode ends, so recovery (which runs after) never meets it half-made.
+                await asyncio.wait([folder])
+            if folder is not None and folder.done() and not folder.cancelled():
+                folder.exception()  # retrieved: the episode's own awaits report it
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
@@ -147,9 +184,24 @@ class _Episode:
         """Buffer a logs.jsonl line; it is appended with the episode's next write."""
         self._logs.append(LogLine(ts=utc_iso(self.r.clock.now()), event=event, payload=payload))
 
-    async def _write(self, *artifacts: tuple[str, BaseModel]) -> None:
+    async def _write(self, *artifacts: tuple[str, BaseModel], last: bool = False) -> None:
         logs, self._logs = self._logs, []
-        await self._io(self.r.store.write_batch, self.episode_id, logs, list(artifacts))
+        write = self._in_folder(self.r.store.write_batch, self.episode_id, logs, list(artifacts))
+        if last:
+            write = asyncio.ensure_future(write)  # submitted now, before anyone resumes
+            self.handed_off.set()
+        await write
+
+    async def _in_folder(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` off the loop once the folder exists."""
+        await self._folder_made()
+        return await self._io(fn, *args)
+
+    async def _folder_made(self) -> None:
+        """Wait for the folder; if it could not be made, its error ends the episode (lost:
+        nothing else can be written)."""
+        if self._folder is not None:
+            await self._folder
 
     def _mark(self, stage: str, t_start: float) -> None:
         self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)
@@ -190,7 +242,14 @@ class _Episode:
             )
             await self._io(self.r.store.create_episode, self.episode_id, placeholder)
             return await self._fail(stage, exc)
-        await self._io(self.r.store.create_episode, self.episode_id, self.proposal)
+        self._folder = asyncio.ensure_future(
+            self._io(self.r.store.create_episode, self.episode_id, self.proposal)
+        )
+        if self.r.env.name != "mock":
+            # Real execution opens a position on chain: its folder must be on disk first, so
+            # that after a crash recovery finds the position and settles it. A simulation
+            # has no effect outside this process: it runs while the folder is being made.
+            await self._folder
         self._log(
             "proposed",
             regime_key=self.proposal.regime_key,
@@ -318,6 +377,7 @@ class _Episode:
         return EpisodeRecord(status="skipped", fresh_pct=self._fresh_pct())
 
     async def _fail(self, stage: str, exc: BaseException) -> EpisodeRecord:
+        await self._folder_made()
         log.error(
             "episode_failed",
             stage=stage,
@@ -358,7 +418,7 @@ class _Episode:
         timings = build.timings(
             self.stages, self.r.clock.monotonic() - self.t0, self.started, self.r.clock.now()
         )
-        await self._write(*first, ("timings.json", timings), ("metadata.json", metadata))
+        await self._write(*first, ("timings.json", timings), ("metadata.json", metadata), last=True)
 
 
 def _outcome_files(reward: Reward, result: EpisodeResult) -> tuple[tuple[str, BaseModel], ...]:
