@@ -187,10 +187,12 @@ class _Episode:
     async def _write(self, *artifacts: tuple[str, BaseModel], last: bool = False) -> None:
         logs, self._logs = self._logs, []
         write = self._in_folder(self.r.store.write_batch, self.episode_id, logs, list(artifacts))
-        if last:
-            write = asyncio.ensure_future(write)  # submitted now, before anyone resumes
-            self.handed_off.set()
-        await write
+        if not last:
+            await write
+            return
+        task = asyncio.ensure_future(write)
+        self.handed_off.set()  # the write is under way: whoever waits for the hand-off goes on
+        await task
 
     async def _in_folder(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` off the loop once the folder exists."""
