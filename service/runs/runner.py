@@ -98,37 +98,48 @@ class EpisodeRunner:
 
         Raises only when not even the folder could be created (e.g. the disk is full).
         """
-        return await (await self.start(index, trigger_id=trigger_id))
+        episode = _Episode(self, index, trigger_id)
+        structlog.contextvars.bind_contextvars(episode_id=episode.episode_id)
+        try:
+            return await episode.run()
+        finally:
+            structlog.contextvars.unbind_contextvars("episode_id")
 
     async def start(
         self, index: int, *, trigger_id: str | None = None
     ) -> asyncio.Task[EpisodeRecord]:
         """Run episode ``index`` until its last files are on their way to the disk, and return
-        the task that ends (as :meth:`run` does) once they are written.
+        the task that ends as :meth:`run` does, once they are written.
 
-        The last write of an episode (its outcome, timings and metadata: with durable writes,
-        five fsyncs) needs no more of the event loop: a caller may compute the next episode
-        while it lands, and count this one only when the task ends. The task is never left
-        behind: cancelling this call before it returns cancels the episode too.
+        With durable writes the last write of an episode (outcome, timings, metadata: five
+        fsyncs) needs nothing more of the event loop: the caller computes its next episode while
+        it lands, and counts this one when the task ends. Cancelling this call before it
+        returns cancels the episode too, so no task is left behind.
         """
-        episode = _Episode(self, index, trigger_id)
+        episode = _Episode(self, index, trigger_id, handed_off=True)
         task = asyncio.create_task(episode.run_logged(), name=f"episode-{episode.episode_id}")
-        handed = asyncio.ensure_future(episode.handed_off.wait())
+        task.add_done_callback(episode.hand_off)  # ended early (e.g. lost): nothing to wait for
+        assert episode.handed_off is not None
         try:
-            await asyncio.wait({task, handed}, return_when=asyncio.FIRST_COMPLETED)
+            await episode.handed_off
         except asyncio.CancelledError:
             task.cancel()
             await asyncio.wait([task])
             raise
-        finally:
-            handed.cancel()
         return task
 
 
 class _Episode:
     """State of one running episode (kept off the runner so episodes run concurrently)."""
 
-    def __init__(self, runner: EpisodeRunner, index: int, trigger_id: str | None = None) -> None:
+    def __init__(
+        self,
+        runner: EpisodeRunner,
+        index: int,
+        trigger_id: str | None = None,
+        *,
+        handed_off: bool = False,
+    ) -> None:
         self.r = runner
         self.trigger_id = trigger_id
         self.s = runner.settings
@@ -143,16 +154,26 @@ class _Episode:
         self.learning = LearningDecision(False, "episode did not reach the learning step")
         self.health: EnvHealth | None = None
         self._logs: list[LogLine] = []
-        #: Set once the episode's last write is submitted: nothing but the disk is left.
-        self.handed_off = asyncio.Event()
+        #: Done once the episode's last write is under way: nothing but the disk is left
+        #: (None: nobody waits for that, :meth:`EpisodeRunner.run`).
+        self.handed_off: asyncio.Future[None] | None = (
+            asyncio.get_running_loop().create_future() if handed_off else None
+        )
         #: The folder being created (with proposal.json), awaited before any other write.
         self._folder: asyncio.Future[Any] | None = None
 
+    def hand_off(self, *_: object) -> None:
+        if self.handed_off is not None and not self.handed_off.done():
+            self.handed_off.set_result(None)
+
     async def run_logged(self) -> EpisodeRecord:
-        """:meth:`run` with the episode id on every log line (the task's own context)."""
+        """:meth:`run` with the episode id on every log line (of its task's own context)."""
         structlog.contextvars.bind_contextvars(episode_id=self.episode_id)
+        return await self.run()
+
+    async def run(self) -> EpisodeRecord:
         try:
-            return await self.run()
+            return await self._steps()
         finally:
             folder = self._folder
             if folder is not None and not folder.done():
@@ -187,11 +208,11 @@ class _Episode:
     async def _write(self, *artifacts: tuple[str, BaseModel], last: bool = False) -> None:
         logs, self._logs = self._logs, []
         write = self._in_folder(self.r.store.write_batch, self.episode_id, logs, list(artifacts))
-        if not last:
+        if not last or self.handed_off is None:
             await write
             return
         task = asyncio.ensure_future(write)
-        self.handed_off.set()  # the write is under way: whoever waits for the hand-off goes on
+        self.hand_off()  # the write is under way: whoever waits for the hand-off goes on
         await task
 
     async def _in_folder(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -208,7 +229,7 @@ class _Episode:
     def _mark(self, stage: str, t_start: float) -> None:
         self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)
 
-    async def run(self) -> EpisodeRecord:
+    async def _steps(self) -> EpisodeRecord:
         stage = "snapshot"
         t = self.r.clock.monotonic()
         try:
@@ -244,14 +265,15 @@ class _Episode:
             )
             await self._io(self.r.store.create_episode, self.episode_id, placeholder)
             return await self._fail(stage, exc)
-        self._folder = asyncio.ensure_future(
-            self._io(self.r.store.create_episode, self.episode_id, self.proposal)
-        )
-        if self.r.env.name != "mock":
-            # Real execution opens a position on chain: its folder must be on disk first, so
-            # that after a crash recovery finds the position and settles it. A simulation
-            # has no effect outside this process: it runs while the folder is being made.
-            await self._folder
+        make_folder = self._io(self.r.store.create_episode, self.episode_id, self.proposal)
+        if self.r.store.durable and self.r.env.name == "mock":
+            # A simulation has no effect outside this process: it runs while the folder's
+            # fsyncs land. Real execution opens a position on chain: its folder must be on disk
+            # first, so that after a crash recovery finds the position and settles it. Without
+            # fsync the folder takes microseconds, less than a task to overlap it would cost.
+            self._folder = asyncio.ensure_future(make_folder)
+        else:
+            await make_folder
         self._log(
             "proposed",
             regime_key=self.proposal.regime_key,
