@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,14 @@ import pytest
 
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.artifacts.layout import RunLayout, list_runs
+from clmmd.artifacts.store import ArtifactStore
+from clmmd.artifacts.summary import EpisodeRecord
 from clmmd.artifacts.validate import validate_run
 from clmmd.env.mock import MockClmmEnv
 from clmmd.service.cli.main import main
 from clmmd.service.config import load_settings
-from clmmd.service.runs.campaign import run_campaign
+from clmmd.service.runs.campaign import CampaignStop, run_campaign
+from clmmd.service.runs.runner import EpisodeRunner
 from clmmd.service.runs.warmup import warm_mock_intel
 from clmmd.service.wiring import open_intel
 
@@ -38,7 +43,7 @@ async def campaign(
     warm: bool = True,
     **overrides: Any,
 ) -> RunLayout:
-    settings = load_settings(data_dir=data_dir, seed=seed, durable_writes=False, **overrides)
+    settings = load_settings(data_dir=data_dir, seed=seed, **{"durable_writes": False, **overrides})
     stack = open_intel(settings, clock)
     try:
         if warm:
@@ -275,3 +280,124 @@ async def test_pnl_decomposes_to_the_cent_over_200_episodes(
     assert shown["hodl"] - shown["il"] + shown["fees"] - shown["gas"] == pytest.approx(
         shown["pnl"], abs=0.005
     )
+
+
+class HeldStore(ArtifactStore):
+    """Durable store that holds the last write of the episodes in ``held`` until released."""
+
+    def __init__(self, layout: RunLayout, held: set[str]) -> None:
+        super().__init__(layout, durable=True)
+        self.held = held
+        self.release = threading.Event()
+
+    def write_batch(
+        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
+    ) -> None:
+        if episode_id in self.held and any(n == "metadata.json" for n, _ in artifacts):
+            self.release.wait(30)
+        super().write_batch(episode_id, logs, artifacts)
+
+
+async def test_durable_campaign_counts_an_episode_once_its_last_files_are_written(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    """One worker, episode 1's last write held: the worker computes and writes episode 2
+    meanwhile, counts nothing it has not written, and starts episode 3 only after episode 1."""
+    stores: list[HeldStore] = []
+
+    def runner_factory(**kw: Any) -> EpisodeRunner:
+        stores.append(HeldStore(kw["store"].layout, {"ep_000001"}))
+        return EpisodeRunner(**{**kw, "store": stores[0]})
+
+    counted: list[int] = []
+
+    def on_done(record: EpisodeRecord) -> None:
+        written = [d for d in stores[0].layout.episode_dirs() if (d / "metadata.json").exists()]
+        assert len(written) >= len(counted) + 1  # counted only once on disk
+        counted.append(len(written))
+
+    settings = load_settings(data_dir=data_dir, seed=5, durable_writes=True, episode_workers=1)
+    stack = open_intel(settings, clock)
+    try:
+        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 5)
+        campaign_task = asyncio.create_task(
+            run_campaign(
+                settings,
+                env=MockClmmEnv(),
+                intel=stack.intel,
+                episodes=3,
+                clock=clock,
+                runner_factory=runner_factory,
+                on_episode_done=on_done,
+            )
+        )
+        for _ in range(3000):
+            if len(counted) == 1 or campaign_task.done():
+                break
+            await asyncio.sleep(0.01)
+        layout = stores[0].layout
+        assert (layout.episode_dir("ep_000002") / "metadata.json").exists()
+        assert not (layout.episode_dir("ep_000001") / "metadata.json").exists()
+        assert not layout.episode_dir("ep_000003").exists()  # at most one episode finishing
+        stores[0].release.set()
+        report = await campaign_task
+    finally:
+        stack.close()
+    assert report.complete and len(counted) == 3
+    assert validate_run(layout) == []
+    summary = orjson.loads(layout.summary_path.read_bytes())
+    assert summary["episodes"] == summary["successful"] == 3
+
+
+async def test_a_stop_waits_for_episodes_finishing_on_disk_and_counts_them(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    stores: list[HeldStore] = []
+
+    def runner_factory(**kw: Any) -> EpisodeRunner:
+        stores.append(HeldStore(kw["store"].layout, {"ep_000001"}))
+        return EpisodeRunner(**{**kw, "store": stores[0]})
+
+    stop = CampaignStop()
+    settings = load_settings(data_dir=data_dir, seed=5, durable_writes=True, episode_workers=1)
+    stack = open_intel(settings, clock)
+    try:
+        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 5)
+        campaign_task = asyncio.create_task(
+            run_campaign(
+                settings,
+                env=MockClmmEnv(),
+                intel=stack.intel,
+                episodes=3,
+                clock=clock,
+                runner_factory=runner_factory,
+                stop=stop,
+            )
+        )
+        for _ in range(3000):
+            if stores and (stores[0].layout.episode_dir("ep_000002") / "metadata.json").exists():
+                break
+            await asyncio.sleep(0.01)
+        stop.request("SIGTERM")
+        stop.request("SIGTERM")  # hurry: no drain deadline, workers cancelled at once
+        await asyncio.sleep(0.1)
+        assert not campaign_task.done()  # episode 1's last write is still landing
+        stores[0].release.set()
+        report = await campaign_task
+    finally:
+        stack.close()
+    assert report.interrupted_by == "SIGTERM"
+    assert len(report.records) == 2 and report.interrupted == [] and report.not_started == 1
+    layout = stores[0].layout
+    assert validate_run(layout) == []
+    assert orjson.loads(layout.summary_path.read_bytes())["episodes"] == 2
+
+
+async def test_durable_campaign_with_workers_passes_the_validator(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    layout = await campaign(data_dir, clock, 16, durable_writes=True, episode_workers=4)
+    assert validate_run(layout) == []
+    summary = orjson.loads(layout.summary_path.read_bytes())
+    assert summary["episodes"] == summary["successful"] == 16
+    assert len(layout.episode_dirs()) == 16

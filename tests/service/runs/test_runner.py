@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import errno
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -357,3 +360,143 @@ async def test_non_durable_writes_go_through_one_lane_durable_ones_through_the_p
     durable = make_runner(tmp_path / "durable", cache, clock, store=durable_store)
     assert fast.io is not None
     assert durable.io is None
+
+
+class GatedStore(ArtifactStore):
+    """Durable store whose folder creation and last write wait for a gate (a thread event),
+    so a test sees what the episode does while its writes are still on their way."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        super().__init__(layout, durable=True)
+        self.folder_gate = threading.Event()
+        self.last_gate = threading.Event()
+        self.folder_gate.set()
+        self.last_gate.set()
+        self.events: list[str] = []
+
+    def create_episode(self, episode_id: str, proposal: Any) -> Path:
+        self.folder_gate.wait(30)
+        folder = super().create_episode(episode_id, proposal)
+        self.events.append(f"folder {episode_id}")
+        return folder
+
+    def write_batch(
+        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
+    ) -> None:
+        if any(name == "metadata.json" for name, _ in artifacts):
+            self.last_gate.wait(30)
+        super().write_batch(episode_id, logs, artifacts)
+        self.events.append(f"written {episode_id}")
+
+
+class ExecutionLog:
+    """A simulated (or, by name, real) environment that notes when it executes."""
+
+    def __init__(self, store: GatedStore, name: str = "mock") -> None:
+        self.name = name
+        self.store = store
+        self.mock = MockClmmEnv()
+
+    async def health(self) -> EnvHealth | None:
+        return None
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
+        self.store.events.append(f"execute {request.episode_id}")
+        return self.mock.run(request)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):  # the writes run on threads: give them up to ~30 s
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never met")
+
+
+async def test_a_simulation_runs_while_its_folder_is_being_made(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
+    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store))
+    store.folder_gate.clear()
+    episode = asyncio.create_task(runner.run(1))
+    await until(lambda: "execute ep_000001" in store.events)
+    assert not store.layout.episode_dir("ep_000001").exists()
+    store.folder_gate.set()
+    record = await episode
+    assert record.status == "success"
+    assert store.events == ["execute ep_000001", "folder ep_000001", "written ep_000001"]
+    assert validate_episode(store.layout.episode_dir("ep_000001"), runner.settings.run_id) == []
+
+
+async def test_real_execution_waits_for_its_folder(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
+    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store, "real"))
+    store.folder_gate.clear()
+    episode = asyncio.create_task(runner.run(1))
+    await asyncio.sleep(0.2)
+    assert store.events == []  # nothing executed before the folder (and proposal) is on disk
+    store.folder_gate.set()
+    await episode
+    assert store.events == ["folder ep_000001", "execute ep_000001", "written ep_000001"]
+
+
+async def test_a_folder_that_cannot_be_made_loses_the_episode_after_its_simulation(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+
+    class FullDisk(GatedStore):
+        def create_episode(self, episode_id: str, proposal: Any) -> Path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = FullDisk(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
+    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store))
+    with pytest.raises(OSError, match="No space"):
+        await runner.run(1)
+    assert store.events == ["execute ep_000001"]  # nothing written: no failure.json anywhere
+    assert list(store.layout.episodes_dir.iterdir()) == []
+
+
+async def test_start_returns_once_the_last_write_is_under_way(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
+    runner = make_runner(tmp_path, cache, clock, store=store)
+    store.last_gate.clear()
+    finishing = await runner.start(1)
+    folder = store.layout.episode_dir("ep_000001")
+    await asyncio.sleep(0.05)
+    assert not finishing.done()
+    assert (folder / "proposal.json").exists() and not (folder / "metadata.json").exists()
+    store.last_gate.set()
+    record = await finishing
+    assert record.status == "success"
+    assert validate_episode(folder, runner.settings.run_id) == []
+
+
+async def test_start_cancelled_before_the_hand_off_cancels_its_episode(
+    tmp_path: Path, cache: IntelCache, clock: FakeClock
+) -> None:
+    await warm(cache, clock)
+    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
+    # Real execution waits for the folder, so the episode is still before its hand-off.
+    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store, "real"))
+    store.folder_gate.clear()
+    caller = asyncio.create_task(runner.start(1))
+    await asyncio.sleep(0.1)
+    assert not caller.done()
+    caller.cancel()
+    store.folder_gate.set()  # the folder write in flight still lands whole
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    folder = store.layout.episode_dir("ep_000001")
+    assert (folder / "proposal.json").exists()
+    assert not (folder / "metadata.json").exists()  # left for recovery: 'interrupted'
+    assert store.events == ["folder ep_000001"]  # never executed
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "episode-ep_000001"] == []
