@@ -159,8 +159,10 @@ class _Episode:
         self.handed_off: asyncio.Future[None] | None = (
             asyncio.get_running_loop().create_future() if handed_off else None
         )
-        #: The folder being created (with proposal.json), awaited before any other write.
-        self._folder: asyncio.Future[Any] | None = None
+        #: The proposal whose folder the episode's first write makes (same thread call).
+        self._unmade: Proposal | None = None
+        #: Why the folder could not be made: the episode is lost, nothing else is written.
+        self._lost: BaseException | None = None
 
     def hand_off(self, *_: object) -> None:
         if self.handed_off is not None and not self.handed_off.done():
@@ -170,18 +172,6 @@ class _Episode:
         """:meth:`run` with the episode id on every log line (of its task's own context)."""
         structlog.contextvars.bind_contextvars(episode_id=self.episode_id)
         return await self.run()
-
-    async def run(self) -> EpisodeRecord:
-        try:
-            return await self._steps()
-        finally:
-            folder = self._folder
-            if folder is not None and not folder.done():
-                # Cancelled while its folder was being made: the folder lands whole before the
-                # episode ends, so recovery (which runs after) never meets it half-made.
-                await asyncio.wait([folder])
-            if folder is not None and folder.done() and not folder.cancelled():
-                folder.exception()  # retrieved: the episode's own awaits report it
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
@@ -206,8 +196,10 @@ class _Episode:
         self._logs.append(LogLine(ts=utc_iso(self.r.clock.now()), event=event, payload=payload))
 
     async def _write(self, *artifacts: tuple[str, BaseModel], last: bool = False) -> None:
+        if self._lost is not None:
+            raise self._lost
         logs, self._logs = self._logs, []
-        write = self._in_folder(self.r.store.write_batch, self.episode_id, logs, list(artifacts))
+        write = self._write_files(logs, list(artifacts))
         if not last or self.handed_off is None:
             await write
             return
@@ -215,21 +207,25 @@ class _Episode:
         self.hand_off()  # the write is under way: whoever waits for the hand-off goes on
         await task
 
-    async def _in_folder(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` off the loop once the folder exists."""
-        await self._folder_made()
-        return await self._io(fn, *args)
-
-    async def _folder_made(self) -> None:
-        """Wait for the folder; if it could not be made, its error ends the episode (lost:
-        nothing else can be written)."""
-        if self._folder is not None:
-            await self._folder
+    async def _write_files(
+        self, logs: list[LogLine], artifacts: list[tuple[str, BaseModel]]
+    ) -> None:
+        store, proposal, self._unmade = self.r.store, self._unmade, None
+        if proposal is None:
+            await self._io(store.write_batch, self.episode_id, logs, artifacts)
+            return
+        try:
+            await self._io(
+                _make_folder_then_write, store, self.episode_id, proposal, logs, artifacts
+            )
+        except _FolderNotMade as exc:
+            self._lost = exc.error
+            raise exc.error from None
 
     def _mark(self, stage: str, t_start: float) -> None:
         self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)
 
-    async def _steps(self) -> EpisodeRecord:
+    async def run(self) -> EpisodeRecord:
         stage = "snapshot"
         t = self.r.clock.monotonic()
         try:
@@ -265,15 +261,15 @@ class _Episode:
             )
             await self._io(self.r.store.create_episode, self.episode_id, placeholder)
             return await self._fail(stage, exc)
-        make_folder = self._io(self.r.store.create_episode, self.episode_id, self.proposal)
         if self.r.store.durable and self.r.env.name == "mock":
-            # A simulation has no effect outside this process: it runs while the folder's
-            # fsyncs land. Real execution opens a position on chain: its folder must be on disk
-            # first, so that after a crash recovery finds the position and settles it. Without
-            # fsync the folder takes microseconds, less than a task to overlap it would cost.
-            self._folder = asyncio.ensure_future(make_folder)
+            # A simulation has no effect outside this process: its folder is made by the
+            # episode's first write, in the same thread call (one hop and one wait on the disk
+            # instead of two). Real execution opens a position on chain: its folder must be on
+            # disk first, so that after a crash recovery finds the position and settles it.
+            # Without fsync the folder costs microseconds on the io lane: made at once.
+            self._unmade = self.proposal
         else:
-            await make_folder
+            await self._io(self.r.store.create_episode, self.episode_id, self.proposal)
         self._log(
             "proposed",
             regime_key=self.proposal.regime_key,
@@ -401,7 +397,8 @@ class _Episode:
         return EpisodeRecord(status="skipped", fresh_pct=self._fresh_pct())
 
     async def _fail(self, stage: str, exc: BaseException) -> EpisodeRecord:
-        await self._folder_made()
+        if self._lost is not None:  # no folder: nothing to record the failure in
+            raise self._lost
         log.error(
             "episode_failed",
             stage=stage,
@@ -449,3 +446,26 @@ def _outcome_files(reward: Reward, result: EpisodeResult) -> tuple[tuple[str, Ba
     # reward.json first: a crash between the two leaves reward without result, which recovery
     # completes with failure.json; the reverse could never validate.
     return (("reward.json", reward), ("result.json", result))
+
+
+class _FolderNotMade(Exception):
+    """The folder of an episode could not be made (its ``error``): the episode is lost."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _make_folder_then_write(
+    store: ArtifactStore,
+    episode_id: str,
+    proposal: Proposal,
+    logs: list[LogLine],
+    artifacts: list[tuple[str, BaseModel]],
+) -> None:
+    """The folder with its proposal.json, then the episode's first batch (one blocking call)."""
+    try:
+        store.create_episode(episode_id, proposal)
+    except Exception as exc:
+        raise _FolderNotMade(exc) from exc
+    store.write_batch(episode_id, logs, artifacts)

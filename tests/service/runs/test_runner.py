@@ -413,7 +413,7 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never met")
 
 
-async def test_a_simulation_runs_while_its_folder_is_being_made(
+async def test_a_simulation_runs_before_its_folder_which_its_first_write_makes(
     tmp_path: Path, cache: IntelCache, clock: FakeClock
 ) -> None:
     await warm(cache, clock)
