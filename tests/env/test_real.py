@@ -57,12 +57,6 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[FakeGatewaySe
         yield server
 
 
-@pytest.fixture
-async def client(gateway: FakeGatewayServer, clock: FakeClock) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(clock, gateway.base_url) as c:
-        yield c
-
-
 def make_env(client: GatewayClient, clock: FakeClock, **override: Any) -> RealClmmEnv:
     fields: dict[str, Any] = {
         "client": client,
