@@ -231,7 +231,11 @@ class RealClmmEnv:
                 spent = [t.as_json() for t in ledger.transactions]
                 attach_transactions(exc, spent)
                 log.error(
-                    "live_spent_before_failure", transactions=spent, gas_native=ledger.gas_native
+                    "live_spent_before_failure",
+                    transactions=spent,
+                    gas_native=ledger.gas_native,
+                    hint="the gas is spent; failure.json lists these transactions (approvals "
+                    "stay granted and are reused by the next open)",
                 )
             raise
 
