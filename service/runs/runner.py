@@ -111,10 +111,11 @@ class EpisodeRunner:
         """Run episode ``index`` until its last files are on their way to the disk, and return
         the task that ends as :meth:`run` does, once they are written.
 
-        With durable writes the last write of an episode (outcome, timings, metadata: five
-        fsyncs) needs nothing more of the event loop: the caller computes its next episode while
-        it lands, and counts this one when the task ends. Cancelling this call before it
-        returns cancels the episode too, so no task is left behind.
+        With durable writes the last write of an episode (outcome, timings, metadata, and for a
+        simulation its folder: up to eight fsyncs) needs nothing more of the event loop: the
+        caller computes its next episode while it lands, and counts this one when the task
+        ends. Cancelling this call before it returns cancels the episode too, so no task is
+        left behind.
         """
         episode = _Episode(self, index, trigger_id, handed_off=True)
         task = asyncio.create_task(episode.run_logged(), name=f"episode-{episode.episode_id}")
