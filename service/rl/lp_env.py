@@ -63,6 +63,25 @@ MIN_OFFSET = 0.0025
 MAX_OFFSET = 0.5
 
 
+def _fixed_inputs(market: Mapping[str, float] | str | None) -> MarketInputs | None:
+    """The synthetic market's fixed inputs (``None``: drawn per episode)."""
+    if market is None or market == "synthetic":
+        return None
+    if isinstance(market, str) or not isinstance(market, Mapping):
+        raise ValueError(
+            f"market={market!r}: unknown market (known: 'synthetic', 'replay', or a mapping "
+            "of MarketInputs fields for a fixed synthetic market)"
+        )
+    fields = MarketInputs.__dataclass_fields__
+    unknown = sorted(set(market) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"market: unknown field(s) {', '.join(map(repr, unknown))} (MarketInputs fields: "
+            f"{', '.join(fields)})"
+        )
+    return MarketInputs(**market)
+
+
 class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
     """What both action spaces share: market, episode accounting, observation, info."""
 
@@ -128,12 +147,7 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
                 raise ValueError(
                     f"history={str(history)!r} is read by market='replay' only (market={market!r})"
                 )
-            if isinstance(market, str) and market != "synthetic":
-                raise ValueError(
-                    f"market={market!r}: unknown market (known: 'synthetic', 'replay', or a "
-                    "mapping of MarketInputs fields for a fixed synthetic market)"
-                )
-            fixed = None if market is None or isinstance(market, str) else MarketInputs(**market)
+            fixed = _fixed_inputs(market)
             self.pool = pool_by_address(pool or DEFAULT_POOL_ADDRESS)
             self.source = SyntheticMarket(fixed, step_minutes=step_minutes, toxic_share=toxic_share)
         self.observation_space = gym.spaces.Box(obs.LOW, obs.HIGH, dtype=np.float32)

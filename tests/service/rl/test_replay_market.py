@@ -211,6 +211,10 @@ def test_replay_without_history_names_the_missing_field(env_id: str) -> None:
 def test_unknown_market_name_is_named() -> None:
     with pytest.raises(ValueError, match=r"market='replayed': unknown market"):
         gym.make("clmmd/UniswapV3LP-v0", market="replayed")
+    with pytest.raises(ValueError, match=r"market=7: unknown market"):
+        gym.make("clmmd/UniswapV3LP-v0", market=7)
+    with pytest.raises(ValueError, match=r"market: unknown field\(s\) 'vol'"):
+        gym.make("clmmd/UniswapV3LP-v0", market={"vol": 0.02})
 
 
 def test_history_without_replay_market_is_refused(history_file: Path) -> None:
