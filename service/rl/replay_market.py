@@ -94,6 +94,8 @@ class ReplayMarketSource:
         volume = np.fromiter((abs(v) * scale for v in stable), np.float64, len(history))
         volume[0] = 0.0  # row 0 opens the history: nothing before it to replay
         self._cum_volume = np.cumsum(volume)
+        # Every row's USD price once (a reset reads a few hundred of them).
+        self._price_usd = np.fromiter(map(market.price_usd, range(len(history))), np.float64)
 
     def check_horizon(self, horizon_hours: float) -> None:
         """``HistoryError`` (a ``ValueError``) unless one episode fits in the history."""
@@ -117,7 +119,7 @@ class ReplayMarketSource:
         times = window.start_time + np.round(np.arange(steps + 1) * step_s).astype(np.int64)
         times[-1] = window.end_time
         rows = np.searchsorted(market.history.block_time, times, side="right").astype(np.int64) - 1
-        prices = np.array([market.price_usd(int(i)) for i in rows], dtype=np.float64)
+        prices = self._price_usd[rows]
         cum = self._cum_volume
         volumes = cum[rows[1:]] - cum[rows[:-1]]
         return EpisodeMarket(
@@ -147,7 +149,7 @@ class ReplayMarketSource:
             rows = np.searchsorted(history.block_time, grid, side="right") - 1
             rows = rows[rows >= 0]
             if len(rows) > 2:
-                log_prices = np.log([market.price_usd(int(i)) for i in rows])
+                log_prices = np.log(self._price_usd[rows])
                 volatility = float(np.std(np.diff(log_prices))) * math.sqrt(_DAY_S / step_s)
         sqrt_price = history.sqrt_price_x96[start] / 2.0**96
         raw = sqrt_price * sqrt_price
