@@ -45,7 +45,7 @@ def test_a_pipelined_durable_campaign_killed_validates_after_the_next_start(
     finally:
         campaign.kill9()
     (killed,) = list_runs(data_dir)
-    unfinished = sum(not (d / "metadata.json").exists() for d in killed.episode_dirs())
+    unfinished = test_kill9._unfinished(killed.run_dir)  # neither result nor failure
     # The next start recovers the killed run: it validates, its unfinished folders completed
     # as interrupted (none invented), and the new run validates too.
     again = DaemonProcess(env, tmp_path / "out", "again", "--episodes", "3", command="campaign")
@@ -58,5 +58,7 @@ def test_a_pipelined_durable_campaign_killed_validates_after_the_next_start(
         and orjson.loads((d / "failure.json").read_bytes())["stage"] == "interrupted"
     ]
     assert len(interrupted) == unfinished
+    for episode in killed.episode_dirs():  # killed after result.json: completed, not failed
+        assert (episode / "metadata.json").exists(), episode
     assert [validate_run(layout) for layout in list_runs(data_dir)] == [[], []]
     assert json_file_problems(data_dir) == []
