@@ -38,9 +38,9 @@ from _common import Row, print_table, save
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.env.base import KNOWN_POOLS
-from clmmd.service.analysis.sweep import default_batch_size, grid_intel, market_snapshots
+from clmmd.service.analysis.sweep import SweepGrid, default_batch_size, sweep_context
 from clmmd.service.analysis.sweep_exec import RayExecutor, SerialExecutor, timed_batch
-from clmmd.service.analysis.sweep_grid import SweepBatch, make_batches, parse_arms
+from clmmd.service.analysis.sweep_grid import SweepBatch, SweepContext, make_batches, parse_arms
 from clmmd.service.config import load_settings
 from clmmd.service.logging import configure_logging
 from clmmd.service.runs.opening import episode_settings
@@ -69,18 +69,55 @@ def parallel_capacity(processes: int = 2, seconds: float = 2.0) -> float:
     return float(sum(shares))
 
 
-def build_batches(seeds: int, episodes: int, workers: int) -> tuple[list[SweepBatch], int]:
+def build_batches(
+    seeds: int, episodes: int, workers: int
+) -> tuple[SweepContext, list[SweepBatch], int]:
+    """The grid clmmd sweep would run (2 pools × 5 arms × ``seeds`` × ``episodes``, in the
+    market CLMMD_MARKET names), cut as it would cut it for ``workers`` workers."""
     settings = load_settings(data_dir=Path(tempfile.mkdtemp(prefix="clmmd-bench-sweep-")))
-    pools = list(KNOWN_POOLS.values())[:2]
-    arms = parse_arms("policy,2.5,5,10,20")
-    clock = FakeClock()
-    seed_list = list(range(1, seeds + 1))
-    intel = asyncio.run(grid_intel(settings, pools, seed_list, episodes, 1.0, clock))
-    snapshots = market_snapshots(pools, seed_list, episodes, intel)
-    total = len(snapshots) * len(arms) * episodes
+    pools = tuple(KNOWN_POOLS.values())[:2]
+    grid = SweepGrid(pools, parse_arms("policy,2.5,5,10,20"), tuple(range(1, seeds + 1)), episodes)
     s = episode_settings(settings, "run_bench", 1)
-    size = default_batch_size(total, workers)
-    return make_batches(s, AgentState(), snapshots, arms, episodes, size), total
+    _, context = asyncio.run(sweep_context(settings, grid, s, AgentState(), FakeClock()))
+    return context, make_batches(grid.size, default_batch_size(grid.size, workers)), grid.size
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _ray_processes_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every process under this one (the local Ray: gcs,
+    raylet, monitors, workers), by pid, with its role: ``worker`` (process title ``ray::…``)
+    or ``ray`` (Ray's own). Empty without /proc."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+    mine, out = {os.getpid()}, {}
+    for _ in range(6):  # a few generations: driver -> raylet -> workers
+        mine |= {pid for pid, parent in parents.items() if parent in mine}
+    for pid in mine - {os.getpid()}:
+        try:
+            title = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        out[pid] = ("worker" if title.startswith(b"ray::") else "ray", cpu[pid])
+    return out
+
+
+def _cpu_between(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    used = {"worker": 0.0, "ray": 0.0}
+    for pid, (role, seconds) in after.items():
+        used[role] += seconds - before.get(pid, (role, 0.0))[1]
+    return used
 
 
 def main() -> int:
@@ -93,34 +130,36 @@ def main() -> int:
     configure_logging("warning")
     load_before = os.getloadavg()
     capacity_before = parallel_capacity()
-    batches, total = build_batches(args.seeds, args.episodes, workers=2)
+    context, batches, total = build_batches(args.seeds, args.episodes, workers=2)
     print(f"grid: {total} evaluations in {len(batches)} tasks; load average {load_before}")
 
     serial = SerialExecutor()
     ray_exec = RayExecutor(num_cpus=2)
     cold_started = time.perf_counter()
-    ray_exec.run(batches)  # cold: starts the workers and imports clmmd in them
+    ray_exec.run(context, batches)  # cold: starts the workers and imports clmmd in them
     cold = time.perf_counter() - cold_started
-    serial_walls, serial_cpu, ray_walls, ray_stats = [], [], [], []
+    serial_walls, serial_cpu, ray_walls, ray_stats, ray_cpu = [], [], [], [], []
     for _ in range(args.repeats):
-        first = serial.run(batches)[1]
+        first = serial.run(context, batches)[1]
         serial_walls.append(first.wall_s)
         serial_cpu.append(first.task_cpu_s)
-        results, stats = ray_exec.run(batches)
+        before = _ray_processes_cpu()
+        results, stats = ray_exec.run(context, batches)
+        ray_cpu.append(_cpu_between(before, _ray_processes_cpu()))
         ray_walls.append(stats.wall_s)
         ray_stats.append(stats)
-    last = serial.run(batches)[1]
+    last = serial.run(context, batches)[1]
     serial_walls.append(last.wall_s)
     serial_cpu.append(last.task_cpu_s)
-    assert sum(len(r) for r in results) == total
+    assert sum(r.stop - r.start for r in results) == total
 
     import ray
 
     noop = ray.remote(num_cpus=1)(timed_batch)
-    empty = SweepBatch(batches[0].settings, batches[0].state, (), (), ())
-    ray.get([noop.remote(empty) for _ in range(20)])
+    empty = SweepBatch(0, 0)
+    ray.get([noop.remote(context, empty) for _ in range(20)])
     started = time.perf_counter()
-    ray.get([noop.remote(empty) for _ in range(args.empty_tasks)])
+    ray.get([noop.remote(context, empty) for _ in range(args.empty_tasks)])
     per_empty_task_ms = (time.perf_counter() - started) / args.empty_tasks * 1000.0
     ray_exec.shutdown()
     load_after = os.getloadavg()
@@ -130,7 +169,8 @@ def main() -> int:
     serial_s = statistics.fmean(serial_walls)
     ray_s = min(ray_walls)
     speedup = serial_s / ray_s
-    best = min(ray_stats, key=lambda s: s.wall_s)
+    best_index = min(range(len(ray_stats)), key=lambda i: ray_stats[i].wall_s)
+    best = ray_stats[best_index]
     print(f"serial runs (s): {[round(x, 3) for x in serial_walls]}")
     print(
         f"ray runs (s): {[round(x, 3) for x in ray_walls]}; cold first run {cold:.2f} s; "
@@ -140,8 +180,28 @@ def main() -> int:
     # How much of the machine each run got: CPU seconds per wall second. On a quiet 2-core
     # machine the serial run gets ~1 and the two workers ~2; less means others were running.
     serial_share = statistics.fmean(c / w for c, w in zip(serial_cpu, serial_walls, strict=True))
-    ray_share = best_share = max(s.task_cpu_s / s.wall_s for s in ray_stats)
-    print(f"cores used: serial {serial_share:.2f}, Ray {ray_share:.2f} (of 2)")
+    best_share = max(s.task_cpu_s / s.wall_s for s in ray_stats)
+    print(f"cores used: serial {serial_share:.2f}, Ray {best_share:.2f} (of 2)")
+    # The same work in CPU seconds, whatever else ran: the serial run's against everything
+    # the Ray run cost (its workers' whole processes, the head, Ray's own processes). Two
+    # free cores can run it at most 2 / that ratio faster than one.
+    serial_cpu_s = statistics.fmean(serial_cpu)
+    cpu_rows = [
+        (c["worker"], s.head_cpu_s, c["ray"]) for c, s in zip(ray_cpu, ray_stats, strict=True)
+    ]
+    worker_cpu, head_cpu, system_cpu = (
+        statistics.fmean(col) for col in zip(*cpu_rows, strict=True)
+    )
+    task_cpu = statistics.fmean(s.task_cpu_s for s in ray_stats)
+    ray_total_cpu = worker_cpu + head_cpu + system_cpu
+    cpu_ratio = ray_total_cpu / serial_cpu_s
+    overhead_cpu_ms = (ray_total_cpu - task_cpu) / best.tasks * 1000.0
+    print(
+        f"CPU seconds per run (mean of {args.repeats}): serial {serial_cpu_s:.3f}; Ray "
+        f"{ray_total_cpu:.3f} = workers {worker_cpu:.3f} (in tasks {task_cpu:.3f}) + head "
+        f"{head_cpu:.3f} + Ray's processes {system_cpu:.3f}; ratio {cpu_ratio:.3f}, "
+        f"speed-up on 2 free cores at most {2 / cpu_ratio:.2f}x"
+    )
     rows = [
         Row(
             name=f"sweep speed-up, Ray 2 workers vs serial ({total} evals)",
@@ -164,7 +224,18 @@ def main() -> int:
             note=f"before {capacity_before:.2f}, after {capacity_after:.2f}",
         ),
         Row(
-            name="sweep Ray overhead per task (grid)",
+            name="sweep Ray CPU per serial CPU (same grid)",
+            figure=cpu_ratio,
+            unit="x",
+            target="-",
+            ratio=None,
+            passed=None,
+            note=f"Ray {ray_total_cpu:.2f} CPU s (workers {worker_cpu:.2f}, head {head_cpu:.2f}, "
+            f"Ray's processes {system_cpu:.2f}) vs serial {serial_cpu_s:.2f}; at most "
+            f"{2 / cpu_ratio:.2f}x on 2 free cores",
+        ),
+        Row(
+            name="sweep Ray overhead per task (grid, wall)",
             figure=best.overhead_per_task_ms,
             unit="ms",
             target="-",
@@ -172,6 +243,15 @@ def main() -> int:
             passed=None,
             note=f"{best.tasks} tasks of ~{total // best.tasks} evals; "
             f"compute {best.task_compute_s:.2f} s",
+        ),
+        Row(
+            name="sweep Ray overhead per task (grid, CPU)",
+            figure=overhead_cpu_ms,
+            unit="ms",
+            target="-",
+            ratio=None,
+            passed=None,
+            note="Ray's CPU seconds beyond the tasks' own, per task",
         ),
         Row(
             name="sweep Ray overhead per empty task",
@@ -198,6 +278,7 @@ def main() -> int:
         "repeats": args.repeats,
         "empty_tasks": args.empty_tasks,
         "ray_workers": 2,
+        "market": "replay" if context.market.replays else "synthetic",
     }
     save("sweep_speed", rows, settings)
     return 0

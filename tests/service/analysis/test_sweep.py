@@ -3,6 +3,7 @@ evaluate, the run folder the head writes, the report section, the CLI."""
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from clmmd.service.analysis.sweep_exec import SerialExecutor
 from clmmd.service.analysis.sweep_grid import (
     Arm,
     MarketSnapshot,
+    SweepContext,
     evaluate_batch,
     make_batches,
     parse_arms,
     parse_seeds,
+    run_batch,
 )
 from clmmd.service.cli.main import main
 from clmmd.service.config import load_settings
@@ -65,23 +68,45 @@ def _snapshots() -> list[MarketSnapshot]:
     ]
 
 
+def _context(tmp_path: Path, arms: str = "policy,5,20", episodes: int = 4) -> SweepContext:
+    s = episode_settings(load_settings(data_dir=tmp_path), "run_x", 1)
+    return SweepContext(s, TRAINED, tuple(_snapshots()), parse_arms(arms), episodes)
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
 def test_batching_never_changes_what_is_evaluated(tmp_path: Path, batch_size: int) -> None:
-    settings = load_settings(data_dir=tmp_path)
-    s = episode_settings(settings, "run_x", 1)
-    arms = parse_arms("policy,5,20")
-    reference = [
-        e
-        for b in make_batches(s, TRAINED, _snapshots(), arms, 4, 10_000)
-        for e in evaluate_batch(b)
-    ]
-    batches = make_batches(s, TRAINED, _snapshots(), arms, 4, batch_size)
-    got = [e for b in batches for e in evaluate_batch(b)]
+    context = _context(tmp_path)
+    (whole,) = make_batches(context.size, 10_000)
+    reference = evaluate_batch(context, whole)
+    batches = make_batches(context.size, batch_size)
+    got = [e for b in batches for e in evaluate_batch(context, b)]
     assert len(got) == 2 * 2 * 3 * 4 == len(reference)
     assert got == reference
     assert [e.proposal.episode_id for e in got] == [f"ep_{i:06d}" for i in range(1, 49)]
-    # A batch carries only the snapshots its items use.
-    assert all(len(b.snapshots) == len({i.snapshot for i in b.items}) for b in batches)
+    # Grid order: snapshot (pool, then seed), then arm, then episode index.
+    assert [(e.pool_address, e.seed, e.arm.label, e.index) for e in got[:5]] == [
+        (POOLS[0].address, 1, "policy", 1),
+        (POOLS[0].address, 1, "policy", 2),
+        (POOLS[0].address, 1, "policy", 3),
+        (POOLS[0].address, 1, "policy", 4),
+        (POOLS[0].address, 1, "±5%", 1),
+    ]
+    assert (got[-1].pool_address, got[-1].seed, got[-1].arm.label) == (POOLS[1].address, 2, "±20%")
+
+
+def test_what_a_task_returns_decodes_to_what_it_evaluated(tmp_path: Path) -> None:
+    context = _context(tmp_path)
+    batch = make_batches(context.size, 7)[2]
+    result = run_batch(context, batch)
+    decoded = result.evaluations(context)
+    assert decoded == evaluate_batch(context, batch) and len(decoded) == 7
+    # Plain values only: no class (model, dataclass) is pickled, so none is looked up.
+    assert pickle.loads(result.packed) == _NoClasses(io.BytesIO(result.packed)).load()
+
+
+class _NoClasses(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        raise AssertionError(f"{module}.{name} was pickled")
 
 
 async def test_cells_repeat_clmmd_evaluate_for_the_same_seed(tmp_path: Path) -> None:
@@ -133,8 +158,9 @@ def test_what_crosses_the_wire_holds_no_secret(
     settings = load_settings(data_dir=tmp_path)
     assert settings.dune_api_key is not None
     s = episode_settings(settings, "run_x", 1)
-    batch = make_batches(s, TRAINED, _snapshots(), parse_arms("policy"), 2, 100)[0]
-    payload = pickle.dumps(batch) + pickle.dumps(evaluate_batch(batch))
+    context = SweepContext(s, TRAINED, tuple(_snapshots()), parse_arms("policy"), 2)
+    (batch,) = make_batches(context.size, 100)
+    payload = pickle.dumps(context) + pickle.dumps(batch) + pickle.dumps(run_batch(context, batch))
     assert b"sk-this-must-not-travel" not in payload
 
 
