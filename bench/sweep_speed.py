@@ -39,7 +39,7 @@ from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.env.base import KNOWN_POOLS
 from clmmd.service.analysis.sweep import SweepGrid, default_batch_size, sweep_context
-from clmmd.service.analysis.sweep_exec import RayExecutor, SerialExecutor, timed_batch
+from clmmd.service.analysis.sweep_exec import RayExecutor, SerialExecutor, ray_task
 from clmmd.service.analysis.sweep_grid import SweepBatch, SweepContext, make_batches, parse_arms
 from clmmd.service.config import load_settings
 from clmmd.service.logging import configure_logging
@@ -155,11 +155,12 @@ def main() -> int:
 
     import ray
 
-    noop = ray.remote(num_cpus=1)(timed_batch)
-    empty = SweepBatch(0, 0)
-    ray.get([noop.remote(context, empty) for _ in range(20)])
+    # Empty slices through the same task and the same shared context as the grid's.
+    noop = ray.remote(num_cpus=1)(ray_task)
+    shared, empty = [ray.put(context)], SweepBatch(0, 0)
+    ray.get([noop.remote(shared, empty) for _ in range(20)])
     started = time.perf_counter()
-    ray.get([noop.remote(context, empty) for _ in range(args.empty_tasks)])
+    ray.get([noop.remote(shared, empty) for _ in range(args.empty_tasks)])
     per_empty_task_ms = (time.perf_counter() - started) / args.empty_tasks * 1000.0
     ray_exec.shutdown()
     load_after = os.getloadavg()

@@ -77,7 +77,7 @@ def _quiet_worker_logging() -> None:
 _CONTEXT: tuple[str, SweepContext] | None = None  # (object id, context): the last sweep's
 
 
-def _ray_task(shared: list[Any], batch: SweepBatch) -> tuple[BatchResult, float, float]:
+def ray_task(shared: list[Any], batch: SweepBatch) -> tuple[BatchResult, float, float]:
     """:func:`timed_batch` in a Ray worker, with the sweep's context fetched once per worker
     (a worker runs several batches of a sweep; a replayed market is megabytes)."""
     import ray
@@ -144,7 +144,7 @@ class RayExecutor:
         self, context: SweepContext, batches: Sequence[SweepBatch]
     ) -> tuple[list[BatchResult], ExecutionStats]:
         ray = self._ray()
-        task = ray.remote(num_cpus=1)(_ray_task)
+        task = ray.remote(num_cpus=1)(ray_task)
         started, cpu_started = time.perf_counter(), time.process_time()
         # The context crosses once: stored here, fetched and kept by each worker (the
         # reference travels inside a list so Ray hands it over unresolved).

@@ -31,7 +31,7 @@ from clmmd.service.analysis.sweep_grid import (
     run_batch,
 )
 from clmmd.service.cli.main import main
-from clmmd.service.config import load_settings
+from clmmd.service.config import ConfigError, load_settings
 from clmmd.service.runs.opening import episode_settings
 
 POOLS = tuple(KNOWN_POOLS.values())[:2]
@@ -109,8 +109,16 @@ class _NoClasses(pickle.Unpickler):
         raise AssertionError(f"{module}.{name} was pickled")
 
 
-async def test_cells_repeat_clmmd_evaluate_for_the_same_seed(tmp_path: Path) -> None:
-    settings = load_settings(data_dir=tmp_path / "data", durable_writes=False)
+@pytest.mark.parametrize("market", ["synthetic", "replay"])
+async def test_cells_repeat_clmmd_evaluate_for_the_same_seed(
+    tmp_path: Path, market: str, replay_history_file: Path
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        durable_writes=False,
+        market=market,
+        replay_history=replay_history_file if market == "replay" else None,
+    )
     pool = pool_by_address(settings.pools[0])
     grid = SweepGrid((pool,), parse_arms("policy,5"), (7,), 6)
     result = await run_sweep(settings, grid, SerialExecutor(), FakeClock(), state=TRAINED)
@@ -124,6 +132,39 @@ async def test_cells_repeat_clmmd_evaluate_for_the_same_seed(tmp_path: Path) -> 
     }
     assert rewards["policy"] == [p.learned.values["reward"] for p in report.episodes]
     assert rewards["±5%"] == [p.baseline.values["reward"] for p in report.episodes]
+    results = [orjson.loads((d / "result.json").read_bytes()) for d in result.layout.episode_dirs()]
+    assert {r["simulation"].get("market", "synthetic") for r in results} == {market}
+
+
+async def test_a_replay_sweep_needs_every_pools_history(
+    tmp_path: Path, replay_history_file: Path
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data", market="replay", replay_history=replay_history_file
+    )
+    other = next(p for p in POOLS if p.address != settings.pools[0])
+    grid = SweepGrid(POOLS, parse_arms("5"), (1,), 2)
+    # CLMMD_REPLAY_HISTORY is one pool's history: the other pool is named.
+    with pytest.raises(
+        ConfigError, match=f"history of {settings.pools[0]}, not of .*{other.address}"
+    ):
+        await run_sweep(settings, grid, SerialExecutor(), FakeClock())
+    # No history configured at all: the first pool without one is named, nothing is written.
+    bare = load_settings(data_dir=tmp_path / "bare", market="replay")
+    with pytest.raises(ConfigError, match=f"holds no history of {POOLS[0].address}"):
+        await run_sweep(bare, grid, SerialExecutor(), FakeClock())
+    assert not (tmp_path / "bare" / "runs").exists()
+
+
+def test_cli_sweep_reads_the_market_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As every command does: CLMMD_MARKET=replay without a history is one line, exit 2.
+    monkeypatch.setenv("CLMMD_MARKET", "replay")
+    argv = ["--data-dir", str(tmp_path / "cli"), "sweep", "--pools", POOLS[1].address]
+    assert main([*argv, "--seeds", "1", "--widths", "5", "--serial"]) == 2
+    assert f"holds no history of {POOLS[1].address}" in capsys.readouterr().err
+    assert not (tmp_path / "cli" / "runs").exists()
 
 
 async def test_the_head_writes_a_valid_run_with_sweep_json_and_a_report(tmp_path: Path) -> None:
