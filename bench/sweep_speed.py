@@ -17,7 +17,8 @@ first round (worker start-up included), ``ray.init`` time, and the load average 
 after (the machine is shared; the lead re-runs this on a quiet one). Writing the artifacts is
 the head's, the same for both, and not part of the compared figure.
 
-    ../.venv/bin/python sweep_speed.py [--seeds 20] [--episodes 50] [--repeats 3]
+    ../.venv/bin/python sweep_speed.py [--seeds 20] [--episodes 50] [--repeats 3] \
+        [--market synthetic|replay]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import pickle
 import statistics
 import sys
 import tempfile
@@ -38,6 +40,8 @@ from _common import Row, print_table, save
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.env.base import KNOWN_POOLS
+from clmmd.env.history_io import parquet_bytes
+from clmmd.env.replay_synth import synthetic_history
 from clmmd.service.analysis.sweep import SweepGrid, default_batch_size, sweep_context
 from clmmd.service.analysis.sweep_exec import RayExecutor, SerialExecutor, ray_task
 from clmmd.service.analysis.sweep_grid import SweepBatch, SweepContext, make_batches, parse_arms
@@ -70,13 +74,23 @@ def parallel_capacity(processes: int = 2, seconds: float = 2.0) -> float:
 
 
 def build_batches(
-    seeds: int, episodes: int, workers: int
+    seeds: int, episodes: int, workers: int, market: str = "synthetic"
 ) -> tuple[SweepContext, list[SweepBatch], int]:
-    """The grid clmmd sweep would run (2 pools × 5 arms × ``seeds`` × ``episodes``, in the
-    market CLMMD_MARKET names), cut as it would cut it for ``workers`` workers."""
-    settings = load_settings(data_dir=Path(tempfile.mkdtemp(prefix="clmmd-bench-sweep-")))
+    """The grid clmmd sweep would run, cut as it would cut it for ``workers`` workers:
+    2 pools × 5 arms × ``seeds`` × ``episodes`` on the synthetic market; on the replayed one
+    (``market`` "replay": a month of synthetic Swap history of the first pool, written to a
+    Parquet file as ``clmmd history`` would) that pool with twice the seeds, the same size."""
+    folder = Path(tempfile.mkdtemp(prefix="clmmd-bench-sweep-"))
     pools = tuple(KNOWN_POOLS.values())[:2]
-    grid = SweepGrid(pools, parse_arms("policy,2.5,5,10,20"), tuple(range(1, seeds + 1)), episodes)
+    seed_list = tuple(range(1, seeds + 1))
+    if market == "replay":
+        pools, seed_list = pools[:1], tuple(range(1, 2 * seeds + 1))
+        history = folder / "history.parquet"
+        history.write_bytes(parquet_bytes(synthetic_history(pools[0]), pools[0]))
+        settings = load_settings(data_dir=folder / "data", market="replay", replay_history=history)
+    else:
+        settings = load_settings(data_dir=folder / "data", market="synthetic")
+    grid = SweepGrid(pools, parse_arms("policy,2.5,5,10,20"), seed_list, episodes)
     s = episode_settings(settings, "run_bench", 1)
     _, context = asyncio.run(sweep_context(settings, grid, s, AgentState(), FakeClock()))
     return context, make_batches(grid.size, default_batch_size(grid.size, workers)), grid.size
@@ -126,29 +140,44 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--empty-tasks", type=int, default=200)
+    parser.add_argument("--market", choices=("synthetic", "replay"), default="synthetic")
     args = parser.parse_args()
     configure_logging("warning")
     load_before = os.getloadavg()
     capacity_before = parallel_capacity()
-    context, batches, total = build_batches(args.seeds, args.episodes, workers=2)
-    print(f"grid: {total} evaluations in {len(batches)} tasks; load average {load_before}")
+    context, batches, total = build_batches(args.seeds, args.episodes, 2, args.market)
+    shared_bytes = len(pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL))  # as ray.put
+    print(
+        f"grid: {total} evaluations on the {args.market} market in {len(batches)} tasks; "
+        f"shared context {shared_bytes / 1e6:.2f} MB; load average {load_before}"
+    )
 
     serial = SerialExecutor()
     ray_exec = RayExecutor(num_cpus=2)
+    # Each run gets its own copy of the context, as each clmmd sweep builds its own: the
+    # replayed market memoises what it works out per swap, and a copy warmed by an earlier
+    # run (in this process, or pickled warm to the workers) would flatter that run.
+    packed_context = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def fresh() -> SweepContext:
+        copy: SweepContext = pickle.loads(packed_context)
+        return copy
+
     cold_started = time.perf_counter()
-    ray_exec.run(context, batches)  # cold: starts the workers and imports clmmd in them
+    ray_exec.run(fresh(), batches)  # cold: starts the workers and imports clmmd in them
     cold = time.perf_counter() - cold_started
     serial_walls, serial_cpu, ray_walls, ray_stats, ray_cpu = [], [], [], [], []
     for _ in range(args.repeats):
-        first = serial.run(context, batches)[1]
+        first = serial.run(fresh(), batches)[1]
         serial_walls.append(first.wall_s)
         serial_cpu.append(first.task_cpu_s)
+        this_run = fresh()
         before = _ray_processes_cpu()
-        results, stats = ray_exec.run(context, batches)
+        results, stats = ray_exec.run(this_run, batches)
         ray_cpu.append(_cpu_between(before, _ray_processes_cpu()))
         ray_walls.append(stats.wall_s)
         ray_stats.append(stats)
-    last = serial.run(context, batches)[1]
+    last = serial.run(fresh(), batches)[1]
     serial_walls.append(last.wall_s)
     serial_cpu.append(last.task_cpu_s)
     assert sum(r.stop - r.start for r in results) == total
@@ -212,8 +241,10 @@ def main() -> int:
             ratio=speedup / TARGET,
             passed=speedup >= TARGET,
             note=f"serial {serial_s:.2f} s (mean of {len(serial_walls)}), Ray {ray_s:.2f} s "
-            f"(best of {args.repeats}); cores used serial {serial_share:.2f}, Ray "
-            f"{best_share:.2f}; load {load_before[0]:.1f}->{load_after[0]:.1f}",
+            f"(best of {args.repeats}; mean {statistics.fmean(ray_walls):.2f} s, "
+            f"{serial_s / statistics.fmean(ray_walls):.2f}x); cores used serial "
+            f"{serial_share:.2f}, Ray {best_share:.2f}; "
+            f"load {load_before[0]:.1f}->{load_after[0]:.1f}",
         ),
         Row(
             name="cores 2 busy processes got (speed-up ceiling)",
@@ -272,6 +303,9 @@ def main() -> int:
             passed=None,
         ),
     ]
+    if args.market == "replay":
+        for row in rows:
+            row.name = row.name.replace("sweep", "sweep (replay)", 1)
     print_table(rows)
     settings = {
         "seeds": args.seeds,
@@ -279,9 +313,9 @@ def main() -> int:
         "repeats": args.repeats,
         "empty_tasks": args.empty_tasks,
         "ray_workers": 2,
-        "market": "replay" if context.market.replays else "synthetic",
+        "market": args.market,
     }
-    save("sweep_speed", rows, settings)
+    save("sweep_speed" if args.market == "synthetic" else "sweep_speed_replay", rows, settings)
     return 0
 
 
