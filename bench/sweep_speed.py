@@ -213,8 +213,8 @@ def main() -> int:
     best_share = max(s.task_cpu_s / s.wall_s for s in ray_stats)
     print(f"cores used: serial {serial_share:.2f}, Ray {best_share:.2f} (of 2)")
     # The same work in CPU seconds, whatever else ran: the serial run's against everything
-    # the Ray run cost (its workers' whole processes, the head, Ray's own processes). Two
-    # free cores can run it at most 2 / that ratio faster than one.
+    # the Ray run cost (its workers' whole processes, the head, Ray's own processes). With
+    # two free cores and the work spread evenly, Ray would be 2 / that ratio times faster.
     serial_cpu_s = statistics.fmean(serial_cpu)
     cpu_rows = [
         (c["worker"], s.head_cpu_s, c["ray"]) for c, s in zip(ray_cpu, ray_stats, strict=True)
@@ -229,8 +229,8 @@ def main() -> int:
     print(
         f"CPU seconds per run (mean of {args.repeats}): serial {serial_cpu_s:.3f}; Ray "
         f"{ray_total_cpu:.3f} = workers {worker_cpu:.3f} (in tasks {task_cpu:.3f}) + head "
-        f"{head_cpu:.3f} + Ray's processes {system_cpu:.3f}; ratio {cpu_ratio:.3f}, "
-        f"speed-up on 2 free cores at most {2 / cpu_ratio:.2f}x"
+        f"{head_cpu:.3f} + Ray's processes {system_cpu:.3f}; ratio {cpu_ratio:.3f}: "
+        f"{2 / cpu_ratio:.2f}x on 2 free cores"
     )
     rows = [
         Row(
@@ -263,7 +263,7 @@ def main() -> int:
             ratio=None,
             passed=None,
             note=f"Ray {ray_total_cpu:.2f} CPU s (workers {worker_cpu:.2f}, head {head_cpu:.2f}, "
-            f"Ray's processes {system_cpu:.2f}) vs serial {serial_cpu_s:.2f}; at most "
+            f"Ray's processes {system_cpu:.2f}) vs serial {serial_cpu_s:.2f}: "
             f"{2 / cpu_ratio:.2f}x on 2 free cores",
         ),
         Row(
