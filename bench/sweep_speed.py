@@ -181,6 +181,8 @@ def main() -> int:
     serial_walls.append(last.wall_s)
     serial_cpu.append(last.task_cpu_s)
     assert sum(r.stop - r.start for r in results) == total
+    result_bytes = sum(len(r.packed) for r in results)
+    print(f"results: {result_bytes / 1e6:.2f} MB back, {result_bytes / total:.0f} B per evaluation")
 
     import ray
 
