@@ -154,6 +154,10 @@ class EpisodeFailure(_Strict):
     exit_code: int | None = None
     hint: str | None = None
     timestamp: str
+    #: Live mode: the transactions sent before the failure (approvals, a mined open…), each
+    #: with its gas, and their gas in the native token: money the episode spent.
+    transactions: list[dict[str, Any]] | None = None
+    gas_paid_native: float | None = None
 
 
 class Timings(_Strict):

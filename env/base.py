@@ -168,6 +168,23 @@ class ExecutionSkipped(Exception):
         self.gate = gate
 
 
+#: The attribute a failed live execution leaves on its exception: the transactions it had
+#: already sent (approvals, the open…) with their gas, so failure.json records money spent.
+TRANSACTIONS_ATTR = "clmmd_transactions"
+
+
+def attach_transactions(exc: BaseException, transactions: list[dict[str, Any]]) -> None:
+    """Record on ``exc`` what an execution sent before it failed (see :func:`sent_before`)."""
+    setattr(exc, TRANSACTIONS_ATTR, transactions)
+
+
+def sent_before(exc: BaseException) -> list[dict[str, Any]]:
+    """The transactions (each with ``gas_native``) a failed execution had sent; ``[]`` when
+    none (mock executions, failures before any write)."""
+    found = getattr(exc, TRANSACTIONS_ATTR, None)
+    return list(found) if isinstance(found, list) else []
+
+
 class PoolValidationError(Exception):
     """The proposal's pool failed validation (stage ``validate``); nothing executed.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import structlog
@@ -27,6 +27,7 @@ from clmmd.env.base import (
     ExecutionSkipped,
     PoolSpec,
     PoolValidationError,
+    attach_transactions,
 )
 from clmmd.env.gates import GATE_QUOTE, check_gates
 from clmmd.env.gateway import GatewayClient, PoolInfo, PositionQuote, Venue, client_from_settings
@@ -67,6 +68,20 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the checks decided before the first write: the position to open."""
+
+    pool: PoolSpec
+    request: ExecutionRequest
+    info: PoolInfo
+    prices: tuple[float, float]
+    size: float
+    quote: PositionQuote
+    quoted_usd: float
+    shift: int
 
 
 class RealClmmEnv:
@@ -195,17 +210,42 @@ class RealClmmEnv:
             raise
         assert quote is not None and funds is not None
         ledger = Ledger()
-        await approve_shortfall(
-            self.client,
-            self.venue,
-            self.wallet,
-            funds,
-            self.approval_policy,
-            ledger,
-            self.positions,
+        try:
+            await approve_shortfall(
+                self.client,
+                self.venue,
+                self.wallet,
+                funds,
+                self.approval_policy,
+                ledger,
+                self.positions,
+            )
+            log.info("live_open", pool=pool.address, prices=prices, size_usd=size)
+            return await self._open_hold_close(
+                _Plan(pool, request, info, prices, size, quote, quoted_usd, shift), ledger
+            )
+        except Exception as exc:
+            # Gas already paid (approvals, a mined open) is money spent: it goes with the error
+            # into failure.json instead of vanishing with the episode's ledger.
+            if ledger.transactions:
+                spent = [t.as_json() for t in ledger.transactions]
+                attach_transactions(exc, spent)
+                log.error(
+                    "live_spent_before_failure",
+                    transactions=spent,
+                    gas_native=ledger.gas_native,
+                    hint="the gas is spent; failure.json lists these transactions (approvals "
+                    "stay granted and are reused by the next open)",
+                )
+            raise
+
+    async def _open_hold_close(self, plan: _Plan, ledger: Ledger) -> ExecutionOutcome:
+        """Open the planned position, hold it for the horizon, close it; every transaction
+        goes into ``ledger``."""
+        pool, request, info = plan.pool, plan.request, plan.info
+        position, reconciled = await self.positions.open(
+            pool, request, info, plan.prices, plan.quote, ledger
         )
-        log.info("live_open", pool=pool.address, prices=prices, size_usd=size)
-        position, reconciled = await self.positions.open(pool, request, info, prices, quote, ledger)
         # The position id in the episode's logs is what restart reconciliation looks for.
         log.info(
             "live_opened",
@@ -234,11 +274,11 @@ class RealClmmEnv:
             route_family=self.client.route_family,
             info=info,
             info_close=info_close,
-            lower=prices[0],
-            upper=prices[1],
-            size=size,
-            quote=quote,
-            quoted_usd=quoted_usd,
+            lower=plan.prices[0],
+            upper=plan.prices[1],
+            size=plan.size,
+            quote=plan.quote,
+            quoted_usd=plan.quoted_usd,
             ledger=ledger,
             position=position,
             reconciled=reconciled,
@@ -248,7 +288,7 @@ class RealClmmEnv:
             samples=samples,
             approval_policy=self.approval_policy,
             receipts_source=self.receipts.source,
-            range_shift_ticks=shift,
+            range_shift_ticks=plan.shift,
         )
         return live_outcome(run)
 

@@ -98,6 +98,41 @@ class DataDirLock:
         self.release()
 
 
+def current_holder(data_dir: Path, locks_table: Path = Path("/proc/locks")) -> str | None:
+    """Who holds the data dir right now (``describe_holder``'s text), or ``None`` when nobody
+    does. For ``clmmd status``: it must not take the lock itself, even for a moment, or a
+    daemon starting at that instant would be refused; so it looks the lock file's inode up in
+    the kernel's lock table (Linux), else asks whether the recorded pid is alive."""
+    path = Path(data_dir) / LOCK_FILENAME
+    try:
+        raw, stat = path.read_bytes(), path.stat()
+    except OSError:
+        return None
+    try:
+        table = locks_table.read_text()
+    except OSError:
+        return describe_holder(raw) if _recorded_pid_alive(raw) else None
+    # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": device major:minor in hex, then the
+    # inode in decimal (lines of blocked waiters read "1: -> FLOCK …" and are skipped).
+    wanted = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return describe_holder(raw)
+    return None
+
+
+def _recorded_pid_alive(raw: bytes) -> bool:
+    try:
+        pid = int(orjson.loads(raw)["pid"])
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # alive, someone else's
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OSError):
+        return False
+    return True
+
+
 def describe_holder(raw: bytes) -> str:
     """``clmmd run (pid 123, started 2026-…)`` from the lock file's content."""
     try:
@@ -107,4 +142,11 @@ def describe_holder(raw: bytes) -> str:
         return "another clmmd process (its lock file names no holder)"
 
 
-__all__ = ["LOCK_FILENAME", "DataDirBusy", "DataDirLock", "DataDirUnusable", "describe_holder"]
+__all__ = [
+    "LOCK_FILENAME",
+    "DataDirBusy",
+    "DataDirLock",
+    "DataDirUnusable",
+    "current_holder",
+    "describe_holder",
+]

@@ -13,6 +13,9 @@ import pytest
 from clmmd.artifacts.base.clock import FakeClock
 from clmmd.service.logging import SINKS, configure_logging
 
+# The fake Gateway and a client on it (`gateway`, `client`), shared by the env and CLI tests.
+pytest_plugins = ["tests.fakes.gateway_fixtures"]
+
 # The end-to-end suite (real Gateway, local chain) runs in `make e2e` only (CLMMD_E2E=1).
 collect_ignore_glob = [] if os.environ.get("CLMMD_E2E") == "1" else ["e2e/*"]
 

@@ -111,5 +111,9 @@ def test_shipped_data_files_are_in_the_wheel(
 ) -> None:
     site = installed.site
     assert (site / "clmmd" / "scheduler" / "queries.toml").is_file()
+    # Every registry entry's DuneSQL, and the table list the SQL tests check it against.
+    shipped = sorted(p.name for p in (site / "clmmd" / "scheduler" / "queries").iterdir())
+    in_repo = sorted(p.name for p in (REPO / "scheduler" / "queries").iterdir() if p.is_file())
+    assert shipped == in_repo and sum(n.endswith(".sql") for n in shipped) >= 25
     for name in PACKAGE_DIRS:
         assert (site / "clmmd" / name / "py.typed").is_file()

@@ -302,6 +302,7 @@ def status(settings: Settings) -> int:
     finally:
         stack.close()
     print(status_report.trigger_line(settings.data_dir))
+    print(status_report.owner_line(settings.data_dir))
     print(status_report.daemon_line(running, settings.http_listen))
     return 0
 

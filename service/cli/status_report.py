@@ -20,6 +20,7 @@ from clmmd.scheduler.planner import candidate_requests
 from clmmd.scheduler.registry import Registry
 from clmmd.scheduler.trigger_ledger import read_position
 from clmmd.scheduler.triggers import trigger_path
+from clmmd.service.datadir_lock import current_holder
 
 _REJECTS_FILE = "dune_triggers.rejects.jsonl"
 
@@ -77,6 +78,15 @@ def trigger_line(data_dir: Path) -> str:
         f"triggers: read up to line {line_no} (offset {offset} of {size} bytes, "
         f"{unread} unread); {rejected} rejected line(s) in {_REJECTS_FILE}"
     )
+
+
+def owner_line(data_dir: Path) -> str:
+    """Which process owns the data dir (``clmmd run`` or a learning campaign), if any: the
+    truth when the daemon's HTTP status is off or unreachable."""
+    holder = current_holder(data_dir)
+    if holder is None:
+        return f"data dir: {data_dir}, no owner (no daemon or learning campaign holds it)"
+    return f"data dir: {data_dir}, owned by {holder}"
 
 
 def daemon_line(status: dict[str, Any] | None, listen: str) -> str:

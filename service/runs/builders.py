@@ -20,7 +20,7 @@ from clmmd.artifacts.models import (
     Simulation,
     Timings,
 )
-from clmmd.env.base import EnvHealth, ExecutionOutcome, ExecutionSkipped
+from clmmd.env.base import EnvHealth, ExecutionOutcome, ExecutionSkipped, sent_before
 
 #: What to tell the operator for a failure in each step (the runbook's fixes table agrees).
 STAGE_HINTS: dict[str, str] = {
@@ -82,6 +82,7 @@ def skipped_result(
 
 def failure(stage: str, exc: BaseException, now: datetime) -> EpisodeFailure:
     """failure.json: the step, the error, its traceback and what to do."""
+    spent = sent_before(exc)
     return EpisodeFailure(
         stage=stage,
         error_type=type(exc).__name__,
@@ -89,6 +90,8 @@ def failure(stage: str, exc: BaseException, now: datetime) -> EpisodeFailure:
         traceback="".join(traceback.format_exception(exc)),
         hint=STAGE_HINTS.get(stage),
         timestamp=utc_iso(now),
+        transactions=spent or None,
+        gas_paid_native=sum(float(t.get("gas_native") or 0.0) for t in spent) if spent else None,
     )
 
 

@@ -326,6 +326,13 @@ class _Episode:
             hint=build.STAGE_HINTS.get(stage),
         )
         failure = build.failure(stage, exc, self.r.clock.now())
+        if failure.gas_paid_native:
+            log.error(
+                "episode_failed_after_spending",
+                transactions=len(failure.transactions or ()),
+                gas_paid_native=failure.gas_paid_native,
+                hint="failure.json lists the transactions the episode paid gas for",
+            )
         self.learning = LearningDecision(False, f"gate: episode failed at {stage}")
         try:
             self._log("failed", stage=stage, error_type=type(exc).__name__)

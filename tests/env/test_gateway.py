@@ -37,12 +37,6 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[FakeGatewaySe
         yield server
 
 
-@pytest.fixture
-async def client(gateway: FakeGatewayServer, clock: FakeClock) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(clock, gateway.base_url) as c:
-        yield c
-
-
 async def test_route_family_is_detected_once_and_logged(
     gateway: FakeGatewayServer, client: GatewayClient, captured_logs: CapturedLogs
 ) -> None:

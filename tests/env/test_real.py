@@ -18,6 +18,7 @@ from clmmd.env.base import (
     ExecutionSkipped,
     MarketInputs,
     PoolValidationError,
+    sent_before,
 )
 from clmmd.env.gateway import GatewayClient
 from clmmd.env.gateway_errors import GatewayBadRequest, TransactionReverted
@@ -55,12 +56,6 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[FakeGatewaySe
     async with FakeGatewayServer(family=request.param) as server:
         server.add_pool(FakePool.usdc_weth(TICK))
         yield server
-
-
-@pytest.fixture
-async def client(gateway: FakeGatewayServer, clock: FakeClock) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(clock, gateway.base_url) as c:
-        yield c
 
 
 def make_env(client: GatewayClient, clock: FakeClock, **override: Any) -> RealClmmEnv:
@@ -478,3 +473,25 @@ async def test_a_range_centred_on_a_stale_price_is_moved_to_the_live_price(
     assert sim["tick_upper"] - sim["tick_lower"] == stale.tick_upper - stale.tick_lower
     assert sim["tick_lower"] <= TICK < sim["tick_upper"]
     assert outcome.time_in_range_pct == 100.0 and outcome.fees_usd > 0
+
+
+async def test_a_failed_open_after_approvals_keeps_the_gas_they_cost(
+    gateway: FakeGatewayServer, client: GatewayClient, clock: FakeClock
+) -> None:
+    gateway.open_mode = "reverted"  # the approvals are mined, the open is not
+    with pytest.raises(GatewayBadRequest) as failed:
+        await make_env(client, clock).execute(request())
+    spent = sent_before(failed.value)
+    assert [t["kind"] for t in spent] == ["approve", "approve"]
+    assert sum(t["gas_native"] for t in spent) == pytest.approx(2 * gateway.gas_fee)
+    assert all(t["hash"] in gateway.txs for t in spent)
+
+
+async def test_nothing_is_attached_when_nothing_was_sent(
+    gateway: FakeGatewayServer, client: GatewayClient, clock: FakeClock
+) -> None:
+    gateway.open_mode = "reverted"
+    gateway.approve_all()  # no approval needed: the open is the first write, and it reverts
+    with pytest.raises(GatewayBadRequest) as failed:
+        await make_env(client, clock).execute(request())
+    assert sent_before(failed.value) == []

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -92,19 +91,6 @@ def test_wrong_chain_or_network_names_the_field(chain: str, network: str, field:
 )
 def test_gateway_ethereum_networks_are_accepted(network: str) -> None:
     validate_chain_network("ethereum", network, "uniswap")
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGatewayServer]:
-    async with FakeGatewayServer() as server:
-        server.add_pool(FakePool.usdc_weth())
-        yield server
-
-
-@pytest.fixture
-async def client(gateway: FakeGatewayServer, clock: FakeClock) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(clock, gateway.base_url) as c:
-        yield c
 
 
 async def test_the_real_pool_passes_every_check(client: GatewayClient) -> None:

@@ -55,6 +55,11 @@ def test_a_second_owner_is_refused_in_one_line_and_readers_are_not(tmp_path: Pat
         for command in ("status", "runs"):
             reader = DaemonProcess(env, tmp_path / "out", command, command=command)
             assert reader.wait(60) == 0, reader.stderr()
+            if command == "status":
+                status_out = reader.stdout_path.read_text()
+        # status names the owner (the daemon's HTTP status may be off or elsewhere).
+        owner = f"owned by clmmd run (pid {first.proc.pid}, started {holder['started_at']})"
+        assert owner in status_out, status_out
         # A mock campaign that does not learn writes its own run beside the daemon.
         plain = DaemonProcess(env, tmp_path / "out", "plain", "--episodes", "2", command="campaign")
         assert plain.wait(60) == 0, plain.stderr()

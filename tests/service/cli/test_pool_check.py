@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from clmmd.artifacts.base.clock import FakeClock
 from clmmd.env.base import KNOWN_POOLS
 from clmmd.env.gateway import GatewayClient
 from clmmd.service.cli import pool_check
 from clmmd.service.cli.pool_check import validate_pool_command
-from tests.fakes.gateway_server import FakeGatewayServer, FakePool
 
 USDC_WETH = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGatewayServer]:
-    async with FakeGatewayServer() as server:
-        server.add_pool(FakePool.usdc_weth())
-        yield server
-
-
-@pytest.fixture
-async def client(gateway: FakeGatewayServer, clock: FakeClock) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(clock, gateway.base_url) as c:
-        yield c
 
 
 def _proposal(tmp_path: Path, **override: Any) -> Path:

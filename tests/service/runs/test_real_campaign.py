@@ -90,3 +90,16 @@ async def test_without_live_risk_ack_nothing_is_written_to_gateway(
         result = orjson.loads((folder / "result.json").read_bytes())
         assert result["status"] == "skipped"
         assert "I_UNDERSTAND_LIVE_RISK" in result["reason"]
+
+
+async def test_a_failed_open_records_the_approval_gas_in_failure_json(
+    data_dir: Path, gateway: FakeGatewayServer, clock: FakeClock
+) -> None:
+    gateway.open_mode = "reverted"  # approvals mined, then the open reverts (no hash in v2.13)
+    layout = await real_campaign(data_dir, gateway, clock, 1, live_risk_ack="yes")
+    assert validate_run(layout) == []
+    [folder] = layout.episode_dirs()
+    failure = orjson.loads((folder / "failure.json").read_bytes())
+    assert failure["stage"] == "execute"
+    assert [t["kind"] for t in failure["transactions"]] == ["approve", "approve"]
+    assert failure["gas_paid_native"] == pytest.approx(2 * gateway.gas_fee)
