@@ -53,15 +53,20 @@ TARGET = 1.7
 
 
 def _busy(seconds: float, out: Any) -> None:
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, chunks, x = time.perf_counter(), time.process_time(), 0, 0.0
     while time.perf_counter() - started < seconds:
-        pass
-    out.put((time.process_time() - cpu) / (time.perf_counter() - started))
+        for _ in range(2_000):  # a fixed piece of pure-Python work
+            x = x * 0.5 + 1.0
+        chunks += 1
+    wall = time.perf_counter() - started
+    out.put(((time.process_time() - cpu) / wall, chunks / wall))
 
 
-def parallel_capacity(processes: int = 2, seconds: float = 2.0) -> float:
-    """Cores ``processes`` busy loops get together right now: the ceiling of any speed-up
-    with that many workers on this (shared) machine."""
+def parallel_capacity(processes: int = 2, seconds: float = 2.0) -> tuple[float, float]:
+    """What ``processes`` busy loops get together right now: CPU seconds per second (cores)
+    and pieces of work per second. The cores are the ceiling of any speed-up with that many
+    workers on this (shared) machine, if a core's second bought the same work whoever else
+    ran; the work per second, against one loop alone, says whether it does."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     workers = [ctx.Process(target=_busy, args=(seconds, queue)) for _ in range(processes)]
@@ -70,7 +75,14 @@ def parallel_capacity(processes: int = 2, seconds: float = 2.0) -> float:
     shares = [queue.get() for _ in workers]
     for w in workers:
         w.join()
-    return float(sum(shares))
+    return float(sum(c for c, _ in shares)), float(sum(r for _, r in shares))
+
+
+def capacity() -> tuple[float, float]:
+    """Cores two busy loops get, and how much work they do against one loop alone."""
+    alone = parallel_capacity(1)[1]
+    cores, work = parallel_capacity(2)
+    return cores, work / alone
 
 
 def build_batches(
@@ -144,7 +156,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("warning")
     load_before = os.getloadavg()
-    capacity_before = parallel_capacity()
+    capacity_before, scaling_before = capacity()
     context, batches, total = build_batches(args.seeds, args.episodes, 2, args.market)
     shared_bytes = len(pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL))  # as ray.put
     print(
@@ -195,8 +207,11 @@ def main() -> int:
     per_empty_task_ms = (time.perf_counter() - started) / args.empty_tasks * 1000.0
     ray_exec.shutdown()
     load_after = os.getloadavg()
-    capacity_after = parallel_capacity()
-    print(f"two busy processes got {capacity_before:.2f} cores before, {capacity_after:.2f} after")
+    capacity_after, scaling_after = capacity()
+    print(
+        f"two busy processes got {capacity_before:.2f} cores before, {capacity_after:.2f} "
+        f"after, and did {scaling_before:.2f}x / {scaling_after:.2f}x the work of one alone"
+    )
 
     serial_s = statistics.fmean(serial_walls)
     ray_s = min(ray_walls)
@@ -256,6 +271,15 @@ def main() -> int:
             ratio=None,
             passed=None,
             note=f"before {capacity_before:.2f}, after {capacity_after:.2f}",
+        ),
+        Row(
+            name="work 2 busy processes did vs 1 alone (speed-up ceiling)",
+            figure=min(scaling_before, scaling_after),
+            unit="x",
+            target="2 on a quiet machine",
+            ratio=None,
+            passed=None,
+            note=f"before {scaling_before:.2f}, after {scaling_after:.2f}",
         ),
         Row(
             name="sweep Ray CPU per serial CPU (same grid)",
