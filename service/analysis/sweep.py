@@ -59,6 +59,10 @@ SWEEP_FORMAT_VERSION = 1
 #: Tasks per worker when no batch size is given: enough to balance uneven workers, few
 #: enough that the per-task overhead stays small against the work.
 TASKS_PER_WORKER = 4
+#: The smallest default task: a task costs Ray ~5-10 ms of CPU all told (submitting,
+#: scheduling, storing its result; bench/sweep_speed.py), against ~0.2 ms per synthetic
+#: evaluation, so 500 keep that under ~10 % of the work. Small grids get fewer tasks.
+MIN_BATCH = 500
 _NOT_LEARNING = LearningDecision(False, "gate: sweep evaluations never learn")
 
 
@@ -94,8 +98,11 @@ class SweepResult:
 
 
 def default_batch_size(total: int, workers: int) -> int:
-    """Items per task: the grid over ``TASKS_PER_WORKER`` tasks per worker (at least 1)."""
-    return max(1, -(-total // (TASKS_PER_WORKER * max(workers, 1))))
+    """Items per task: the grid over ``TASKS_PER_WORKER`` tasks per worker, but no fewer than
+    ``MIN_BATCH`` unless that leaves a worker idle (at least 1)."""
+    even = -(-total // (TASKS_PER_WORKER * max(workers, 1)))
+    per_worker = -(-total // max(workers, 1))
+    return max(1, min(max(even, MIN_BATCH), per_worker))
 
 
 def summarize_cells(grid: SweepGrid, evaluations: Sequence[Evaluation]) -> list[CellSummary]:

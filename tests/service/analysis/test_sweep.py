@@ -18,7 +18,13 @@ from clmmd.artifacts.validate import validate_run
 from clmmd.env.base import KNOWN_POOLS, pool_by_address
 from clmmd.service.analysis.evaluation import evaluate
 from clmmd.service.analysis.report import write_report
-from clmmd.service.analysis.sweep import SweepGrid, run_sweep
+from clmmd.service.analysis.sweep import (
+    MIN_BATCH,
+    TASKS_PER_WORKER,
+    SweepGrid,
+    default_batch_size,
+    run_sweep,
+)
 from clmmd.service.analysis.sweep_exec import SerialExecutor
 from clmmd.service.analysis.sweep_grid import (
     Arm,
@@ -92,6 +98,16 @@ def test_batching_never_changes_what_is_evaluated(tmp_path: Path, batch_size: in
         (POOLS[0].address, 1, "±5%", 1),
     ]
     assert (got[-1].pool_address, got[-1].seed, got[-1].arm.label) == (POOLS[1].address, 2, "±20%")
+
+
+def test_default_tasks_are_large_enough_and_keep_every_worker_busy() -> None:
+    def tasks(total: int, workers: int) -> int:
+        return -(-total // default_batch_size(total, workers))
+
+    assert tasks(10_000, 2) == 2 * TASKS_PER_WORKER  # large grids: 4 tasks per worker
+    assert default_batch_size(2_000, 2) == MIN_BATCH  # small grids: fewer, larger tasks
+    assert tasks(600, 2) == 2 and tasks(3, 2) == 2  # but never an idle worker
+    assert tasks(1, 4) == 1
 
 
 def test_what_a_task_returns_decodes_to_what_it_evaluated(tmp_path: Path) -> None:
