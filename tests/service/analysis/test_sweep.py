@@ -24,6 +24,7 @@ from clmmd.service.analysis.sweep import (
     SweepGrid,
     default_batch_size,
     run_sweep,
+    sweep_market,
 )
 from clmmd.service.analysis.sweep_exec import SerialExecutor
 from clmmd.service.analysis.sweep_grid import (
@@ -39,6 +40,7 @@ from clmmd.service.analysis.sweep_grid import (
 from clmmd.service.cli.main import main
 from clmmd.service.config import ConfigError, load_settings
 from clmmd.service.runs.opening import episode_settings
+from tests.service.analysis.conftest import REPLAY_POOL
 
 POOLS = tuple(KNOWN_POOLS.values())[:2]
 TRAINED = AgentState(
@@ -219,6 +221,17 @@ def test_what_crosses_the_wire_holds_no_secret(
     (batch,) = make_batches(context.size, 100)
     payload = pickle.dumps(context) + pickle.dumps(batch) + pickle.dumps(run_batch(context, batch))
     assert b"sk-this-must-not-travel" not in payload
+
+
+def test_a_replayed_market_crosses_without_its_file_path(
+    tmp_path: Path, replay_history_file: Path
+) -> None:
+    settings = load_settings(data_dir=tmp_path, market="replay", replay_history=replay_history_file)
+    market = sweep_market(settings, (REPLAY_POOL,))
+    payload = pickle.dumps(market)
+    assert [m.pool for m in market.replays] == [REPLAY_POOL]
+    assert replay_history_file.name.encode() not in payload
+    assert sweep_market(load_settings(data_dir=tmp_path), POOLS).replays == ()
 
 
 def test_cli_sweep_serial_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
