@@ -450,6 +450,24 @@ def _modelled_growth(prepared: PreparedHistory, i: int, r: _Range) -> int:
     return ((fee * part // whole) << 128) // share_base
 
 
+def _swap_growth(
+    prepared: PreparedHistory, i: int, r: _Range, low: int, high: int
+) -> tuple[int, bool, bool]:
+    """Fee growth inside the range (Q128) from swap ``i``, whose price path ``[low, high]``
+    reaches the range; whether it was walked step by step; whether its event confirmed it.
+    One pool step strictly inside the range is the prepared fee shared by the liquidity there.
+    """
+    if low > r.sqrt_lower and high < r.sqrt_upper and prepared.simple[i]:
+        liquidity = prepared.history.liquidity[i]
+        if not r.in_history:
+            return (prepared.fee[i] << 128) // (liquidity + r.liquidity), False, True
+        if liquidity < r.liquidity:
+            raise _not_contained(prepared.history, i, r.liquidity)
+        return (prepared.fee[i] << 128) // liquidity, False, True
+    growth, ok = _walk(prepared, i, r)
+    return growth, True, ok
+
+
 def replay_exact(
     prepared: PreparedHistory, position: LpPosition, start: int, stop: int
 ) -> FeeResult:
@@ -458,10 +476,7 @@ def replay_exact(
     _check_window(prepared, start, stop)
     r = _Range.of(position, prepared)
     sqrt_lower, sqrt_upper = r.sqrt_lower, r.sqrt_upper
-    pos_liquidity, on_top = r.liquidity, not r.in_history
-    prices, liquidity = prepared.history.sqrt_price_x96, prepared.history.liquidity
-    fees, zero_for_one = prepared.fee, prepared.zero_for_one
-    simple = prepared.simple
+    prices, zero_for_one = prepared.history.sqrt_price_x96, prepared.zero_for_one
     growth0 = growth1 = in_range = walked = modelled = 0
     before = prices[start]
     for i in range(start + 1, stop + 1):
@@ -471,24 +486,16 @@ def replay_exact(
         if high < sqrt_lower or low > sqrt_upper:
             continue
         in_range += 1
-        if low > sqrt_lower and high < sqrt_upper and simple[i]:
-            if on_top:
-                delta = (fees[i] << 128) // (liquidity[i] + pos_liquidity)
-            elif liquidity[i] >= pos_liquidity:
-                delta = (fees[i] << 128) // liquidity[i]
-            else:
-                raise _not_contained(prepared.history, i, pos_liquidity)
-        else:
-            walked += 1
-            delta, ok = _walk(prepared, i, r)
-            modelled += not ok
+        delta, stepped, ok = _swap_growth(prepared, i, r, low, high)
+        walked += stepped
+        modelled += not ok
         if zero_for_one[i]:
             growth0 += delta
         else:
             growth1 += delta
     return FeeResult(
-        fee0=(growth0 * pos_liquidity) >> 128,
-        fee1=(growth1 * pos_liquidity) >> 128,
+        fee0=(growth0 * r.liquidity) >> 128,
+        fee1=(growth1 * r.liquidity) >> 128,
         method="exact",
         swaps=stop - start,
         swaps_in_range=in_range,
@@ -501,45 +508,63 @@ def replay_vector(
     prepared: PreparedHistory, position: LpPosition, start: int, stop: int
 ) -> FeeResult:
     """:func:`replay_exact` with numpy: one-step swaps strictly inside the range in float64,
-    the few at a boundary or a word boundary through the exact walk."""
+    the rest as the exact path does them (walked, or placed with the integer prices where the
+    floats cannot tell)."""
     _check_window(prepared, start, stop)
     r = _Range.of(position, prepared)
     sqrt_lower, sqrt_upper = r.sqrt_lower / _TWO_96, r.sqrt_upper / _TWO_96
     rows = slice(start + 1, stop + 1)
     before, after = prepared.sqrt_f[start:stop], prepared.sqrt_f[rows]
     low, high = np.minimum(before, after), np.maximum(before, after)
-    # float() is monotonic, so a strict float inequality implies the exact one; whatever the
-    # floats cannot place strictly inside or outside is walked exactly.
+    # float() is monotonic, so a strict float inequality implies the exact one; a swap the
+    # floats cannot place strictly inside or outside (its price within a float's rounding of a
+    # bound) goes through the exact path's own placing.
     reaches = ~((high < sqrt_lower) | (low > sqrt_upper))
     inside = (low > sqrt_lower) & (high < sqrt_upper) & prepared.simple_np[rows]
-    walk = reaches & ~inside
+    unsure = reaches & ~inside
     liquidity = prepared.liquidity_f[rows]
+    history = prepared.history
+    short = None  # the first swap that shows the history lacks a contained position
     if r.in_history:
-        short = inside & (liquidity < r.liquidity)
-        if short.any():
-            i = int(np.argmax(short)) + start + 1
-            if prepared.history.liquidity[i] < r.liquidity:  # exact check of the float hint
-                raise _not_contained(prepared.history, i, r.liquidity)
-    share = r.liquidity / (liquidity if r.in_history else liquidity + r.liquidity)
+        # Equal floats can hide an integer shortfall (liquidity beyond 2**53): the float test
+        # only picks the candidates, in chain order.
+        for k in np.flatnonzero(inside & (liquidity <= r.liquidity)).tolist():
+            if history.liquidity[k + start + 1] < r.liquidity:
+                short = k + start + 1
+                break
+        share = r.liquidity / np.where(liquidity > 0, liquidity, 1.0)  # 0 inside: short
+    else:
+        share = r.liquidity / (liquidity + r.liquidity)
     earned = np.where(inside, prepared.fee_f[rows] * share, 0.0)
     zero_for_one = prepared.zero_for_one_np[rows]
     fee0, fee1 = float(earned[zero_for_one].sum()), float(earned[~zero_for_one].sum())
-    modelled = 0
-    walked_rows = (np.flatnonzero(walk) + start + 1).tolist()
-    for i in walked_rows:
-        delta, ok = _walk(prepared, i, r)
+    in_range = int(inside.sum())
+    walked = modelled = 0
+    prices = history.sqrt_price_x96
+    for i in (np.flatnonzero(unsure) + start + 1).tolist():
+        if short is not None and short < i:
+            break  # the exact path stops at the earlier swap
+        a, b = prices[i - 1], prices[i]
+        exact_low, exact_high = (b, a) if b <= a else (a, b)
+        if exact_high < r.sqrt_lower or exact_low > r.sqrt_upper:
+            continue
+        in_range += 1
+        delta, stepped, ok = _swap_growth(prepared, i, r, exact_low, exact_high)
+        walked += stepped
+        modelled += not ok
         amount = delta * r.liquidity / _TWO_128
         if prepared.zero_for_one[i]:
             fee0 += amount
         else:
             fee1 += amount
-        modelled += not ok
+    if short is not None:
+        raise _not_contained(history, short, r.liquidity)
     return FeeResult(
         fee0=int(fee0),
         fee1=int(fee1),
         method="vector",
         swaps=stop - start,
-        swaps_in_range=int(reaches.sum()),
-        swaps_stepped=len(walked_rows),
+        swaps_in_range=in_range,
+        swaps_stepped=walked,
         swaps_modelled=modelled,
     )

@@ -7,7 +7,8 @@ current price; the interval is then simulated with the mock simulator's model
 
 * **Fees.** A step earns ``fee × volume × L / (L_active + L)`` when the price at its start is
   inside ``[lower, upper)``; ``L_active`` is the pool's in-range liquidity, fixed at the
-  episode start as in the mock.
+  episode start as in the mock. A market with its own fees (``EpisodeMarket.step_fees``: a
+  replayed history's, swap by swap) gives the interval's fees instead.
 * **Gas.** Opening a range costs a mint, closing one a burn and a collect
   (:data:`clmmd.env.mock.GAS_UNITS_MINT` …) at the episode's gas and ETH price. The position
   still open at the end of the horizon is closed then.
@@ -91,6 +92,7 @@ class LpEpisode:
         self._raw: list[float] = raw_prices_from_usd(pool, market.prices_usd).tolist()
         self._volumes: list[float] = market.volumes_usd.tolist()
         self._fee = pool.fee_fraction
+        self._step_fees = market.step_fees
         self._stable_is_token0 = pool.stable_token == 0
         self._scale0 = 10.0**-pool.decimals0
         self._scale1 = 10.0**-pool.decimals1
@@ -206,7 +208,9 @@ class LpEpisode:
                 if pa <= raw < pb:
                     in_range += 1
                     volume += step_volume
-            if in_range:
+            if self._step_fees is not None:
+                fees = self._step_fees(*self.ticks, self._liquidity, i0, i1)
+            elif in_range:
                 share = self._liquidity / (self._active_liquidity + self._liquidity)
                 fees = self._fee * share * volume
             self.value_usd = self._value(self._raw[i1], self._prices[i1])

@@ -20,8 +20,12 @@ same episode (Gymnasium's seeding rules).
 
 Keyword arguments of ``gymnasium.make`` (all optional): ``pool`` (address of a known pool),
 ``size_usd`` (before the regime's risk scalar), ``horizon_hours``, ``decision_minutes``,
-``step_minutes``, ``market`` (a mapping of :class:`clmmd.env.base.MarketInputs` fields fixing
-every episode's inputs; default: drawn per episode), ``toxic_share`` (with ``market``),
+``step_minutes``, ``market`` (``"synthetic"``, the default: inputs drawn per episode; a
+mapping of :class:`clmmd.env.base.MarketInputs` fields fixing every episode's inputs;
+``"replay"``: seeded windows of the Swap history in ``history``, see
+:mod:`clmmd.service.rl.replay_market`), ``history`` (a Parquet or CSV file, as ``clmmd
+backtest --history`` reads; its pool is the one the file names, else ``pool``),
+``toxic_share`` (with a ``market`` mapping),
 ``reward_weights`` (``pnl``, ``fees``, ``gas``, ``range``); the discrete environment also takes
 ``widths`` (tick widths of its actions 1…).
 """
@@ -29,6 +33,7 @@ every episode's inputs; default: drawn per episode), ``toxic_share`` (with ``mar
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -48,6 +53,7 @@ from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.service.rl import observation as obs
 from clmmd.service.rl.episode import LpEpisode
 from clmmd.service.rl.market import EpisodeMarket, MarketSource, SyntheticMarket
+from clmmd.service.rl.replay_market import load_replay_source
 
 ActT = TypeVar("ActT")
 Observation = NDArray[np.float32]
@@ -55,6 +61,25 @@ Observation = NDArray[np.float32]
 #: The continuous action's offsets run log-uniformly between these fractions of the price.
 MIN_OFFSET = 0.0025
 MAX_OFFSET = 0.5
+
+
+def _fixed_inputs(market: Mapping[str, float] | str | None) -> MarketInputs | None:
+    """The synthetic market's fixed inputs (``None``: drawn per episode)."""
+    if market is None or market == "synthetic":
+        return None
+    if isinstance(market, str) or not isinstance(market, Mapping):
+        raise ValueError(
+            f"market={market!r}: unknown market (known: 'synthetic', 'replay', or a mapping "
+            "of MarketInputs fields for a fixed synthetic market)"
+        )
+    fields = MarketInputs.__dataclass_fields__
+    unknown = sorted(set(market) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"market: unknown field(s) {', '.join(map(repr, unknown))} (MarketInputs fields: "
+            f"{', '.join(fields)})"
+        )
+    return MarketInputs(**market)
 
 
 class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
@@ -65,12 +90,13 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
     def __init__(
         self,
         *,
-        pool: str = DEFAULT_POOL_ADDRESS,
+        pool: str | None = None,
         size_usd: float = 10_000.0,
         horizon_hours: float = 24.0,
         decision_minutes: float = 60.0,
         step_minutes: float = 5.0,
-        market: Mapping[str, float] | None = None,
+        market: Mapping[str, float] | str | None = None,
+        history: str | os.PathLike[str] | None = None,
         toxic_share: float | None = None,
         reward_weights: Mapping[str, float] | None = None,
         market_source: MarketSource | None = None,
@@ -90,15 +116,40 @@ class _LpEnv(gym.Env[Observation, ActT], Generic[ActT]):
                 f"horizon_hours={horizon_hours!r} is not a whole number of "
                 f"{decision_minutes:g}-minute decisions"
             )
-        self.pool: PoolSpec = pool_by_address(pool)
         self.size_usd = float(size_usd)
         self.horizon_hours = float(horizon_hours)
         self.decisions = steps // self.steps_per_decision
         self.weights = RewardWeights(**(reward_weights or {}))
-        fixed = MarketInputs(**market) if market is not None else None
-        self.source: MarketSource = market_source or SyntheticMarket(
-            fixed, step_minutes=step_minutes, toxic_share=toxic_share
-        )
+        self.pool: PoolSpec
+        self.source: MarketSource
+        if market_source is not None:
+            self.pool, self.source = pool_by_address(pool or DEFAULT_POOL_ADDRESS), market_source
+        elif market == "replay":
+            if history is None:
+                raise ValueError(
+                    "market='replay' needs history=PATH (a Parquet or CSV Swap history, as "
+                    "`clmmd backtest --history` reads)"
+                )
+            if toxic_share is not None:
+                raise ValueError(
+                    f"toxic_share={toxic_share!r} is an input of the synthetic market only "
+                    "(a replayed history's flow is unknown)"
+                )
+            replay = load_replay_source(
+                history,
+                pool,
+                step_minutes=step_minutes,
+            )
+            replay.check_horizon(self.horizon_hours)
+            self.pool, self.source = replay.market.pool, replay
+        else:
+            if history is not None:
+                raise ValueError(
+                    f"history={str(history)!r} is read by market='replay' only (market={market!r})"
+                )
+            fixed = _fixed_inputs(market)
+            self.pool = pool_by_address(pool or DEFAULT_POOL_ADDRESS)
+            self.source = SyntheticMarket(fixed, step_minutes=step_minutes, toxic_share=toxic_share)
         self.observation_space = gym.spaces.Box(obs.LOW, obs.HIGH, dtype=np.float32)
         self.episode: LpEpisode | None = None
         self.regime: Regime | None = None

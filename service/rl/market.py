@@ -44,6 +44,15 @@ _VOLUME_BASE_HIGH_FEE = 25e6
 _ETH_REFERENCE_USD = 3000.0
 
 
+class StepFees(Protocol):
+    """USD fees that ``liquidity`` over ``[tick_lower, tick_upper)`` earns in simulation steps
+    ``first_step … last_step - 1`` of an episode."""
+
+    def __call__(
+        self, tick_lower: int, tick_upper: int, liquidity: float, first_step: int, last_step: int
+    ) -> float: ...
+
+
 @dataclass(frozen=True)
 class EpisodeMarket:
     """One episode's market: static inputs known at the start and the path revealed over time.
@@ -59,6 +68,9 @@ class EpisodeMarket:
     prices_usd: NDArray[np.float64]
     volumes_usd: NDArray[np.float64]
     step_minutes: float
+    #: The market's own fees of a range over an interval (a replayed history's per-swap fees);
+    #: ``None``: the mock's model from the volumes.
+    step_fees: StepFees | None = None
 
     @property
     def steps(self) -> int:
@@ -66,8 +78,8 @@ class EpisodeMarket:
 
 
 class MarketSource(Protocol):
-    """Where the environment gets each episode's market (synthetic now; replayed history can
-    implement the same protocol)."""
+    """Where the environment gets each episode's market: :class:`SyntheticMarket`, or a
+    replayed history (:class:`clmmd.service.rl.replay_market.ReplayMarketSource`)."""
 
     def draw(
         self, rng: np.random.Generator, pool: PoolSpec, horizon_hours: float

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clmmd.env.base import KNOWN_POOLS
-from clmmd.env.history import HistoryError
+from clmmd.env.history import HistoryError, make_history
 from clmmd.env.pricing import position_value_usd, usd_range_to_ticks
 from clmmd.env.replay import ReplayMarket
 from clmmd.env.replay_fees import LpPosition
 from clmmd.env.replay_synth import SyntheticMarket, synthetic_history
 from clmmd.env.uniswap_math import usable_tick_bounds
+from tests.env.pool_play import full_range_pool, play
 
 POOL = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]
 
@@ -109,3 +113,36 @@ def test_ticks_off_the_spacing_are_refused(market: ReplayMarket) -> None:
         market.check_ticks(195_005, 196_000)
     with pytest.raises(ValueError, match="must have lower < upper"):
         market.check_ticks(196_000, 195_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 900), min_size=1, max_size=40),
+    horizon_s=st.integers(1, 6000),
+    seed=st.integers(0, 2**32),
+)
+def test_random_windows_hold_exactly_the_swaps_after_their_start_up_to_their_end(
+    gaps: list[int], horizon_s: int, seed: int
+) -> None:
+    """Seeded windows at any place of a history (its very start and end included, several swaps
+    in one second): the position opens after every swap at or before the start time and lives
+    through every swap up to and including the end time, no more."""
+    played = play(full_range_pool(), [(k % 2 == 0, True, 15.0, None) for k in range(len(gaps))])
+    h = played.history
+    times = 1_000 + np.cumsum([0, *gaps[: len(h) - 1]])
+    history = make_history(
+        times, h.block_number, h.log_index, h.amount0, h.amount1, h.sqrt_price_x96,
+        h.liquidity, h.tick,
+    )  # fmt: skip
+    market = ReplayMarket(history, POOL)
+    hours = horizon_s / 3600
+    if int(times[-1] - times[0]) < horizon_s:
+        with pytest.raises(HistoryError, match="less than one"):
+            market.random_window(seed, hours)
+        return
+    window = market.random_window(seed, hours)
+    assert times[0] <= window.start_time and window.end_time <= times[-1]
+    assert window.end_time - window.start_time == horizon_s
+    inside = [i for i, t in enumerate(times) if window.start_time < t <= window.end_time]
+    assert list(range(window.start + 1, window.stop + 1)) == inside
+    assert times[window.start] <= window.start_time

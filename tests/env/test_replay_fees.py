@@ -7,14 +7,12 @@ providers' ticks, the on-top mode, the numpy path on a month of swaps).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clmmd.env.base import KNOWN_POOLS
-from clmmd.env.history import HistoryError, SwapHistory, make_history
+from clmmd.env.history import HistoryError, make_history
 from clmmd.env.pricing import usd_range_to_ticks
 from clmmd.env.replay_fees import (
     LpPosition,
@@ -23,66 +21,11 @@ from clmmd.env.replay_fees import (
     replay_vector,
 )
 from clmmd.env.replay_synth import SyntheticMarket, synthetic_history
-from clmmd.env.uniswap_math import get_sqrt_ratio_at_tick, usable_tick_bounds
+from clmmd.env.uniswap_math import usable_tick_bounds
 from clmmd.env.v3_pool import V3Pool
+from tests.env.pool_play import FEE, SPACING, full_range_pool, play
 
-FEE, SPACING = 500, 10
 USDC_WETH = KNOWN_POOLS["0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"]
-
-
-@dataclass
-class Played:
-    history: SwapHistory
-    pool: V3Pool
-    crossed_other_tick: bool  # some swap's price path reached another provider's tick
-    most_crossed: int  # the most of those ticks one swap's path reached
-
-
-def play(
-    pool: V3Pool,
-    orders: list[tuple[bool, bool, float, int | None]],
-    mint: tuple[int, int, int] | None = None,
-    other_ticks: frozenset[int] = frozenset(),
-) -> Played:
-    """Row 0 of the history is a tiny opening swap; then ``mint`` (lower, upper, liquidity)
-    for "me", if given, and the ``orders``."""
-    rows = []
-    crossed, most = False, 0
-    for k, (zero_for_one, exact_in, exponent, limit_tick) in enumerate(
-        [(False, True, 3.0, None), *orders]
-    ):
-        if k == 1 and mint is not None:
-            pool.mint("me", *mint)
-        amount = max(1, int(10**exponent))
-        limit = get_sqrt_ratio_at_tick(limit_tick) if limit_tick is not None else None
-        before = pool.sqrt_price_x96
-        try:
-            event = pool.swap(zero_for_one, amount if exact_in else -amount, limit)
-        except ValueError:
-            continue
-        low, high = sorted((before, event.sqrt_price_x96))
-        reached = sum(low <= get_sqrt_ratio_at_tick(t) <= high for t in other_ticks)
-        crossed, most = crossed or reached > 0, max(most, reached)
-        rows.append(
-            (
-                1000 + 12 * k,
-                k,
-                0,
-                event.amount0,
-                event.amount1,
-                event.sqrt_price_x96,
-                event.liquidity,
-                event.tick,
-            )
-        )
-    return Played(make_history(*zip(*rows, strict=True)), pool, crossed, most)
-
-
-def full_range_pool(liquidity: int = 10**21) -> V3Pool:
-    pool = V3Pool(2**96, FEE, SPACING)
-    low, high = usable_tick_bounds(SPACING)
-    pool.mint("background", low, high, liquidity)
-    return pool
 
 
 orders = st.lists(
