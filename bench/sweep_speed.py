@@ -1,16 +1,21 @@
 """clmmd sweep's compute on Ray with 2 workers against serial, and Ray's per-task overhead.
 
-The same batches (pure tasks: market snapshot + seeds in, outcomes out) run three ways in one
-process, the serial run first and last (its mean is the baseline, so a machine that got busier
-or quieter during the run shows as a gap between the two):
+The same batches (pure tasks: a slice of the grid and the shared context in, packed
+evaluations out; the default cut of ``clmmd sweep``) run three ways in one process, the serial
+run first and last (its mean is the baseline, so a machine that got busier or quieter during
+the run shows as a gap between the two), each run on a fresh copy of the context:
 
 * serial, in this process;
 * Ray, ``ray.init(num_cpus=2)``, after a warm-up round (worker processes started, clmmd
   imported in them): the steady state a sweep of many batches sees;
-* Ray, N empty tasks: the per-task overhead alone (submit, schedule, return).
+* Ray, N empty slices through the same task: the per-task overhead alone.
 
 Before and after, two plain busy-loop processes measure how many cores two workers can get
-at all right now (on a quiet 2-core machine: 2.0): the ceiling of the speed-up.
+at all right now, and how much work they do against one loop alone (on a quiet 2-core
+machine: 2.0 both): the ceiling of the speed-up. Because the machine is shared, the CPU
+seconds of each way are printed too: the serial run's against the Ray run's workers (whole
+processes), head and Ray's own processes (read from /proc), and the speed-up their ratio
+allows on two free cores.
 
 Target: speed-up >= 1.7x for a grid of >= 2,000 episode evaluations. Also printed: the cold
 first round (worker start-up included), ``ray.init`` time, and the load average before and
@@ -19,6 +24,9 @@ the head's, the same for both, and not part of the compared figure.
 
     ../.venv/bin/python sweep_speed.py [--seeds 20] [--episodes 50] [--repeats 3] \
         [--market synthetic|replay]
+
+``--market replay``: a month of synthetic Swap history of the first pool (written as
+``clmmd history`` would), that pool only, twice the seeds (the same grid size).
 """
 
 from __future__ import annotations
