@@ -59,11 +59,9 @@ def load_replay_market(settings: Settings, pool: PoolSpec) -> ReplayMarket:
     return ReplayMarket(history, pool, protocol)
 
 
-def mock_env(settings: Settings) -> MockEnv:
-    """The mock-execution environment of the configured market."""
-    if settings.market == "synthetic":
-        return MockClmmEnv()
-    pool = campaign_pool(settings)
+def check_replay_history(settings: Settings, pool: PoolSpec) -> None:
+    """``ConfigError`` (one line) unless a history of ``pool`` is configured: the file
+    ``CLMMD_REPLAY_HISTORY`` names exists, or ``<data_dir>/history`` holds days of the pool."""
     if settings.replay_history is not None:
         if not settings.replay_history.is_file():
             raise ConfigError(
@@ -76,4 +74,12 @@ def mock_env(settings: Settings) -> MockEnv:
             f"holds no history of {pool.address}: fetch one (`clmmd history fetch --pool "
             f"{pool.address} --from ... --to ...`) or set CLMMD_REPLAY_HISTORY=FILE"
         )
+
+
+def mock_env(settings: Settings) -> MockEnv:
+    """The mock-execution environment of the configured market."""
+    if settings.market == "synthetic":
+        return MockClmmEnv()
+    pool = campaign_pool(settings)
+    check_replay_history(settings, pool)
     return ReplayClmmEnv(lambda: load_replay_market(settings, pool))

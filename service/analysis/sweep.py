@@ -32,6 +32,7 @@ from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import summarize_folders
 from clmmd.artifacts.writer import replace_json
 from clmmd.env.base import PoolSpec
+from clmmd.env.history import HistoryError
 from clmmd.scheduler.intel import IntelSnapshot
 from clmmd.service.analysis.evaluation import seeded_mock_snapshots
 from clmmd.service.analysis.evaluation_stats import Interval, mean_interval
@@ -40,12 +41,15 @@ from clmmd.service.analysis.sweep_grid import (
     Arm,
     Evaluation,
     MarketSnapshot,
+    SweepContext,
+    SweepMarket,
     make_batches,
 )
 from clmmd.service.analysis.sweep_report import SWEEP_FILE, table_rows
-from clmmd.service.config import Settings
+from clmmd.service.config import ConfigError, Settings
+from clmmd.service.market import check_replay_history, load_replay_market
 from clmmd.service.runs import builders
-from clmmd.service.runs.context import market_view
+from clmmd.service.runs.context import EpisodeSettings, market_view
 from clmmd.service.runs.opening import episode_settings, open_run_folder
 from clmmd.service.runs.warmup import phase_of
 
@@ -55,6 +59,10 @@ SWEEP_FORMAT_VERSION = 1
 #: Tasks per worker when no batch size is given: enough to balance uneven workers, few
 #: enough that the per-task overhead stays small against the work.
 TASKS_PER_WORKER = 4
+#: The smallest default task: a task costs Ray ~5-10 ms of CPU all told (submitting,
+#: scheduling, storing its result; bench/sweep_speed.py), against ~0.2 ms per synthetic
+#: evaluation, so 500 keep that under ~10 % of the work. Small grids get fewer tasks.
+MIN_BATCH = 500
 _NOT_LEARNING = LearningDecision(False, "gate: sweep evaluations never learn")
 
 
@@ -90,8 +98,11 @@ class SweepResult:
 
 
 def default_batch_size(total: int, workers: int) -> int:
-    """Items per task: the grid over ``TASKS_PER_WORKER`` tasks per worker (at least 1)."""
-    return max(1, -(-total // (TASKS_PER_WORKER * max(workers, 1))))
+    """Items per task: the grid over ``TASKS_PER_WORKER`` tasks per worker, but no fewer than
+    ``MIN_BATCH`` unless that leaves a worker idle (at least 1)."""
+    even = -(-total // (TASKS_PER_WORKER * max(workers, 1)))
+    per_worker = -(-total // max(workers, 1))
+    return max(1, min(max(even, MIN_BATCH), per_worker))
 
 
 def summarize_cells(grid: SweepGrid, evaluations: Sequence[Evaluation]) -> list[CellSummary]:
@@ -279,6 +290,39 @@ def market_snapshots(
     return snapshots
 
 
+def sweep_market(settings: Settings, pools: Sequence[PoolSpec]) -> SweepMarket:
+    """The market the sweep's episodes run in, as ``CLMMD_MARKET`` says: the synthetic one,
+    or each pool's replayed history (``CLMMD_REPLAY_HISTORY``, else ``<data_dir>/history``),
+    read and prepared here once for all the tasks (blocking: run it in a worker thread).
+    ``ConfigError`` (one line) when a pool has no history."""
+    if settings.market == "synthetic":
+        return SweepMarket()
+    for pool in pools:
+        check_replay_history(settings, pool)
+    try:
+        return SweepMarket(tuple(load_replay_market(settings, pool) for pool in pools))
+    except HistoryError as exc:
+        raise ConfigError(f"invalid configuration: CLMMD_MARKET='replay': {exc}") from None
+
+
+async def sweep_context(
+    settings: Settings,
+    grid: SweepGrid,
+    episode: EpisodeSettings,
+    state: AgentState,
+    clock: Clock,
+) -> tuple[dict[tuple[str, int, int], IntelSnapshot], SweepContext]:
+    """What the grid's tasks share, for either market (the one place that builds it, for
+    ``clmmd sweep`` and ``bench/sweep_speed.py``), and the intel snapshots the head records
+    in each episode's metadata."""
+    market = await asyncio.to_thread(sweep_market, settings, grid.pools)
+    intel = await grid_intel(
+        settings, grid.pools, grid.seeds, grid.episodes, episode.lookback_hours, clock
+    )
+    snapshots = market_snapshots(grid.pools, grid.seeds, grid.episodes, intel)
+    return intel, SweepContext(episode, state, tuple(snapshots), grid.arms, grid.episodes, market)
+
+
 async def run_sweep(
     settings: Settings,
     grid: SweepGrid,
@@ -297,22 +341,20 @@ async def run_sweep(
         path = default_state_path(settings.data_dir)
         state = await asyncio.to_thread(read_state, path) or AgentState()
     s = episode_settings(settings, run_id or new_run_id(clock.now()), grid.seeds[0])
-    intel = await grid_intel(
-        settings, grid.pools, grid.seeds, grid.episodes, s.lookback_hours, clock
-    )
-    snapshots = market_snapshots(grid.pools, grid.seeds, grid.episodes, intel)
+    intel, context = await sweep_context(settings, grid, s, state, clock)
     workers = await asyncio.to_thread(executor.workers)
     size = batch_size or default_batch_size(grid.size, workers)
-    batches = make_batches(s, state, snapshots, grid.arms, grid.episodes, size)
+    batches = make_batches(grid.size, size)
     log.info(
         "sweep_started",
         evaluations=grid.size,
         tasks=len(batches),
         executor=executor.name,
         workers=workers,
+        market=settings.market,
     )
-    results, stats = await asyncio.to_thread(executor.run, batches)
-    evaluations = [e for batch in results for e in batch]
+    results, stats = await asyncio.to_thread(executor.run, context, batches)
+    evaluations = [e for result in results for e in result.evaluations(context)]
     cells = summarize_cells(grid, evaluations)
     layout = RunLayout(settings.data_dir, s.run_id)
     await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)

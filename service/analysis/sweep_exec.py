@@ -1,7 +1,8 @@
 """Where a sweep's batches run: in this process, or as Ray tasks (the ``scale`` extra).
 
-Both executors return the batches' evaluations in batch order, so what the head writes does
-not depend on which one ran them. Ray is imported only by :class:`RayExecutor`.
+Both executors run the same task (:func:`sweep_grid.run_batch`) and return its results in
+batch order, so what the head writes does not depend on which one ran them. Ray is imported
+only by :class:`RayExecutor`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from clmmd.service.analysis.sweep_grid import Evaluation, SweepBatch, evaluate_batch
+from clmmd.service.analysis.sweep_grid import BatchResult, SweepBatch, SweepContext, run_batch
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ExecutionStats:
     task_compute_s: float  # the sum of the tasks' own compute time (wall, in the task)
     task_cpu_s: float  # the sum of the tasks' CPU time (less than compute on a busy machine)
     setup_s: float = 0.0  # connecting to (or starting) the cluster
+    head_cpu_s: float = 0.0  # this process's CPU time during the run (Ray's threads included)
 
     @property
     def overhead_per_task_ms(self) -> float:
@@ -39,17 +41,20 @@ class BatchExecutor(Protocol):
 
     def workers(self) -> int: ...
 
-    def run(self, batches: Sequence[SweepBatch]) -> tuple[list[list[Evaluation]], ExecutionStats]:
-        """Every batch's evaluations, in batch order."""
+    def run(
+        self, context: SweepContext, batches: Sequence[SweepBatch]
+    ) -> tuple[list[BatchResult], ExecutionStats]:
+        """Every batch's result, in batch order."""
         ...
 
 
-def timed_batch(batch: SweepBatch) -> tuple[list[Evaluation], float, float]:
-    """:func:`evaluate_batch`, its wall-clock and its CPU time in seconds."""
+def timed_batch(context: SweepContext, batch: SweepBatch) -> tuple[BatchResult, float, float]:
+    """:func:`run_batch`, its wall-clock and its CPU time in seconds (this thread's: a Ray
+    worker's own threads are not the task's)."""
     _quiet_worker_logging()
-    started, cpu_started = time.perf_counter(), time.process_time()
-    evaluations = evaluate_batch(batch)
-    return evaluations, time.perf_counter() - started, time.process_time() - cpu_started
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    result = run_batch(context, batch)
+    return result, time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 _LOGGING_SET = False
@@ -69,6 +74,21 @@ def _quiet_worker_logging() -> None:
         _LOGGING_SET = True
 
 
+_CONTEXT: tuple[str, SweepContext] | None = None  # (object id, context): the last sweep's
+
+
+def ray_task(shared: list[Any], batch: SweepBatch) -> tuple[BatchResult, float, float]:
+    """:func:`timed_batch` in a Ray worker, with the sweep's context fetched once per worker
+    (a worker runs several batches of a sweep; a replayed market is megabytes)."""
+    import ray
+
+    global _CONTEXT
+    (ref,) = shared
+    if _CONTEXT is None or _CONTEXT[0] != ref.hex():
+        _CONTEXT = (ref.hex(), ray.get(ref))
+    return timed_batch(_CONTEXT[1], batch)
+
+
 class SerialExecutor:
     """Every batch in this process, one after the other."""
 
@@ -77,11 +97,13 @@ class SerialExecutor:
     def workers(self) -> int:
         return 1
 
-    def run(self, batches: Sequence[SweepBatch]) -> tuple[list[list[Evaluation]], ExecutionStats]:
+    def run(
+        self, context: SweepContext, batches: Sequence[SweepBatch]
+    ) -> tuple[list[BatchResult], ExecutionStats]:
         started, cpu_started = time.perf_counter(), time.process_time()
-        results = [evaluate_batch(batch) for batch in batches]
+        results = [run_batch(context, batch) for batch in batches]
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        return results, ExecutionStats("serial", 1, len(batches), wall, wall, cpu)
+        return results, ExecutionStats("serial", 1, len(batches), wall, wall, cpu, 0.0, cpu)
 
 
 class RayExecutor:
@@ -118,12 +140,17 @@ class RayExecutor:
     def workers(self) -> int:
         return int(self._ray().cluster_resources().get("CPU", 1))
 
-    def run(self, batches: Sequence[SweepBatch]) -> tuple[list[list[Evaluation]], ExecutionStats]:
+    def run(
+        self, context: SweepContext, batches: Sequence[SweepBatch]
+    ) -> tuple[list[BatchResult], ExecutionStats]:
         ray = self._ray()
-        task = ray.remote(num_cpus=1)(timed_batch)
-        started = time.perf_counter()
-        results = ray.get([task.remote(batch) for batch in batches])
-        wall = time.perf_counter() - started
+        task = ray.remote(num_cpus=1)(ray_task)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        # The context crosses once: stored here, fetched and kept by each worker (the
+        # reference travels inside a list so Ray hands it over unresolved).
+        shared = [ray.put(context)]
+        results = ray.get([task.remote(shared, batch) for batch in batches])
+        wall, head_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         stats = ExecutionStats(
             "ray",
             self.workers(),
@@ -132,8 +159,9 @@ class RayExecutor:
             sum(seconds for _, seconds, _ in results),
             sum(cpu for _, _, cpu in results),
             self.setup_s,
+            head_cpu,
         )
-        return [evaluations for evaluations, _, _ in results], stats
+        return [result for result, _, _ in results], stats
 
     def shutdown(self) -> None:
         """Stop the local Ray this executor started (a cluster given by address stays up)."""

@@ -6,17 +6,19 @@ around the price (as its baseline); a *seed* is a campaign seed: the mock intel 
 and episode ``i`` on ``derive_seed(seed, i)``'s price path, so cell (pool, static 5 %, S)
 repeats ``clmmd evaluate --seed S``'s baseline numbers.
 
-:func:`evaluate_batch` is the task: a :class:`SweepBatch` in (settings without secrets, the
-agent's arm statistics, the market snapshots it needs, the items), :class:`Evaluation`\\ s
-out, in item order; nothing read or written, no clock, no randomness beyond the seeds. So the
-same batches give the same outcomes in this process, in another one or on another machine,
-and the head can write them in grid order whatever ran them.
+:func:`run_batch` is the task: the shared :class:`SweepContext` (settings without secrets,
+the agent's arm statistics, the market snapshots, the arms, the market) and a
+:class:`SweepBatch` (a slice of the grid) in, a :class:`BatchResult` (the slice's
+evaluations, packed) out; nothing read or written, no clock, no randomness beyond the seeds.
+So the same batches give the same outcomes in this process, in another one or on another
+machine, and the head can write them in grid order whatever ran them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -28,6 +30,8 @@ from clmmd.artifacts.models import Proposal, RangeAction, Reward
 from clmmd.env.base import ExecutionOutcome, MarketInputs, PoolSpec
 from clmmd.env.mock import MockClmmEnv
 from clmmd.env.pricing import ticks_to_usd_range
+from clmmd.env.replay import ReplayMarket
+from clmmd.env.replay_env import ReplayClmmEnv
 from clmmd.service.analysis.evaluation_paired import baseline_ticks, greedy_proposal
 from clmmd.service.runs.context import EpisodeSettings, execution_request
 from clmmd.service.runs.warmup import phase_of
@@ -111,7 +115,7 @@ class MarketSnapshot:
 
 @dataclass(frozen=True)
 class SweepItem:
-    """One evaluation: snapshot and arm by position in the batch, episode index in the cell,
+    """One evaluation: snapshot and arm by position in the grid, episode index in the cell,
     and the episode folder it will be written to."""
 
     snapshot: int
@@ -121,14 +125,64 @@ class SweepItem:
 
 
 @dataclass(frozen=True)
-class SweepBatch:
-    """One task's input: everything crosses the wire by value, nothing secret."""
+class SweepMarket:
+    """The market the grid's episodes run in: the synthetic simulator (``replays`` empty) or
+    each pool's replayed history (``CLMMD_MARKET=replay``). Built on the head
+    (:func:`service.market.sweep_market`), shared by every task."""
+
+    replays: tuple[ReplayMarket, ...] = ()
+
+    def envs(self) -> Callable[[PoolSpec], MockClmmEnv | ReplayClmmEnv]:
+        """The environment of each pool (one per pool, made on first use)."""
+        if not self.replays:
+            synthetic = MockClmmEnv()
+            return lambda pool: synthetic
+        by_pool = {m.pool.address.lower(): m for m in self.replays}
+        made: dict[str, ReplayClmmEnv] = {}
+
+        def env(pool: PoolSpec) -> ReplayClmmEnv:
+            key = pool.address.lower()
+            if key not in made:
+                if key not in by_pool:
+                    raise ValueError(f"pool {pool.address} has no replayed history in this sweep")
+                made[key] = ReplayClmmEnv(by_pool[key])
+            return made[key]
+
+        return env
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every task of a sweep shares: settings without secrets, the agent's arm
+    statistics, one market snapshot per (pool, seed) in grid order (pool, then seed), the
+    arms, the episodes per cell and the market. Ray stores it once; a task gets a reference."""
 
     settings: EpisodeSettings
     state: AgentState
     snapshots: tuple[MarketSnapshot, ...]
     arms: tuple[Arm, ...]
-    items: tuple[SweepItem, ...]
+    episodes: int
+    market: SweepMarket = SweepMarket()
+
+    @property
+    def size(self) -> int:
+        return len(self.snapshots) * len(self.arms) * self.episodes
+
+    def item(self, position: int) -> SweepItem:
+        """The grid's item at ``position`` (0-based) in grid order: snapshot, arm, episode
+        index; the episode folders are numbered in that order."""
+        cell, offset = divmod(position, self.episodes)
+        snapshot, arm = divmod(cell, len(self.arms))
+        return SweepItem(snapshot, arm, offset + 1, episode_id(position + 1))
+
+
+@dataclass(frozen=True)
+class SweepBatch:
+    """One task's input besides the shared context: items ``start`` to ``stop`` (exclusive)
+    of the grid."""
+
+    start: int
+    stop: int
 
 
 @dataclass(frozen=True)
@@ -143,6 +197,44 @@ class Evaluation:
     proposal: Proposal
     outcome: ExecutionOutcome
     reward: Reward
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a task returns: its evaluations as one pickled list of plain values per item
+    (episode seed, then the proposal, outcome and reward as dicts).
+
+    Plain values pickle in C on both sides; models and dataclasses would go through a Python
+    hook per object in the task and fill the head's heap with objects for the garbage
+    collector to walk (measured: more than half the evaluations' own cost). The head decodes
+    it where it writes (:meth:`evaluations`), the same for every executor."""
+
+    start: int
+    stop: int
+    packed: bytes
+
+    def evaluations(self, context: SweepContext) -> list[Evaluation]:
+        """The batch's evaluations, equal to what :func:`evaluate_batch` made in the task."""
+        rows = pickle.loads(self.packed)
+        out = []
+        for position, (episode_seed, proposal, outcome, reward) in zip(
+            range(self.start, self.stop), rows, strict=True
+        ):
+            item = context.item(position)
+            snap = context.snapshots[item.snapshot]
+            out.append(
+                Evaluation(
+                    pool_address=snap.pool.address,
+                    arm=context.arms[item.arm],
+                    seed=snap.seed,
+                    index=item.index,
+                    episode_seed=episode_seed,
+                    proposal=Proposal.model_validate(proposal),
+                    outcome=ExecutionOutcome(**outcome),
+                    reward=Reward.model_validate(reward),
+                )
+            )
+        return out
 
 
 def static_proposal(proposal: Proposal, pool: PoolSpec, width_pct: float) -> Proposal:
@@ -164,24 +256,25 @@ def static_proposal(proposal: Proposal, pool: PoolSpec, width_pct: float) -> Pro
     )
 
 
-def evaluate_batch(batch: SweepBatch) -> list[Evaluation]:
-    """Evaluate every item of ``batch`` with the mock simulator, in order (pure)."""
-    env = MockClmmEnv()
-    s = batch.settings
+def evaluate_batch(context: SweepContext, batch: SweepBatch) -> list[Evaluation]:
+    """Evaluate items ``batch.start`` to ``batch.stop`` of the grid, in order (pure)."""
+    env = context.market.envs()
+    s = context.settings
     out: list[Evaluation] = []
-    for item in batch.items:
-        snap = batch.snapshots[item.snapshot]
-        arm = batch.arms[item.arm]
+    for position in range(batch.start, batch.stop):
+        item = context.item(position)
+        snap = context.snapshots[item.snapshot]
+        arm = context.arms[item.arm]
         cell = replace(s, campaign_seed=snap.seed)
         market, view = snap.at(item.index)
         seed, proposal = greedy_proposal(
-            cell, snap.pool, view, batch.state, item.index, item.episode_id
+            cell, snap.pool, view, context.state, item.index, item.episode_id
         )
         if arm.kind == "static":
             assert arm.width_pct is not None
             proposal = static_proposal(proposal, snap.pool, arm.width_pct)
         request = execution_request(cell, proposal, pool=snap.pool, seed=seed, market=market)
-        outcome = env.run(request)
+        outcome = env(snap.pool).run(request)
         out.append(
             Evaluation(
                 pool_address=snap.pool.address,
@@ -197,46 +290,22 @@ def evaluate_batch(batch: SweepBatch) -> list[Evaluation]:
     return out
 
 
-def grid_items(
-    snapshots: Sequence[MarketSnapshot], arms: Sequence[Arm], episodes: int
-) -> Iterator[SweepItem]:
-    """Every evaluation in grid order: snapshot (pool, then seed), arm, episode index; the
-    episode folders are numbered in that order."""
-    number = 0
-    for s_index in range(len(snapshots)):
-        for a_index in range(len(arms)):
-            for index in range(1, episodes + 1):
-                number += 1
-                yield SweepItem(s_index, a_index, index, episode_id(number))
+def run_batch(context: SweepContext, batch: SweepBatch) -> BatchResult:
+    """The task: :func:`evaluate_batch`, packed for the trip back to the head."""
+    rows = [
+        (e.episode_seed, e.proposal.model_dump(), dict(vars(e.outcome)), e.reward.model_dump())
+        for e in evaluate_batch(context, batch)
+    ]
+    return BatchResult(
+        batch.start, batch.stop, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+    )
 
 
-def make_batches(
-    settings: EpisodeSettings,
-    state: AgentState,
-    snapshots: Sequence[MarketSnapshot],
-    arms: Sequence[Arm],
-    episodes: int,
-    batch_size: int,
-) -> list[SweepBatch]:
-    """The grid cut into batches of ``batch_size`` consecutive items (the last may be
-    shorter); each batch carries only the snapshots its items use."""
+def make_batches(total: int, batch_size: int) -> list[SweepBatch]:
+    """``total`` grid items cut into batches of ``batch_size`` consecutive items (the last
+    may be shorter)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    items = list(grid_items(snapshots, arms, episodes))
-    batches = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        used = sorted({i.snapshot for i in chunk})
-        local = {old: new for new, old in enumerate(used)}
-        batches.append(
-            SweepBatch(
-                settings=settings,
-                state=state,
-                snapshots=tuple(snapshots[i] for i in used),
-                arms=tuple(arms),
-                items=tuple(
-                    SweepItem(local[i.snapshot], i.arm, i.index, i.episode_id) for i in chunk
-                ),
-            )
-        )
-    return batches
+    return [
+        SweepBatch(start, min(start + batch_size, total)) for start in range(0, total, batch_size)
+    ]

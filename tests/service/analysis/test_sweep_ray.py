@@ -16,7 +16,8 @@ from clmmd.env.base import KNOWN_POOLS  # noqa: E402
 from clmmd.service.analysis.sweep import SweepGrid, run_sweep  # noqa: E402
 from clmmd.service.analysis.sweep_exec import RayExecutor, SerialExecutor  # noqa: E402
 from clmmd.service.analysis.sweep_grid import parse_arms  # noqa: E402
-from clmmd.service.config import load_settings  # noqa: E402
+from clmmd.service.config import Settings, load_settings  # noqa: E402
+from tests.service.analysis.conftest import REPLAY_POOL  # noqa: E402
 
 pytestmark = pytest.mark.extras
 RUN_ID = "run_20261202_120000_abcd"
@@ -42,6 +43,25 @@ def _files(run_dir: Path) -> dict[str, bytes]:
 async def test_serial_and_ray_write_the_same_bytes(tmp_path: Path, local_ray: None) -> None:
     settings = load_settings(data_dir=tmp_path / "data", durable_writes=False)
     grid = SweepGrid(tuple(KNOWN_POOLS.values()), parse_arms("policy,5,20"), (1, 2, 3), 8)
+    await _same_bytes(tmp_path, settings, grid)
+
+
+async def test_serial_and_ray_write_the_same_bytes_on_the_replayed_market(
+    tmp_path: Path, local_ray: None, replay_history_file: Path
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        durable_writes=False,
+        market="replay",
+        replay_history=replay_history_file,
+    )
+    grid = SweepGrid((REPLAY_POOL,), parse_arms("policy,2.5,5,20"), (1, 2), 10)
+    await _same_bytes(tmp_path, settings, grid)
+    result = orjson.loads(next((tmp_path / "ray").glob("episodes/*/result.json")).read_bytes())
+    assert result["simulation"]["market"] == "replay"
+
+
+async def _same_bytes(tmp_path: Path, settings: Settings, grid: SweepGrid) -> None:
     runs = {}
     for name, executor in (("serial", SerialExecutor()), ("ray", RayExecutor())):
         result = await run_sweep(
@@ -52,7 +72,7 @@ async def test_serial_and_ray_write_the_same_bytes(tmp_path: Path, local_ray: No
         runs[name] = result.layout.run_dir.rename(tmp_path / name)
         assert result.stats.executor == name
     serial, on_ray = (_files(runs[k]) for k in ("serial", "ray"))
-    assert len(serial) > 3 * 3 * 3 * 8 * 4
+    assert len(serial) > grid.size * 4
     assert serial.keys() == on_ray.keys()
     different = [name for name in serial if serial[name] != on_ray[name]]
     assert different == []
