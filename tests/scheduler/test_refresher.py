@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,12 +58,14 @@ class GatedSource:
         return None
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never became true")
+async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    # Cache writes run in worker threads: on a loaded machine one can outlast any fixed number
+    # of loop turns (a 10,000-turn bound failed under load), so the bound is real time.
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition never became true")
+        await asyncio.sleep(0.001)
 
 
 @pytest.fixture
