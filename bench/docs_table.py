@@ -42,7 +42,8 @@ def _settings(settings: dict[str, Any]) -> list[str]:
     # Sorted, as the embedded JSON is: rendering the parsed results gives the same text.
     for name, values in sorted(settings.items()):
         parts = ", ".join(
-            f"{k} {json.dumps(v, sort_keys=True, separators=(',', ':'))}" for k, v in sorted(values.items())
+            f"{k} {json.dumps(v, sort_keys=True, separators=(',', ':'))}"
+            for k, v in sorted(values.items())
         )
         lines.append(f"- `bench/{name}.py`: {parts}")
     return lines
