@@ -98,12 +98,7 @@ class EpisodeRunner:
 
         Raises only when not even the folder could be created (e.g. the disk is full).
         """
-        episode = _Episode(self, index, trigger_id)
-        structlog.contextvars.bind_contextvars(episode_id=episode.episode_id)
-        try:
-            return await episode.run()
-        finally:
-            structlog.contextvars.unbind_contextvars("episode_id")
+        return await _Episode(self, index, trigger_id).run_logged()
 
     async def start(
         self, index: int, *, trigger_id: str | None = None
@@ -170,9 +165,12 @@ class _Episode:
             self.handed_off.set_result(None)
 
     async def run_logged(self) -> EpisodeRecord:
-        """:meth:`run` with the episode id on every log line (of its task's own context)."""
+        """:meth:`run` with the episode id on every log line it makes."""
         structlog.contextvars.bind_contextvars(episode_id=self.episode_id)
-        return await self.run()
+        try:
+            return await self.run()
+        finally:
+            structlog.contextvars.unbind_contextvars("episode_id")
 
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still

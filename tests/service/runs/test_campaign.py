@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from clmmd.artifacts.validate import validate_run
 from clmmd.env.mock import MockClmmEnv
 from clmmd.service.cli.main import main
 from clmmd.service.config import load_settings
-from clmmd.service.runs.campaign import CampaignStop, run_campaign
+from clmmd.service.runs.campaign import CampaignReport, CampaignStop, run_campaign
 from clmmd.service.runs.runner import EpisodeRunner
 from clmmd.service.runs.warmup import warm_mock_intel
 from clmmd.service.wiring import open_intel
@@ -298,29 +300,23 @@ class HeldStore(ArtifactStore):
         super().write_batch(episode_id, logs, artifacts)
 
 
-async def test_durable_campaign_counts_an_episode_once_its_last_files_are_written(
-    data_dir: Path, clock: FakeClock
-) -> None:
-    """One worker, episode 1's last write held: the worker computes and writes episode 2
-    meanwhile, counts nothing it has not written, and starts episode 3 only after episode 1."""
+@contextlib.asynccontextmanager
+async def held_campaign(
+    data_dir: Path, clock: FakeClock, **kw: Any
+) -> AsyncIterator[tuple[HeldStore, asyncio.Task[CampaignReport]]]:
+    """A durable 3-episode mock campaign on one worker whose store holds episode 1's last
+    write until ``store.release`` is set; yields the store and the running campaign."""
     stores: list[HeldStore] = []
 
-    def runner_factory(**kw: Any) -> EpisodeRunner:
-        stores.append(HeldStore(kw["store"].layout, {"ep_000001"}))
-        return EpisodeRunner(**{**kw, "store": stores[0]})
-
-    counted: list[int] = []
-
-    def on_done(record: EpisodeRecord) -> None:
-        written = [d for d in stores[0].layout.episode_dirs() if (d / "metadata.json").exists()]
-        assert len(written) >= len(counted) + 1  # counted only once on disk
-        counted.append(len(written))
+    def runner_factory(**runner_kw: Any) -> EpisodeRunner:
+        stores.append(HeldStore(runner_kw["store"].layout, {"ep_000001"}))
+        return EpisodeRunner(**{**runner_kw, "store": stores[0]})
 
     settings = load_settings(data_dir=data_dir, seed=5, durable_writes=True, episode_workers=1)
     stack = open_intel(settings, clock)
     try:
         await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 5)
-        campaign_task = asyncio.create_task(
+        task = asyncio.create_task(
             run_campaign(
                 settings,
                 env=MockClmmEnv(),
@@ -328,21 +324,40 @@ async def test_durable_campaign_counts_an_episode_once_its_last_files_are_writte
                 episodes=3,
                 clock=clock,
                 runner_factory=runner_factory,
-                on_episode_done=on_done,
+                **kw,
             )
         )
+        while not stores and not task.done():
+            await asyncio.sleep(0.01)
+        yield stores[0], task
+    finally:
+        stack.close()
+
+
+async def test_durable_campaign_counts_an_episode_once_its_last_files_are_written(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    """One worker, episode 1's last write held: the worker computes and writes episode 2
+    meanwhile, counts nothing it has not written, and starts episode 3 only after episode 1."""
+    counted: list[int] = []
+
+    def on_done(record: EpisodeRecord) -> None:
+        (run,) = list_runs(data_dir)
+        written = [d for d in run.episode_dirs() if (d / "metadata.json").exists()]
+        assert len(written) >= len(counted) + 1  # counted only once on disk
+        counted.append(len(written))
+
+    async with held_campaign(data_dir, clock, on_episode_done=on_done) as (store, campaign_task):
+        layout = store.layout
         for _ in range(3000):
             if len(counted) == 1 or campaign_task.done():
                 break
             await asyncio.sleep(0.01)
-        layout = stores[0].layout
         assert (layout.episode_dir("ep_000002") / "metadata.json").exists()
         assert not (layout.episode_dir("ep_000001") / "metadata.json").exists()
         assert not layout.episode_dir("ep_000003").exists()  # at most one episode finishing
-        stores[0].release.set()
+        store.release.set()
         report = await campaign_task
-    finally:
-        stack.close()
     assert report.complete and len(counted) == 3
     assert validate_run(layout) == []
     summary = orjson.loads(layout.summary_path.read_bytes())
@@ -352,45 +367,22 @@ async def test_durable_campaign_counts_an_episode_once_its_last_files_are_writte
 async def test_a_stop_waits_for_episodes_finishing_on_disk_and_counts_them(
     data_dir: Path, clock: FakeClock
 ) -> None:
-    stores: list[HeldStore] = []
-
-    def runner_factory(**kw: Any) -> EpisodeRunner:
-        stores.append(HeldStore(kw["store"].layout, {"ep_000001"}))
-        return EpisodeRunner(**{**kw, "store": stores[0]})
-
     stop = CampaignStop()
-    settings = load_settings(data_dir=data_dir, seed=5, durable_writes=True, episode_workers=1)
-    stack = open_intel(settings, clock)
-    try:
-        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 5)
-        campaign_task = asyncio.create_task(
-            run_campaign(
-                settings,
-                env=MockClmmEnv(),
-                intel=stack.intel,
-                episodes=3,
-                clock=clock,
-                runner_factory=runner_factory,
-                stop=stop,
-            )
-        )
+    async with held_campaign(data_dir, clock, stop=stop) as (store, campaign_task):
         for _ in range(3000):
-            if stores and (stores[0].layout.episode_dir("ep_000002") / "metadata.json").exists():
+            if (store.layout.episode_dir("ep_000002") / "metadata.json").exists():
                 break
             await asyncio.sleep(0.01)
         stop.request("SIGTERM")
         stop.request("SIGTERM")  # hurry: no drain deadline, workers cancelled at once
         await asyncio.sleep(0.1)
         assert not campaign_task.done()  # episode 1's last write is still landing
-        stores[0].release.set()
+        store.release.set()
         report = await campaign_task
-    finally:
-        stack.close()
     assert report.interrupted_by == "SIGTERM"
     assert len(report.records) == 2 and report.interrupted == [] and report.not_started == 1
-    layout = stores[0].layout
-    assert validate_run(layout) == []
-    assert orjson.loads(layout.summary_path.read_bytes())["episodes"] == 2
+    assert validate_run(store.layout) == []
+    assert orjson.loads(store.layout.summary_path.read_bytes())["episodes"] == 2
 
 
 async def test_durable_campaign_with_workers_passes_the_validator(
