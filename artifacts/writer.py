@@ -4,8 +4,9 @@ Every artifact is written to a temporary file in the same directory (fsynced whe
 then *linked* to its final name: ``link`` fails when the name exists, so a file is never
 overwritten, and readers never see a partial file. When durable, the directory is fsynced once
 after the last file of a batch (:func:`write_files_new`) so the new names survive a power cut.
-An episode folder is built under a temporary name with its proposal.json and renamed into
-place, so no episode folder ever exists without its proposal.
+An episode folder is built under a temporary name with its proposal.json (and, when they are
+ready, its other files) and renamed into place, so no episode folder ever exists without its
+proposal (:func:`create_episode_dir`).
 
 These functions block (fsync); async callers run them off the event loop.
 """
@@ -18,6 +19,7 @@ import fcntl
 import itertools
 import os
 import secrets
+import shutil
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -143,38 +145,80 @@ def replace_json(path: Path, obj: Any, *, durable: bool = True) -> None:
 
 
 def create_episode_dir(
-    episodes_dir: Path, episode_id: str, proposal: Any, *, durable: bool = True
+    episodes_dir: Path,
+    episode_id: str,
+    proposal: Any,
+    *,
+    durable: bool = True,
+    files: Sequence[tuple[str, bytes]] = (),
+    logs: bytes = b"",
 ) -> Path:
-    """Create ``episodes_dir/episode_id`` holding proposal.json, atomically.
+    """Create ``episodes_dir/episode_id`` holding proposal.json (``proposal``: a model, a
+    JSON-able value or its encoded bytes), then ``files`` and ``logs`` (logs.jsonl), atomically:
+    the folder appears with all of them or not at all.
 
-    The folder is assembled under a hidden temporary name and renamed into place. ``rename``
-    onto an existing non-empty directory fails, and we check just before it for the empty case,
-    so an existing episode is never replaced.
+    The folder is assembled under a hidden temporary name and renamed into place. Inside a
+    folder nobody else sees yet a file needs no temporary name of its own: each is created
+    (``O_EXCL``), written and, when durable, fsynced; then the folder is fsynced, renamed, and
+    ``episodes_dir`` fsynced. logs.jsonl is not fsynced (as when it is appended to later).
+    ``rename`` onto an existing non-empty directory fails, and we check just before it for the
+    empty case, so an existing episode is never replaced. Paths are resolved once: every call
+    below works relative to the two folders' descriptors.
     """
     final = episodes_dir / episode_id
-    staging = episodes_dir / _NAMES.next(episode_id)
-    staging.mkdir(parents=True)
+    staging = _NAMES.next(episode_id)
+    data = proposal if isinstance(proposal, bytes) else dumps(proposal)
+    contents = [("proposal.json", data, durable), *((n, d, durable) for n, d in files)]
+    if logs:
+        contents.append(("logs.jsonl", logs, False))
+    episodes_dir.mkdir(parents=True, exist_ok=True)
+    parent = os.open(episodes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        write_json_new(staging / "proposal.json", proposal, durable=durable)
-        if final.exists():
-            raise ArtifactExistsError(f"refusing to overwrite episode folder {final}")
+        os.mkdir(staging, dir_fd=parent)
         try:
-            staging.rename(final)
-        except OSError as exc:
-            # Another writer won the race between our check and the rename: its folder holds
-            # a proposal.json, so the rename fails with ENOTEMPTY/EEXIST. Same refusal as above.
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise ArtifactExistsError(f"refusing to overwrite episode folder {final}") from None
+            _fill_folder(parent, staging, contents, durable)
+            if os.path.lexists(final):
+                raise ArtifactExistsError(f"refusing to overwrite episode folder {final}")
+            try:
+                os.rename(staging, episode_id, src_dir_fd=parent, dst_dir_fd=parent)
+            except OSError as exc:
+                # Another writer won the race between our check and the rename: its folder
+                # holds a proposal.json, so the rename fails with ENOTEMPTY/EEXIST.
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise ArtifactExistsError(
+                        f"refusing to overwrite episode folder {final}"
+                    ) from None
+                raise
+        except BaseException:
+            shutil.rmtree(episodes_dir / staging, ignore_errors=True)
             raise
-    except BaseException:
-        with contextlib.suppress(OSError):
-            for child in staging.iterdir():
-                child.unlink()
-            staging.rmdir()
-        raise
-    if durable:
-        fsync_dir(episodes_dir)
+        if durable:
+            os.fsync(parent)
+    finally:
+        os.close(parent)
     return final
+
+
+def _fill_folder(
+    parent: int, name: str, contents: Sequence[tuple[str, bytes, bool]], durable: bool
+) -> None:
+    """Create each ``(file, data, fsync)`` in the new folder ``name`` under ``parent``."""
+    folder = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        for file_name, data, sync in contents:
+            fd = os.open(
+                file_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=folder
+            )
+            try:
+                _write_all(fd, data)
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        if durable:
+            os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def move_aside(path: Path, now: datetime, *, companions: tuple[str, ...] = ()) -> Path:

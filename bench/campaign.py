@@ -86,24 +86,36 @@ class Measure:
 
 
 class Stopwatch:
-    """Wall clock and this process's user/system CPU between ``start`` and ``stop``."""
+    """Wall clock and user/system CPU between ``start`` and ``stop``: this process's and its
+    children's that ended in between (a durable campaign's writer process)."""
 
     def start(self) -> Stopwatch:
-        self._usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._usage = _usage()
         self._wall = time.perf_counter()
         return self
 
     def stop(self, episodes: int) -> Measure:
         wall = time.perf_counter() - self._wall
-        usage = resource.getrusage(resource.RUSAGE_SELF)
+        usage = _usage()
         before = self._usage
         return Measure(
             episodes,
             wall,
-            usage.ru_utime - before.ru_utime,
-            usage.ru_stime - before.ru_stime,
-            usage.ru_nvcsw + usage.ru_nivcsw - before.ru_nvcsw - before.ru_nivcsw,
+            usage[0] - before[0],
+            usage[1] - before[1],
+            int(usage[2] - before[2]),
         )
+
+
+def _usage() -> tuple[float, float, float]:
+    """User s, system s and context switches of this process plus its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (
+        own.ru_utime + kids.ru_utime,
+        own.ru_stime + kids.ru_stime,
+        own.ru_nvcsw + own.ru_nivcsw + kids.ru_nvcsw + kids.ru_nivcsw,
+    )
 
 
 async def measure_in_process(
@@ -178,12 +190,14 @@ def per_process(data_dir: Path, count: int) -> float:
 def disk_limit_measure(
     template: RunLayout, target: Path, workers: int, *, durable: bool = True
 ) -> Measure:
-    """Write the files of ``template``'s episodes again under ``target`` (its episodes folder),
-    as the store does: the folder with proposal.json, then logs.jsonl and the other files in
-    one batch. Nothing else runs: this is what the disk (and the kernel) allow."""
+    """Write the files of ``template``'s episodes again under ``target`` (its episodes folder)
+    with the store's own batches, by ``workers`` threads of this process. Durable, as a
+    simulated episode that does not learn writes them: one batch that makes the folder with
+    everything in it; not durable: the folder with proposal.json, then the rest in a second
+    batch. Nothing else runs: this is what the disk (and the kernel) allow."""
     # Imported here so that the profile script, which shares this module, also runs against
     # an older writer (before/after comparisons).
-    from clmmd.artifacts.writer import append_unlocked, create_episode_dir, write_files_new
+    from clmmd.artifacts.episode_write import EpisodeWrite, apply_episode_write
 
     episodes = [
         (d.name, {p.name: p.read_bytes() for p in d.iterdir()}) for d in template.episode_dirs()
@@ -192,11 +206,15 @@ def disk_limit_measure(
 
     def one(item: tuple[str, dict[str, bytes]]) -> None:
         name, files = item
-        folder = create_episode_dir(target, name, {"proposed": True}, durable=durable)
-        if "logs.jsonl" in files:
-            append_unlocked(folder / "logs.jsonl", files["logs.jsonl"])
-        batch = [(n, files[n]) for n in _LAST_BATCH if n in files]
-        write_files_new(folder, batch, durable=durable)
+        proposal = files["proposal.json"]
+        logs = files.get("logs.jsonl", b"")
+        batch = tuple((n, files[n]) for n in _LAST_BATCH if n in files)
+        if durable:
+            whole = EpisodeWrite(target, name, proposal, logs, batch, durable=True)
+            apply_episode_write(whole)
+            return
+        apply_episode_write(EpisodeWrite(target, name, proposal, durable=False))
+        apply_episode_write(EpisodeWrite(target, name, None, logs, batch, durable=False))
 
     watch = Stopwatch().start()
     with ThreadPoolExecutor(workers) as pool:

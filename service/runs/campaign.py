@@ -44,6 +44,7 @@ from clmmd.service.runs.opening import (
 )
 from clmmd.service.runs.runner import EpisodeRunner, IntelReader
 from clmmd.service.runs.summary_writer import SummaryWriter
+from clmmd.service.runs.writer_processes import WriterProcesses
 
 log = structlog.get_logger(__name__)
 
@@ -173,6 +174,16 @@ async def _campaign(
     stop: CampaignStop,
     phases: IntelPhases | None,
 ) -> CampaignReport:
+    workers = settings.episode_workers
+    if learning_enabled(settings) and workers > 1:
+        # Each episode proposes from the state the previous ones learned into; running them
+        # concurrently would make the result depend on timing, not on the seed.
+        log.info("learning_serialises_episodes", configured_workers=workers)
+        workers = 1
+    # Durable writes keep their pace only outside this process's GIL (writer_processes).
+    writers = WriterProcesses(workers) if settings.durable_writes else None
+    if writers is not None:
+        writers.start()
     try:
         run = await open_run(
             settings,
@@ -183,9 +194,14 @@ async def _campaign(
             agent=agent,
             pool=pool,
             runner_factory=runner_factory,
+            writers=writers,
         )
-    except RunOpenError as exc:
-        raise CampaignError(str(exc)) from exc
+    except BaseException as exc:
+        if writers is not None:
+            await writers.close()
+        if isinstance(exc, RunOpenError):
+            raise CampaignError(str(exc)) from exc
+        raise
     report = CampaignReport(run.run_id, run.layout.run_dir, run.seed, count)
     try:
         log.info(
@@ -198,12 +214,6 @@ async def _campaign(
             config=settings.effective(),
             run_dir=str(run.layout.run_dir),
         )
-        workers = settings.episode_workers
-        if learning_enabled(settings) and workers > 1:
-            # Each episode proposes from the state the previous ones learned into; running them
-            # concurrently would make the result depend on timing, not on the seed.
-            log.info("learning_serialises_episodes", configured_workers=workers)
-            workers = 1
         await _run_pool(
             run.runner, run.store, report, workers, clock, on_episode_done, stop, settings, phases
         )
@@ -223,7 +233,11 @@ async def _campaign(
             not_started=report.not_started,
         )
     finally:
-        close_run(run)
+        try:
+            if writers is not None:  # every write has landed: the processes just exit
+                await writers.close()
+        finally:
+            close_run(run)
     return report
 
 

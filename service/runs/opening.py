@@ -30,6 +30,7 @@ from clmmd.env.base import ClmmEnv, PoolSpec, pool_by_address
 from clmmd.service.config import Settings
 from clmmd.service.logging import SINKS
 from clmmd.service.runs.runner import EpisodeRunner, EpisodeSettings, IntelReader
+from clmmd.service.runs.writer_processes import WriterProcesses
 
 log = structlog.get_logger(__name__)
 
@@ -127,10 +128,12 @@ async def open_run(
     agent: LearningAgent | None = None,
     pool: PoolSpec | None = None,
     runner_factory: Callable[..., EpisodeRunner] = EpisodeRunner,
+    writers: WriterProcesses | None = None,
 ) -> OpenRun:
     """Recover what dead writers left, then create the run folder, bind ``run_id`` to every
     log line of this context, attach the run's campaign.log and build its episode runner.
 
+    ``writers`` (a durable campaign's writer processes) apply the episodes' writes.
     Raises :class:`RunOpenError` (nothing opened) when the data dir cannot be used."""
     data_dir = settings.data_dir
     try:
@@ -168,6 +171,7 @@ async def open_run(
         agent=agent,
         pool=pool or pool_by_address(settings.pools[0]),
         clock=clock,
+        writers=writers,
     )
     return OpenRun(kind, layout, seed, store, runner, agent)
 

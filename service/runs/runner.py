@@ -3,14 +3,15 @@
 Steps: intel snapshot → propose → execute → reward → result → learning gate → metadata.
 The folder appears atomically with proposal.json (a placeholder proposal recording why when
 the agent could not propose). Any exception in a step writes failure.json naming the step, and
-metadata.json is always written last. Disk writes run on an :class:`IoLane` thread, never on the
-event loop; an episode that ends without learning writes its outcome and last files at once.
+metadata.json is always written last. Each write is one encoded batch applied off the event loop
+(an :class:`IoLane` thread, a pool thread, or a durable campaign's writer processes); an episode
+that ends without learning writes its outcome and last files at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from clmmd.agent.regime import MarketView, classify
 from clmmd.agent.reward import outcome_reward
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import Clock, utc_iso
+from clmmd.artifacts.episode_write import EpisodeWrite, FolderNotMadeError
 from clmmd.artifacts.layout import episode_id as make_episode_id
 from clmmd.artifacts.models import EpisodeResult, LogLine, Proposal, Reward
 from clmmd.artifacts.store import ArtifactStore
@@ -48,6 +50,7 @@ from clmmd.service.runs.context import (
     market_view,
 )
 from clmmd.service.runs.io_lane import IoLane
+from clmmd.service.runs.writer_processes import WriterProcesses
 
 __all__ = [
     "STAGE_HINTS",
@@ -78,6 +81,7 @@ class EpisodeRunner:
         clock: Clock,
         proposer: Callable[[ProposalContext, AgentState], Proposal] = propose,
         io: IoLane | None = None,
+        writers: WriterProcesses | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -89,8 +93,11 @@ class EpisodeRunner:
         self.proposer = proposer
         # Non-durable writes are short CPU work: one lane thread takes them all (fewest thread
         # wake-ups and GIL hand-offs). Durable ones wait on fsync: they overlap in the default
-        # thread pool (``io`` None), as many as episodes are in flight.
+        # thread pool (``io`` None), as many as episodes are in flight, or in ``writers``
+        # (a durable campaign's writer processes), which then apply every batch of the
+        # episodes: ``store.apply`` is not called in this process.
         self.io = io if io is not None else (None if store.durable else IoLane(name="episode-io"))
+        self.writers = writers
 
     async def run(self, index: int, *, trigger_id: str | None = None) -> EpisodeRecord:
         """Run episode ``index`` (1-based) to an artifact folder; returns its summary record.
@@ -172,16 +179,26 @@ class _Episode:
         finally:
             structlog.contextvars.unbind_contextvars("episode_id")
 
-    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _apply(self, write: EpisodeWrite) -> Awaitable[None]:
+        r = self.r
+        if r.writers is not None:
+            return r.writers.apply(write)
+        if r.io is not None:
+            return r.io.run(r.store.apply, write)
+        return asyncio.to_thread(r.store.apply, write)
+
+    async def _io(self, write: EpisodeWrite) -> None:
+        """Apply one batch off the event loop. A folder that could not be made loses the
+        episode (``_lost``): it has nowhere to record anything, not even its failure."""
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
         # finishes the write it started before the cancellation propagates, so recovery never
         # races a half-done write (e.g. writing failure.json while result.json is landing).
-        lane = self.r.io
-        task = asyncio.ensure_future(
-            lane.run(fn, *args) if lane is not None else asyncio.to_thread(fn, *args)
-        )
+        task = asyncio.ensure_future(self._apply(write))
         try:
-            return await asyncio.shield(task)
+            await asyncio.shield(task)
+        except FolderNotMadeError as exc:
+            self._lost = exc.error
+            raise exc.error from None
         except asyncio.CancelledError:
             await asyncio.wait([task])
             if not task.cancelled() and task.exception() is not None:
@@ -209,17 +226,12 @@ class _Episode:
     async def _write_files(
         self, logs: list[LogLine], artifacts: list[tuple[str, BaseModel]]
     ) -> None:
-        store, proposal, self._unmade = self.r.store, self._unmade, None
-        if proposal is None:
-            await self._io(store.write_batch, self.episode_id, logs, artifacts)
-            return
-        try:
-            await self._io(
-                _make_folder_then_write, store, self.episode_id, proposal, logs, artifacts
+        proposal, self._unmade = self._unmade, None
+        await self._io(
+            self.r.store.episode_write(
+                self.episode_id, proposal=proposal, logs=logs, artifacts=artifacts
             )
-        except _FolderNotMade as exc:
-            self._lost = exc.error
-            raise exc.error from None
+        )
 
     def _mark(self, stage: str, t_start: float) -> None:
         self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)
@@ -258,7 +270,7 @@ class _Episode:
                 seed=self.seed,
                 trigger_id=self.trigger_id,
             )
-            await self._io(self.r.store.create_episode, self.episode_id, placeholder)
+            await self._io(self.r.store.episode_write(self.episode_id, proposal=placeholder))
             return await self._fail(stage, exc)
         if self.r.store.durable and self.r.env.name == "mock":
             # A simulation has no effect outside this process: its folder is made by the
@@ -268,7 +280,7 @@ class _Episode:
             # Without fsync the folder costs microseconds on the io lane: made at once.
             self._unmade = self.proposal
         else:
-            await self._io(self.r.store.create_episode, self.episode_id, self.proposal)
+            await self._io(self.r.store.episode_write(self.episode_id, proposal=self.proposal))
         self._log(
             "proposed",
             regime_key=self.proposal.regime_key,
@@ -317,7 +329,7 @@ class _Episode:
             try:
                 await self._finish(*_outcome_files(reward, result))
             except Exception as exc:
-                landed = await self._io(self.r.store.has, self.episode_id, "result.json")
+                landed = await asyncio.to_thread(self.r.store.has, self.episode_id, "result.json")
                 if landed:  # only timings/metadata failed: as a failed _finish always did
                     raise
                 return await self._fail("write_result", exc)
@@ -452,26 +464,3 @@ def _outcome_files(reward: Reward, result: EpisodeResult) -> tuple[tuple[str, Ba
     # reward.json first: a crash between the two leaves reward without result, which recovery
     # completes with failure.json; the reverse could never validate.
     return (("reward.json", reward), ("result.json", result))
-
-
-class _FolderNotMade(Exception):
-    """The folder of an episode could not be made (its ``error``): the episode is lost."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _make_folder_then_write(
-    store: ArtifactStore,
-    episode_id: str,
-    proposal: Proposal,
-    logs: list[LogLine],
-    artifacts: list[tuple[str, BaseModel]],
-) -> None:
-    """The folder with its proposal.json, then the episode's first batch (one blocking call)."""
-    try:
-        store.create_episode(episode_id, proposal)
-    except Exception as exc:
-        raise _FolderNotMade(exc) from exc
-    store.write_batch(episode_id, logs, artifacts)

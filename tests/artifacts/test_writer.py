@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
-import pathlib
 import select
 import signal
 import threading
@@ -198,21 +197,21 @@ def test_episode_folder_race_lost_at_rename_is_a_refusal_and_cleans_staging(
 ) -> None:
     """Another writer creates the folder after our checks: rename fails, we refuse cleanly."""
     episodes = tmp_path / "episodes"
-    real_rename = pathlib.Path.rename
+    real_rename = os.rename
 
-    def competitor_first(self: Path, target: Any) -> Path:
-        Path(target).mkdir()
-        (Path(target) / "proposal.json").write_bytes(b"winner\n")
-        return real_rename(self, target)
+    def competitor_first(src: Any, dst: Any, **kwargs: Any) -> None:
+        (episodes / dst).mkdir()
+        (episodes / dst / "proposal.json").write_bytes(b"winner\n")
+        real_rename(src, dst, **kwargs)
 
-    monkeypatch.setattr(pathlib.Path, "rename", competitor_first)
+    monkeypatch.setattr(os, "rename", competitor_first)
     with pytest.raises(ArtifactExistsError):
         create_episode_dir(episodes, "ep_000001", proposal())
     assert [p.name for p in episodes.iterdir()] == ["ep_000001"]
     assert (episodes / "ep_000001" / "proposal.json").read_bytes() == b"winner\n"
 
 
-@pytest.mark.parametrize("failing", ["fsync", "link"])
+@pytest.mark.parametrize("failing", ["fsync", "write"])
 def test_failure_while_staging_leaves_no_episode_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
@@ -250,11 +249,8 @@ def _child_replace_json(path: str, block_at: str, ready_fd: int, block_fd: int) 
 
 
 def _child_create_episode(path: str, block_at: str, ready_fd: int, block_fd: int) -> None:
-    if block_at == "rename":
-        _block_in(pathlib.Path, "rename", ready_fd, block_fd)
-    else:
-        _block_in(os, block_at, ready_fd, block_fd)
-    create_episode_dir(Path(path), "ep_000001", proposal())
+    _block_in(os, block_at, ready_fd, block_fd)
+    create_episode_dir(Path(path), "ep_000001", proposal(), files=[("result.json", PAYLOAD)])
 
 
 def kill_child_inside(child: Callable[..., None], path: Path, block_at: str) -> None:
@@ -298,7 +294,7 @@ def test_sigkill_during_replace_json_keeps_the_previous_document(
     assert orjson.loads(target.read_bytes()) == {"version": 1}
 
 
-@pytest.mark.parametrize("block_at", ["fsync", "link", "rename"])
+@pytest.mark.parametrize("block_at", ["fsync", "close", "rename"])
 def test_sigkill_while_staging_an_episode_leaves_only_a_hidden_staging_folder(
     tmp_path: Path, block_at: str
 ) -> None:
@@ -312,8 +308,9 @@ def test_sigkill_while_staging_an_episode_leaves_only_a_hidden_staging_folder(
     assert staging.is_dir()
     assert staging.name.startswith(".ep_000001")
     assert TEMP_MARKER in staging.name
-    if block_at == "rename":  # the proposal was complete, only the rename was missing
+    if block_at == "rename":  # the files were complete, only the rename was missing
         assert Proposal.model_validate_json((staging / "proposal.json").read_bytes())
+        assert (staging / "result.json").read_bytes() == PAYLOAD
 
     violations = validate_run(layout)
     assert [v.path for v in violations] == [staging]

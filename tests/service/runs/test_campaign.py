@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from clmmd.artifacts.base.clock import FakeClock
+from clmmd.artifacts.episode_write import EpisodeWrite
 from clmmd.artifacts.layout import RunLayout, list_runs
 from clmmd.artifacts.store import ArtifactStore
 from clmmd.artifacts.summary import EpisodeRecord
@@ -292,12 +293,10 @@ class HeldStore(ArtifactStore):
         self.held = held
         self.release = threading.Event()
 
-    def write_batch(
-        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
-    ) -> None:
-        if episode_id in self.held and any(n == "metadata.json" for n, _ in artifacts):
+    def apply(self, write: EpisodeWrite) -> None:
+        if write.episode_id in self.held and "metadata.json" in write.names:
             self.release.wait(30)
-        super().write_batch(episode_id, logs, artifacts)
+        super().apply(write)
 
 
 @contextlib.asynccontextmanager
@@ -310,7 +309,8 @@ async def held_campaign(
 
     def runner_factory(**runner_kw: Any) -> EpisodeRunner:
         stores.append(HeldStore(runner_kw["store"].layout, {"ep_000001"}))
-        return EpisodeRunner(**{**runner_kw, "store": stores[0]})
+        # Held in this process's store: the writes take its threads, not writer processes.
+        return EpisodeRunner(**{**runner_kw, "store": stores[0], "writers": None})
 
     settings = load_settings(data_dir=data_dir, seed=5, durable_writes=True, episode_workers=1)
     stack = open_intel(settings, clock)

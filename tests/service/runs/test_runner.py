@@ -16,6 +16,7 @@ import pytest
 from clmmd.agent.proposer import ProposalContext
 from clmmd.agent.state import AgentState
 from clmmd.artifacts.base.clock import FakeClock
+from clmmd.artifacts.episode_write import EpisodeWrite, FolderNotMadeError
 from clmmd.artifacts.layout import RunLayout
 from clmmd.artifacts.models import Proposal
 from clmmd.artifacts.store import ArtifactStore
@@ -173,15 +174,11 @@ class ZeroSizeEnv:
 class ResultWriteFails(ArtifactStore):
     """result.json cannot be written; the files before it in the same batch land."""
 
-    def write_batch(
-        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
-    ) -> None:
-        names = [name for name, _ in artifacts]
-        if "result.json" in names:
-            before = artifacts[: names.index("result.json")]
-            super().write_batch(episode_id, logs, before)
+    def apply(self, write: EpisodeWrite) -> None:
+        if "result.json" in write.names:
+            super().apply(replace(write, files=write.files[: write.names.index("result.json")]))
             raise OSError(28, "No space left on device")
-        super().write_batch(episode_id, logs, artifacts)
+        super().apply(write)
 
 
 @pytest.mark.parametrize(
@@ -310,21 +307,16 @@ async def test_gate_refusal_is_a_skipped_result_naming_the_gate(
 
 
 class RecordingStore(ArtifactStore):
-    """Records every blocking call the runner makes (one call = one thread hop)."""
+    """Records every blocking call the runner makes (one call = one thread hop): the folder
+    when the call makes it, then the files it writes."""
 
     def __init__(self, layout: RunLayout) -> None:
         super().__init__(layout, durable=False)
         self.calls: list[tuple[str, ...]] = []
 
-    def create_episode(self, episode_id: str, proposal: Any) -> Path:
-        self.calls.append(("create_episode",))
-        return super().create_episode(episode_id, proposal)
-
-    def write_batch(
-        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
-    ) -> None:
-        self.calls.append(("write_batch", *(name for name, _ in artifacts)))
-        super().write_batch(episode_id, logs, artifacts)
+    def apply(self, write: EpisodeWrite) -> None:
+        self.calls.append(("folder",) * (write.proposal is not None) + write.names)
+        super().apply(write)
 
 
 @pytest.mark.parametrize("learns", [False, True])
@@ -337,13 +329,9 @@ async def test_an_episode_writes_in_two_hops_unless_the_agent_learns_in_between(
     await runner.run(1)
     last = ("timings.json", "metadata.json")
     if learns:  # the outcome is on disk before the agent learns from it
-        expected = [
-            ("create_episode",),
-            ("write_batch", "reward.json", "result.json"),
-            ("write_batch", *last),
-        ]
+        expected = [("folder",), ("reward.json", "result.json"), last]
     else:
-        expected = [("create_episode",), ("write_batch", "reward.json", "result.json", *last)]
+        expected = [("folder",), ("reward.json", "result.json", *last)]
     assert store.calls == expected
     folder = store.layout.episode_dir("ep_000001")
     assert validate_episode(folder, runner.settings.run_id) == []
@@ -374,19 +362,21 @@ class GatedStore(ArtifactStore):
         self.last_gate.set()
         self.events: list[str] = []
 
-    def create_episode(self, episode_id: str, proposal: Any) -> Path:
+    def make_folder(self, write: EpisodeWrite) -> None:
         self.folder_gate.wait(30)
-        folder = super().create_episode(episode_id, proposal)
-        self.events.append(f"folder {episode_id}")
-        return folder
+        super().apply(replace(write, logs=b"", files=()))
+        self.events.append(f"folder {write.episode_id}")
 
-    def write_batch(
-        self, episode_id: str, logs: list[Any], artifacts: list[tuple[str, Any]]
-    ) -> None:
-        if any(name == "metadata.json" for name, _ in artifacts):
+    def apply(self, write: EpisodeWrite) -> None:
+        if write.proposal is not None:
+            self.make_folder(write)
+            write = replace(write, proposal=None)
+            if not write.files and not write.logs:
+                return
+        if "metadata.json" in write.names:
             self.last_gate.wait(30)
-        super().write_batch(episode_id, logs, artifacts)
-        self.events.append(f"written {episode_id}")
+        super().apply(write)
+        self.events.append(f"written {write.episode_id}")
 
 
 class ExecutionLog:
@@ -451,8 +441,8 @@ async def test_a_folder_that_cannot_be_made_loses_the_episode_after_its_simulati
     await warm(cache, clock)
 
     class FullDisk(GatedStore):
-        def create_episode(self, episode_id: str, proposal: Any) -> Path:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        def make_folder(self, write: EpisodeWrite) -> None:
+            raise FolderNotMadeError(OSError(errno.ENOSPC, "No space left on device"))
 
     store = FullDisk(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
     runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store))

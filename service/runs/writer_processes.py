@@ -1,0 +1,222 @@
+"""``WriterProcesses``: a durable campaign's episode writes, applied in writer processes.
+
+A durable write waits on the disk (several fsyncs). In a thread of this process it also waits
+for the GIL at each of its system calls, which the event loop holds while it computes the next
+episodes: measured, writes in threads keep under half their pace beside a busy loop, writes in
+processes most of it (docs/performance.md, "Durable writes in writer processes"). So a durable
+campaign hands each encoded :class:`EpisodeWrite` over a pipe to one of ``size`` single-threaded
+writers (``clmmd.artifacts.write_worker``: one interpreter starts, the others are forks of it).
+
+The loop's share is a non-blocking pipe write and, later, the reply: no thread of this process
+is involved. The writers start with the first batch and end when :meth:`close` closes their
+pipes, once every batch is answered. A batch goes to the writer with the fewest in hand; an
+episode awaits each of its batches before the next, so they land in order.
+
+A writer that dies fails the batches it held with :class:`WriterProcessDied` (whether they
+landed is unknown: recovery completes those folders); the others go on, and once none is left
+the next batch starts a new set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import sys
+from dataclasses import dataclass, field
+
+import structlog
+
+from clmmd.artifacts.episode_write import EpisodeWrite
+from clmmd.artifacts.write_worker import body_size, frame, header_size
+
+log = structlog.get_logger(__name__)
+
+
+class WriterProcessDied(OSError):
+    """The writer holding a batch exited before answering (the batch's state is unknown)."""
+
+
+@dataclass
+class _Writer:
+    """One writer's pipes, seen from the campaign."""
+
+    requests: asyncio.WriteTransport
+    replies: asyncio.StreamReader
+    pending: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    reader: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Group:
+    """The writers one start made, and the process that started them (it reaps the others)."""
+
+    process: asyncio.subprocess.Process
+    writers: list[_Writer]
+
+
+class WriterProcesses:
+    """Applies :class:`EpisodeWrite` batches in ``size`` writer processes."""
+
+    def __init__(self, size: int, *, close_timeout_s: float = 30.0) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        self.size = size
+        self.close_timeout_s = close_timeout_s
+        self.starts = 0  # groups started so far (tests)
+        self._groups: list[_Group] = []
+        self._live: list[_Writer] = []
+        self._starting: asyncio.Task[None] | None = None
+        self._ids = 0
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the newest group's first writer (tests)."""
+        return self._groups[-1].process.pid if self._groups else None
+
+    async def apply(self, write: EpisodeWrite) -> None:
+        """Write ``write`` in a writer process; raises what the write raised there."""
+        writer = await self._pick()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ids += 1
+        # Nothing yields from here to the pipe write: the reader cannot give the writer up in
+        # between, so this future is answered or failed by it.
+        writer.pending[self._ids] = future
+        writer.requests.write(frame((self._ids, write)))
+        await future
+
+    def start(self) -> None:
+        """Start the writers now, in the background (else the first batch starts them): a
+        campaign calls this before opening its run, so the interpreter boots meanwhile."""
+        if self._starting is None and not self._live and not self._closed:
+            self._starting = asyncio.create_task(self._start(), name="episode-writers-start")
+
+    async def _pick(self) -> _Writer:
+        while not self._live:
+            if self._closed:
+                raise RuntimeError("the writer processes are closed")
+            self.start()  # concurrent first batches share one start
+            starting = self._starting
+            assert starting is not None
+            try:
+                await asyncio.shield(starting)
+            finally:
+                if starting.done() and self._starting is starting:
+                    self._starting = None
+        if self._closed:
+            raise RuntimeError("the writer processes are closed")
+        return min(self._live, key=lambda w: len(w.pending))
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        theirs: list[int] = []
+        ours: list[tuple[int, int]] = []
+        try:
+            for _ in range(self.size):
+                request_r, request_w = os.pipe()
+                reply_r, reply_w = os.pipe()
+                theirs += [request_r, reply_w]
+                ours.append((request_w, reply_r))
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "clmmd.artifacts.write_worker",
+                str(os.getpid()),
+                *(f"{theirs[i]}:{theirs[i + 1]}" for i in range(0, len(theirs), 2)),
+                pass_fds=theirs,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in theirs + [fd for pair in ours for fd in pair]:
+                os.close(fd)
+            raise
+        for fd in theirs:
+            os.close(fd)
+        self.starts += 1
+        writers = []
+        for request_w, reply_r in ours:
+            replies = asyncio.StreamReader()
+            await loop.connect_read_pipe(
+                lambda r=replies: asyncio.StreamReaderProtocol(r),  # type: ignore[misc]
+                os.fdopen(reply_r, "rb", buffering=0),
+            )
+            requests, _ = await loop.connect_write_pipe(
+                asyncio.Protocol, os.fdopen(request_w, "wb", buffering=0)
+            )
+            writer = _Writer(requests, replies)
+            writer.reader = asyncio.create_task(self._read(writer), name="episode-writer")
+            writers.append(writer)
+        group = _Group(process, writers)
+        self._groups.append(group)
+        if self._closed:  # closed while they started: nothing may be handed to them
+            await self._end(group)
+            return
+        self._live.extend(writers)
+
+    async def _read(self, writer: _Writer) -> None:
+        """Answer the writer's batches as it reports them, until its pipe ends."""
+        try:
+            while True:
+                header = await writer.replies.readexactly(header_size())
+                body = await writer.replies.readexactly(body_size(header))
+                request_id, error = pickle.loads(body)
+                future = writer.pending.pop(request_id)
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(None)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # it exited: expected after close, else its batches fail below
+        except Exception as exc:  # a reply we cannot read: this writer is not trusted further
+            log.error("episode_writer_unreadable", error=repr(exc))
+        finally:
+            if writer in self._live:
+                self._live.remove(writer)
+            writer.requests.close()
+            if writer.pending:
+                self._fail_pending(writer)
+
+    def _fail_pending(self, writer: _Writer) -> None:
+        log.error(
+            "episode_writer_died",
+            batches=len(writer.pending),
+            hint="the next start's recovery completes the episodes it held",
+        )
+        pending, writer.pending = writer.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(
+                    WriterProcessDied("an episode writer process exited before answering")
+                )
+
+    async def close(self) -> None:
+        """Let the writers finish the batches they hold, then end them (killed after
+        ``close_timeout_s``). New batches are refused from the call on."""
+        self._closed = True
+        if self._starting is not None:
+            await asyncio.wait([self._starting])
+        self._live = []
+        groups, self._groups = self._groups, []
+        await asyncio.gather(*(self._end(group) for group in groups))
+
+    async def _end(self, group: _Group) -> None:
+        for writer in group.writers:
+            writer.requests.close()  # the writer's end of the pipe ends: it exits
+        process = group.process
+        try:
+            await asyncio.wait_for(process.wait(), self.close_timeout_s)
+        except TimeoutError:
+            log.error(
+                "episode_writer_killed",
+                pid=process.pid,
+                batches=sum(len(w.pending) for w in group.writers),
+                hint="it did not finish its writes in time; recovery completes the episodes",
+            )
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()  # its copies die with it (Linux), or at their next batch
+            await process.wait()
+        await asyncio.gather(*(w.reader for w in group.writers if w.reader is not None))

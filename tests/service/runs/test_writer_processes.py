@@ -1,0 +1,145 @@
+"""WriterProcesses: batches written in writer processes, errors typed, deaths contained."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from clmmd.artifacts.episode_write import EpisodeWrite, FolderNotMadeError
+from clmmd.artifacts.writer import ArtifactExistsError
+from clmmd.service.runs.writer_processes import WriterProcessDied, WriterProcesses
+
+FILES = (("reward.json", b"{}\n"), ("result.json", b"{}\n"))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+async def test_batches_are_written_by_processes_that_start_once(tmp_path: Path) -> None:
+    writers = WriterProcesses(3)
+    try:
+        await asyncio.gather(
+            *(
+                writers.apply(EpisodeWrite(tmp_path, f"ep_{i:06d}", b"{}\n", b"l\n", FILES))
+                for i in range(1, 31)
+            )
+        )
+        assert writers.starts == 1
+        assert writers.pid is not None and writers.pid != os.getpid()
+        if sys.platform.startswith("linux"):
+            assert len(children_of(writers.pid)) == 2  # forks of the first: 3 writers
+    finally:
+        await writers.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"ep_{i:06d}" for i in range(1, 31)]
+    assert all(len(list(p.iterdir())) == 4 for p in tmp_path.iterdir())
+
+
+async def test_errors_come_back_with_their_type(tmp_path: Path) -> None:
+    writers = WriterProcesses(2)
+    try:
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))
+        with pytest.raises(FolderNotMadeError) as made:
+            await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))
+        assert isinstance(made.value.error, ArtifactExistsError)
+        with pytest.raises(ArtifactExistsError):
+            await writers.apply(EpisodeWrite(tmp_path, "ep_000001", None, files=(FILES[0],) * 2))
+        with pytest.raises(FileNotFoundError) as missing:
+            await writers.apply(EpisodeWrite(tmp_path, "ep_000009", None, b"x\n"))
+        assert missing.value.errno == errno.ENOENT
+    finally:
+        await writers.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000002", b"{}\n"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_a_writer_that_dies_fails_its_batch_and_the_next_batch_gets_a_new_one(
+    tmp_path: Path,
+) -> None:
+    writers = WriterProcesses(1)
+    try:
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))
+        first = writers.pid
+        assert first is not None
+        os.kill(first, signal.SIGINT)  # Ctrl-C in a terminal reaches the group: ignored
+        os.kill(first, signal.SIGTERM)  # so is systemd's stop signal
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000002", b"{}\n"))
+        # A FIFO as logs.jsonl: appending to it blocks the writer until somebody reads.
+        os.mkfifo(tmp_path / "ep_000002" / "logs.jsonl")
+        stuck = asyncio.ensure_future(
+            writers.apply(EpisodeWrite(tmp_path, "ep_000002", None, b"line\n"))
+        )
+        await asyncio.sleep(0.2)
+        assert not stuck.done()
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(WriterProcessDied, match="exited before answering"):
+            await asyncio.wait_for(stuck, 10)
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000003", b"{}\n"))
+        assert writers.starts == 2 and writers.pid != first
+    finally:
+        await writers.close()
+    assert (tmp_path / "ep_000003" / "proposal.json").exists()
+
+
+CAMPAIGN = """
+import asyncio, os, sys
+from pathlib import Path
+from clmmd.artifacts.episode_write import EpisodeWrite
+from clmmd.service.runs.writer_processes import WriterProcesses
+
+async def main() -> None:
+    root = Path(sys.argv[1])
+    writers = WriterProcesses(2)
+    await writers.apply(EpisodeWrite(root, "ep_000001", b"{}\\n"))
+    os.mkfifo(root / "ep_000001" / "logs.jsonl")
+    # Both writers block appending to the FIFO: only their parent's death can end them.
+    for _ in range(2):
+        asyncio.ensure_future(writers.apply(EpisodeWrite(root, "ep_000001", None, b"x\\n")))
+    await asyncio.sleep(0.3)
+    print(writers.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc")
+def test_writers_die_with_a_campaign_killed_by_sigkill(tmp_path: Path) -> None:
+    campaign = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CAMPAIGN), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert campaign.stdout is not None
+        first = int(campaign.stdout.readline())
+        writers = [first, *children_of(first)]
+        assert len(writers) == 2 and all(alive(pid) for pid in writers)
+    finally:
+        campaign.kill()
+        campaign.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in writers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(alive(pid) for pid in writers)
