@@ -10,15 +10,15 @@ no model, lock or file handle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from clmmd.artifacts.writer import append_unlocked, create_episode_dir, write_files_new
 
 
-@dataclass(frozen=True, slots=True)
-class EpisodeWrite:
-    """What one blocking call writes for ``episode_id`` under ``episodes_dir``."""
+class EpisodeWrite(NamedTuple):
+    """What one blocking call writes for ``episode_id`` under ``episodes_dir`` (a tuple: it
+    pickles fast, and a writer process imports nothing more to read it)."""
 
     episodes_dir: Path
     episode_id: str

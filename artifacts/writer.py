@@ -18,7 +18,6 @@ import errno
 import fcntl
 import itertools
 import os
-import secrets
 import shutil
 from collections.abc import Sequence
 from datetime import datetime
@@ -63,7 +62,7 @@ class _TempNames:
         os.register_at_fork(after_in_child=self.reset)
 
     def reset(self) -> None:
-        self.prefix = f"{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(3)}"
+        self.prefix = f"{TEMP_MARKER}{os.getpid()}-{os.urandom(3).hex()}"
         self.counter = itertools.count()
 
     def next(self, name: str) -> str:
@@ -171,8 +170,11 @@ def create_episode_dir(
     contents = [("proposal.json", data, durable), *((n, d, durable) for n, d in files)]
     if logs:
         contents.append(("logs.jsonl", logs, False))
-    episodes_dir.mkdir(parents=True, exist_ok=True)
-    parent = os.open(episodes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parent = os.open(episodes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:  # the run's first episode (stores make it at open: rarely)
+        episodes_dir.mkdir(parents=True, exist_ok=True)
+        parent = os.open(episodes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.mkdir(staging, dir_fd=parent)
         try:
@@ -199,25 +201,46 @@ def create_episode_dir(
     return final
 
 
+#: Starts writeback of a file's dirty pages without waiting (absent on some platforms).
+_START_WRITEBACK = getattr(os, "posix_fadvise", None)
+
+
 def _fill_folder(
     parent: int, name: str, contents: Sequence[tuple[str, bytes, bool]], durable: bool
 ) -> None:
-    """Create each ``(file, data, fsync)`` in the new folder ``name`` under ``parent``."""
+    """Create each ``(file, data, fsync)`` in the new folder ``name`` under ``parent``.
+
+    The files to fsync are all written first and their writeback started at once
+    (``POSIX_FADV_DONTNEED`` starts it on Linux), then each is fsynced: their blocks are
+    allocated in one journal transaction, which the first fsync commits, so the others mostly
+    find their data on disk already. Measured: a third less CPU and ~1.4x the pace of an
+    fsync per file as each is written (docs/performance.md). Every file is still fsynced
+    before the folder is, and the folder before its rename.
+    """
     folder = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=parent)
+    to_sync: list[int] = []
     try:
         for file_name, data, sync in contents:
             fd = os.open(
                 file_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=folder
             )
+            if sync:
+                to_sync.append(fd)
+                _write_all(fd, data)
+                if _START_WRITEBACK is not None:
+                    _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                continue
             try:
                 _write_all(fd, data)
-                if sync:
-                    os.fsync(fd)
             finally:
                 os.close(fd)
+        for fd in to_sync:
+            os.fsync(fd)
         if durable:
             os.fsync(folder)
     finally:
+        for fd in to_sync:
+            os.close(fd)
         os.close(folder)
 
 

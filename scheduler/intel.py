@@ -77,6 +77,10 @@ class IntelSnapshot:
         }
 
 
+#: Distinct (pool, lookback) plans kept; more means the caller varies the lookback freely.
+_MAX_PLANS = 256
+
+
 class MarketIntelligence:
     """Cache-only snapshots for episodes."""
 
@@ -84,6 +88,27 @@ class MarketIntelligence:
         self._cache = cache
         self._registry = registry
         self._clock = clock
+        self._plans: dict[tuple[str, float], list[tuple[str, str, float]]] = {}
+
+    def _plan(self, pool_address: str, lookback_hours: float) -> list[tuple[str, str, float]]:
+        """``(query, cache key, max age)`` of every enabled query for this pool and lookback.
+
+        The registry does not change during a process's life: worked out once per pool and
+        lookback (a few of each), not once per episode.
+        """
+        plan = self._plans.get((pool_address, lookback_hours))
+        if plan is None:
+            plan = []
+            for spec in self._registry.enabled():
+                if spec.pool_scoped:
+                    key = cache_key(spec, pool_address, closest_window(spec, lookback_hours))
+                else:
+                    key = cache_key(spec)
+                plan.append((spec.name, key, spec.max_age_seconds))
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[(pool_address, lookback_hours)] = plan
+        return plan
 
     def snapshot(self, pool_address: str, pair: str, lookback_hours: float) -> IntelSnapshot:
         """Every enabled query's key for this pool (window closest to ``lookback_hours``)."""
@@ -93,13 +118,9 @@ class MarketIntelligence:
         entries: dict[str, QualityMeta] = {}
         data: dict[str, dict[str, Any] | None] = {}
         keys_by_query: dict[str, str] = {}
-        for spec in self._registry.enabled():
-            if spec.pool_scoped:
-                key = cache_key(spec, pool_address, closest_window(spec, lookback_hours))
-            else:
-                key = cache_key(spec)
-            data[key], entries[key] = self._cache.get_with_quality(key, now, spec.max_age_seconds)
-            keys_by_query[spec.name] = key
+        for name, key, max_age_s in self._plan(pool_address, lookback_hours):
+            data[key], entries[key] = self._cache.get_with_quality(key, now, max_age_s)
+            keys_by_query[name] = key
         return IntelSnapshot(
             entries=entries,
             inputs={

@@ -8,9 +8,10 @@ campaign hands each encoded :class:`EpisodeWrite` over a pipe to one of ``size``
 writers (``clmmd.artifacts.write_worker``: one interpreter starts, the others are forks of it).
 
 The loop's share is a non-blocking pipe write and, later, the reply: no thread of this process
-is involved. The writers start with the first batch and end when :meth:`close` closes their
-pipes, once every batch is answered. A batch goes to the writer with the fewest in hand; an
-episode awaits each of its batches before the next, so they land in order.
+is involved. The writers start in the background (:meth:`start`, or the first batch) and end
+when :meth:`close` closes their pipes, once every batch is answered; batches that come before
+they are up are written by a thread, as without them. A batch goes to the writer with the
+fewest in hand; an episode awaits each of its batches before the next, so they land in order.
 
 A writer that dies fails the batches it held with :class:`WriterProcessDied` (whether they
 landed is unknown: recovery completes those folders); the others go on, and once none is left
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from clmmd.artifacts.episode_write import EpisodeWrite
+from clmmd.artifacts.episode_write import EpisodeWrite, apply_episode_write
 from clmmd.artifacts.write_worker import body_size, frame, header_size
 
 log = structlog.get_logger(__name__)
@@ -70,6 +71,7 @@ class WriterProcesses:
         self._starting: asyncio.Task[None] | None = None
         self._ids = 0
         self._closed = False
+        self._start_failed = False
 
     @property
     def pid(self) -> int | None:
@@ -77,8 +79,19 @@ class WriterProcesses:
         return self._groups[-1].process.pid if self._groups else None
 
     async def apply(self, write: EpisodeWrite) -> None:
-        """Write ``write`` in a writer process; raises what the write raised there."""
-        writer = await self._pick()
+        """Write ``write`` in a writer process; raises what the write raised there.
+
+        Until the writers are up (a fresh interpreter takes tens of milliseconds), or if they
+        could not start, the batch is written by a thread of this process instead: the same
+        function, only slower beside a busy loop.
+        """
+        if self._closed:
+            raise RuntimeError("the writer processes are closed")
+        self.start()
+        if not self._live:
+            await asyncio.to_thread(apply_episode_write, write)
+            return
+        writer = min(self._live, key=lambda w: len(w.pending))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ids += 1
         # Nothing yields from here to the pipe write: the reader cannot give the writer up in
@@ -88,28 +101,33 @@ class WriterProcesses:
         await future
 
     def start(self) -> None:
-        """Start the writers now, in the background (else the first batch starts them): a
-        campaign calls this before opening its run, so the interpreter boots meanwhile."""
-        if self._starting is None and not self._live and not self._closed:
+        """Start the writers in the background unless they run or are starting (after every
+        one has died: a new set). A campaign calls this before opening its run, so the
+        interpreter boots meanwhile."""
+        if self._closed or self._live or self._start_failed:
+            return
+        if self._starting is None or self._starting.done():
             self._starting = asyncio.create_task(self._start(), name="episode-writers-start")
 
-    async def _pick(self) -> _Writer:
-        while not self._live:
-            if self._closed:
-                raise RuntimeError("the writer processes are closed")
-            self.start()  # concurrent first batches share one start
-            starting = self._starting
-            assert starting is not None
-            try:
-                await asyncio.shield(starting)
-            finally:
-                if starting.done() and self._starting is starting:
-                    self._starting = None
-        if self._closed:
-            raise RuntimeError("the writer processes are closed")
-        return min(self._live, key=lambda w: len(w.pending))
+    async def ready(self) -> bool:
+        """Wait for a start under way; whether writers are up (tests, the bench)."""
+        self.start()
+        if self._starting is not None:
+            await asyncio.wait([self._starting])
+        return bool(self._live)
 
     async def _start(self) -> None:
+        try:
+            await self._spawn()
+        except Exception as exc:
+            self._start_failed = True
+            log.error(
+                "episode_writers_not_started",
+                error=f"{type(exc).__name__}: {exc}",
+                hint="durable writes run in threads of the campaign instead (slower)",
+            )
+
+    async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
         theirs: list[int] = []
         ours: list[tuple[int, int]] = []

@@ -113,3 +113,12 @@ def test_volume_series_rejects_bad_inputs() -> None:
         volume_series(1, -5.0, 10)
     with pytest.raises(ValueError, match="steps"):
         volume_series(1, 1e8, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5, 2**31 - 1, 2**63 + 12345])
+def test_volume_stream_is_numpys_jumped_stream_of_the_seed(seed: int) -> None:
+    """The volume noise is drawn from ``PCG64(seed).jumped()``: same draws for the same seed
+    as in earlier versions, whichever way the jump is computed."""
+    rng = np.random.Generator(np.random.PCG64(seed).jumped())
+    expected = 10.0 * np.exp(0.3 * rng.standard_normal(50) - 0.5 * 0.3**2)
+    assert np.array_equal(volume_series(seed, 2880.0, 50, 5.0, 0.3), expected)

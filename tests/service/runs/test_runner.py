@@ -176,7 +176,7 @@ class ResultWriteFails(ArtifactStore):
 
     def apply(self, write: EpisodeWrite) -> None:
         if "result.json" in write.names:
-            super().apply(replace(write, files=write.files[: write.names.index("result.json")]))
+            super().apply(write._replace(files=write.files[: write.names.index("result.json")]))
             raise OSError(28, "No space left on device")
         super().apply(write)
 
@@ -364,13 +364,13 @@ class GatedStore(ArtifactStore):
 
     def make_folder(self, write: EpisodeWrite) -> None:
         self.folder_gate.wait(30)
-        super().apply(replace(write, logs=b"", files=()))
+        super().apply(write._replace(logs=b"", files=()))
         self.events.append(f"folder {write.episode_id}")
 
     def apply(self, write: EpisodeWrite) -> None:
         if write.proposal is not None:
             self.make_folder(write)
-            write = replace(write, proposal=None)
+            write = write._replace(proposal=None)
             if not write.files and not write.logs:
                 return
         if "metadata.json" in write.names:

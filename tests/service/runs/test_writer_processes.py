@@ -39,6 +39,7 @@ def children_of(pid: int) -> list[int]:
 async def test_batches_are_written_by_processes_that_start_once(tmp_path: Path) -> None:
     writers = WriterProcesses(3)
     try:
+        assert await writers.ready()
         await asyncio.gather(
             *(
                 writers.apply(EpisodeWrite(tmp_path, f"ep_{i:06d}", b"{}\n", b"l\n", FILES))
@@ -58,6 +59,7 @@ async def test_batches_are_written_by_processes_that_start_once(tmp_path: Path) 
 async def test_errors_come_back_with_their_type(tmp_path: Path) -> None:
     writers = WriterProcesses(2)
     try:
+        assert await writers.ready()
         await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))
         with pytest.raises(FolderNotMadeError) as made:
             await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))
@@ -79,6 +81,7 @@ async def test_a_writer_that_dies_fails_its_batch_and_the_next_batch_gets_a_new_
 ) -> None:
     writers = WriterProcesses(1)
     try:
+        assert await writers.ready()
         await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))
         first = writers.pid
         assert first is not None
@@ -96,6 +99,7 @@ async def test_a_writer_that_dies_fails_its_batch_and_the_next_batch_gets_a_new_
         with pytest.raises(WriterProcessDied, match="exited before answering"):
             await asyncio.wait_for(stuck, 10)
         await writers.apply(EpisodeWrite(tmp_path, "ep_000003", b"{}\n"))
+        assert await writers.ready()
         assert writers.starts == 2 and writers.pid != first
     finally:
         await writers.close()
@@ -111,6 +115,7 @@ from clmmd.service.runs.writer_processes import WriterProcesses
 async def main() -> None:
     root = Path(sys.argv[1])
     writers = WriterProcesses(2)
+    await writers.ready()
     await writers.apply(EpisodeWrite(root, "ep_000001", b"{}\\n"))
     os.mkfifo(root / "ep_000001" / "logs.jsonl")
     # Both writers block appending to the FIFO: only their parent's death can end them.
@@ -143,3 +148,32 @@ def test_writers_die_with_a_campaign_killed_by_sigkill(tmp_path: Path) -> None:
     while any(alive(pid) for pid in writers) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(alive(pid) for pid in writers)
+
+
+async def test_batches_before_the_writers_are_up_or_when_they_cannot_start_use_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers = WriterProcesses(2)
+    try:
+        writers.start()
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))  # still booting
+        assert await writers.ready()
+    finally:
+        await writers.close()
+
+    async def no_processes(*_: object, **__: object) -> None:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", no_processes)
+    broken = WriterProcesses(2)
+    try:
+        assert not await broken.ready()
+        await broken.apply(EpisodeWrite(tmp_path, "ep_000002", b"{}\n", files=FILES))
+        assert not await broken.ready() and broken.starts == 0  # not retried per batch
+    finally:
+        await broken.close()
+    assert sorted(p.name for p in (tmp_path / "ep_000002").iterdir()) == [
+        "proposal.json",
+        "result.json",
+        "reward.json",
+    ]
