@@ -83,6 +83,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+#: Starts writeback of a file's dirty pages without waiting (absent on some platforms).
+_START_WRITEBACK = getattr(os, "posix_fadvise", None)
+
+
 def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     temp = _temp_path(final)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -106,19 +110,42 @@ def write_files_new(
     Each file goes through its own temp name and ``link``; :class:`ArtifactExistsError` stops
     the batch at the first name that exists (the files before it stay: each is whole). Durable:
     every file is fsynced before its link, and the folder once after the last one, so a batch
-    costs one directory fsync however many files it holds.
+    costs one directory fsync however many files it holds. The temps are all written, and their
+    writeback started, before the first fsync (see :func:`_fill_folder`).
     """
-    for name, data in files:
-        final = folder / name
-        temp = _write_temp(final, data, durable)
+    if not durable or len(files) < 2:
+        for name, data in files:
+            _link_new(_write_temp(folder / name, data, durable), folder / name)
+    else:
+        staged: list[tuple[Path, Path, int]] = []
         try:
-            os.link(temp, final)
-        except FileExistsError:
-            raise ArtifactExistsError(f"refusing to overwrite artifact {final}") from None
+            for name, data in files:
+                temp = _temp_path(folder / name)
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                staged.append((temp, folder / name, fd))
+                _write_all(fd, data)
+                if _START_WRITEBACK is not None:
+                    _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            for _, _, fd in staged:
+                os.fsync(fd)
+            for temp, final, _ in staged:
+                _link_new(temp, final)
         finally:
-            temp.unlink(missing_ok=True)
+            for temp, _, fd in staged:
+                os.close(fd)
+                temp.unlink(missing_ok=True)
     if durable and files:
         fsync_dir(folder)
+
+
+def _link_new(temp: Path, final: Path) -> None:
+    """Give the complete file ``temp`` its name ``final`` unless that exists; ``temp`` goes."""
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise ArtifactExistsError(f"refusing to overwrite artifact {final}") from None
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def write_new(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -199,10 +226,6 @@ def create_episode_dir(
     finally:
         os.close(parent)
     return final
-
-
-#: Starts writeback of a file's dirty pages without waiting (absent on some platforms).
-_START_WRITEBACK = getattr(os, "posix_fadvise", None)
 
 
 def _fill_folder(

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +65,9 @@ class Measure:
     user_s: float
     sys_s: float
     switches: int = 0  # voluntary + involuntary context switches
+    #: Share of the whole machine's CPU time (every core, every process, the kernel's own
+    #: threads) that was busy meanwhile; None where /proc/stat is absent.
+    machine_busy: float | None = None
 
     @property
     def switches_per_episode(self) -> float:
@@ -93,20 +96,37 @@ class Stopwatch:
 
     def start(self) -> Stopwatch:
         self._usage = _usage()
+        self._machine = _machine_ticks()
         self._wall = time.perf_counter()
         return self
 
     def stop(self, episodes: int) -> Measure:
         wall = time.perf_counter() - self._wall
         usage = _usage()
+        machine = _machine_ticks()
         before = self._usage
+        busy = None
+        if machine is not None and self._machine is not None and machine[0] > self._machine[0]:
+            total = machine[0] - self._machine[0]
+            busy = 1.0 - (machine[1] - self._machine[1]) / total
         return Measure(
             episodes,
             wall,
             usage[0] - before[0],
             usage[1] - before[1],
             int(usage[2] - before[2]),
+            busy,
         )
+
+
+def _machine_ticks() -> tuple[int, int] | None:
+    """All CPU ticks so far and the idle ones among them (idle + iowait), from /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(ticks), ticks[3] + ticks[4]
 
 
 def _usage() -> tuple[float, float, float]:
@@ -301,6 +321,12 @@ def durable_rounds(
     return out
 
 
+def busy(measures: Iterable[Measure]) -> str:
+    """The median share of the machine's CPU that was busy during ``measures``, as text."""
+    shares = [m.machine_busy for m in measures if m.machine_busy is not None]
+    return f"{100 * statistics.median(shares):.0f} %" if shares else "n/a"
+
+
 def summary(rounds: list[Round]) -> tuple[float, float, float, str]:
     """Median campaign pace, median disk limit, their ratio, and a note with each round's own
     ratio and the two ways' medians.
@@ -392,7 +418,8 @@ def main() -> list[Row]:
             None,
             None,
             f"{args.episodes} episodes, durable writes, median of {args.rounds} rounds; "
-            f"CPU {user_ms:.2f} user + {sys_ms:.2f} sys ms/episode (writer processes included)",
+            f"CPU {user_ms:.2f} user + {sys_ms:.2f} sys ms/episode (writer processes included); "
+            f"machine busy {busy(r.campaign for r in rounds)}",
         ),
         Row(
             "campaign process-per-episode (eps/s)",
@@ -411,7 +438,7 @@ def main() -> list[Row]:
             None,
             None,
             f"the faster of threads and writer processes alone; by threads CPU {disk_user:.2f} "
-            f"user + {disk_sys:.2f} sys ms/episode",
+            f"user + {disk_sys:.2f} sys ms/episode, machine busy {busy(r.threads for r in rounds)}",
         ),
         Row(
             "execute stage per episode, median (ms)",

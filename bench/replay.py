@@ -9,8 +9,8 @@
   its largest relative difference from the exact fees over four ranges (target ≤ 1e-9);
 * the synthetic simulator on the same job: one 30-day episode, and 24-hour episodes, per call;
 * campaign: 1,000 replayed 24-hour episodes in-process with durable writes vs the disk's own
-  limit for the same files (bench/campaign.py's measure; target ≥ 0.8), and vs a synthetic
-  campaign of as many episodes in the same run.
+  limit for the same files (bench/campaign.py's rounds and disk limit; target ≥ 0.8), and vs
+  a synthetic campaign of as many episodes in the same rounds.
 
     python bench/replay.py [--swaps 200000] [--episodes 1000] [--rounds 3]
 """
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import Row, print_table, save
-from campaign import DURABLE, disk_limit, in_process, quiet_data_dir
+from campaign import busy, durable_rounds, in_process, quiet_data_dir, summary
 
 from clmmd.env.base import KNOWN_POOLS, ExecutionRequest, MarketInputs
 from clmmd.env.history_io import parquet_bytes, read_history
@@ -120,34 +120,26 @@ def main() -> list[Row]:
         best_of(3, lambda s=s: replay_env.run(request(24.0, s))) for s in range(20)
     )
 
-    # The machine is shared: each figure is measured in --rounds rounds, back to back; a figure
-    # is its median over the rounds and a ratio the ratio of two medians (the note gives the
-    # spread of the rounds' own ratios).
-    rounds: list[tuple[float, float, float]] = []
-    costs: list[float] = []
+    # The machine is shared: the campaign is measured in --rounds rounds, back to back, each
+    # with its own disk limit (bench/campaign.py's durable_rounds) and a synthetic campaign of
+    # as many episodes; figures are medians over the rounds, ratios ratios of medians (the
+    # rounds' own ratios are printed beside them).
+    rounds = []
+    synthetic_runs = []
     for k in range(args.rounds):
-        # A data dir where creating a file is cheap right now (bench/campaign.py's probe), so
-        # a round does not measure the clean-up of the rounds before it.
-        with quiet_data_dir() as (root, file_cost):
-            replay_eps, layout = asyncio.run(
-                in_process(root / "inproc", args.episodes, args.workers, ReplayClmmEnv(market))
-            )
-            disk_eps = disk_limit(layout, root / "disk" / "episodes", args.workers)
-            synthetic_eps, _ = asyncio.run(
+        rounds += durable_rounds(1, args.episodes, args.workers, lambda: ReplayClmmEnv(market))
+        with quiet_data_dir() as (root, _):
+            synthetic, _ = asyncio.run(
                 in_process(root / f"synthetic{k}", args.episodes, args.workers, MockClmmEnv())
             )
-        rounds.append((replay_eps, disk_eps, synthetic_eps))
-        costs.append(file_cost)
-    eps = statistics.median(r[0] for r in rounds)
-    disk = statistics.median(r[1] for r in rounds)
-    synthetic_eps = statistics.median(r[2] for r in rounds)
-    to_disk, to_synthetic = eps / disk, eps / synthetic_eps
-    spread_disk = (
-        f"rounds {min(r[0] / r[1] for r in rounds):.2f}..{max(r[0] / r[1] for r in rounds):.2f}"
+        synthetic_runs.append(synthetic)
+    eps, disk, to_disk, spread_disk = summary(rounds)
+    synthetic_eps = statistics.median(synthetic_runs)
+    to_synthetic = eps / synthetic_eps
+    spread_synthetic = "rounds " + " ".join(
+        f"{r.campaign.per_s / s:.2f}" for r, s in zip(rounds, synthetic_runs, strict=True)
     )
-    spread_synthetic = (
-        f"rounds {min(r[0] / r[2] for r in rounds):.2f}..{max(r[0] / r[2] for r in rounds):.2f}"
-    )
+    costs = [r.file_cost_us for r in rounds]
 
     note = f"{args.swaps} swaps, {days:.1f} days"
     rows = [
@@ -179,7 +171,8 @@ def main() -> list[Row]:
         Row("replay campaign in-process (eps/s)", eps, "e/s", "-", None, None,
             f"{args.episodes} x 24 h episodes, durable writes, median of {args.rounds}"),
         Row("disk limit, same files (eps/s)", disk, "e/s", "-", None, None,
-            f"new-file cost in the data dir {statistics.median(costs):.0f} us"),
+            f"new-file cost in the data dir {statistics.median(costs):.0f} us; machine busy "
+            f"{busy(r.threads for r in rounds)} (campaign: {busy(r.campaign for r in rounds)})"),
         Row("replay campaign / disk limit", to_disk, "x", ">= 0.8", to_disk / 0.8,
             to_disk >= 0.8, spread_disk),
         Row("synthetic campaign in-process (eps/s)", synthetic_eps, "e/s", "-", None, None,
@@ -193,7 +186,7 @@ def main() -> list[Row]:
         "episodes": args.episodes,
         "episode_workers": args.workers,
         "rounds": args.rounds,
-        "durable_writes": DURABLE.get("in_process"),
+        "durable_writes": True,
     }
     print(f"saved {save('replay', rows, settings)}")
     return rows

@@ -28,6 +28,7 @@ from clmmd.artifacts.writer import (
     create_episode_dir,
     dumps,
     replace_json,
+    write_files_new,
     write_json_new,
     write_new,
 )
@@ -411,3 +412,27 @@ def test_move_aside_never_overwrites_an_earlier_one(tmp_path: Path) -> None:
     assert again.name == "state.db.corrupt-20260301T120000Z-2"
     assert (moved.read_text(), again.read_text()) == ("one", "two")
     assert (tmp_path / "state.db.corrupt-20260301T120000Z-wal").read_text() == "wal"
+
+
+# --- write_files_new: a durable batch of several files ----------------------------------------
+
+
+def test_a_durable_batch_stops_at_the_first_existing_name_and_leaves_no_temps(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "b.json").write_bytes(b"original\n")
+    batch = [("a.json", b"A\n"), ("b.json", b"B\n"), ("c.json", b"C\n")]
+    with pytest.raises(ArtifactExistsError, match="b.json"):
+        write_files_new(tmp_path, batch)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+    assert (tmp_path / "a.json").read_bytes() == b"A\n"
+    assert (tmp_path / "b.json").read_bytes() == b"original\n"
+
+
+def test_a_durable_batch_whose_fsync_fails_names_nothing_and_leaves_no_temps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "fsync", disk_error)
+    with pytest.raises(OSError):
+        write_files_new(tmp_path, [("a.json", b"A\n"), ("b.json", b"B\n")])
+    assert list(tmp_path.iterdir()) == []
