@@ -190,7 +190,11 @@ class WriterProcesses:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # it exited: expected after close, else its batches fail below
         except Exception as exc:  # a reply we cannot read: this writer is not trusted further
-            log.error("episode_writer_unreadable", error=repr(exc))
+            log.error(
+                "episode_writer_unreadable",
+                error=repr(exc),
+                hint="a bug (please report it): that writer is no longer used",
+            )
         finally:
             if writer in self._live:
                 self._live.remove(writer)
