@@ -25,6 +25,7 @@ import contextlib
 import os
 import pickle
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -33,6 +34,21 @@ from clmmd.artifacts.episode_write import EpisodeWrite, apply_episode_write
 from clmmd.artifacts.write_worker import body_size, frame, header_size
 
 log = structlog.get_logger(__name__)
+
+
+#: What a writer's environment keeps of the campaign's: how to find Python and our package,
+#: and the locale. Nothing else: credentials (Dune, Gateway, systemd's) never reach a process
+#: that only writes files.
+_KEPT_VARIABLES = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "SYSTEMROOT"})
+
+
+def writer_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a writer process starts with (see ``_KEPT_VARIABLES``)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _KEPT_VARIABLES or name.startswith(("PYTHON", "LC_"))
+    }
 
 
 class WriterProcessDied(OSError):
@@ -145,6 +161,7 @@ class WriterProcesses:
                 *(f"{theirs[i]}:{theirs[i + 1]}" for i in range(0, len(theirs), 2)),
                 pass_fds=theirs,
                 stdin=asyncio.subprocess.DEVNULL,
+                env=writer_environment(os.environ),
             )
         except BaseException:
             for fd in theirs + [fd for pair in ours for fd in pair]:

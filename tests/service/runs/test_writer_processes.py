@@ -177,3 +177,26 @@ async def test_batches_before_the_writers_are_up_or_when_they_cannot_start_use_a
         "result.json",
         "reward.json",
     ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_writers_never_see_the_campaigns_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUNE_API_KEY", "dune-secret-value")
+    monkeypatch.setenv("CLMMD_GATEWAY_API_KEY", "gateway-secret-value")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    writers = WriterProcesses(2)
+    try:
+        assert await writers.ready()
+        assert writers.pid is not None
+        pids = [writers.pid, *children_of(writers.pid)]
+        for pid in pids:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            names = {entry.split(b"=", 1)[0] for entry in environ if entry}
+            assert b"DUNE_API_KEY" not in names and b"CLMMD_GATEWAY_API_KEY" not in names
+            assert b"secret" not in b"".join(environ)
+            assert b"LC_ALL" in names  # the locale goes along
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))  # and they work
+    finally:
+        await writers.close()
