@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from clmmd.artifacts.base.waiting import settle
+
 T = TypeVar("T")
 
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
@@ -84,9 +86,4 @@ class IoLane:
 
 def _deliver(outcomes: list[_Done]) -> None:
     for future, result, exc in outcomes:
-        if future.cancelled():
-            continue
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+        settle(future, result, exc)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from clmmd.artifacts.base.waiting import settle
 from clmmd.artifacts.episode_write import EpisodeWrite, apply_episode_write
 from clmmd.artifacts.write_worker import body_size, frame, header_size
 
@@ -197,13 +198,7 @@ class WriterProcesses:
                 header = await writer.replies.readexactly(header_size())
                 body = await writer.replies.readexactly(body_size(header))
                 request_id, error = pickle.loads(body)
-                future = writer.pending.pop(request_id)
-                if future.done():
-                    continue
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(None)
+                settle(writer.pending.pop(request_id), None, error)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # it exited: expected after close, else its batches fail below
         except Exception as exc:  # a reply we cannot read: this writer is not trusted further

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from clmmd.artifacts.base.clock import FakeClock
-from clmmd.artifacts.base.waiting import first_of
+from clmmd.artifacts.base.waiting import first_of, settle
 
 
 async def test_returns_with_the_first_and_leaves_no_waiter_behind() -> None:
@@ -26,3 +28,16 @@ async def test_a_shielded_task_goes_on() -> None:
     assert not task.done()
     done.set()
     assert await task == "finished"
+
+
+async def test_settle_answers_a_waiting_future_and_leaves_a_done_one_alone() -> None:
+    loop = asyncio.get_running_loop()
+    ok, failed, gone = loop.create_future(), loop.create_future(), loop.create_future()
+    settle(ok, 7, None)
+    settle(failed, None, OSError("disk full"))
+    gone.cancel()
+    settle(gone, 8, None)  # its waiter went away: no InvalidStateError
+    assert ok.result() == 7
+    with pytest.raises(OSError, match="disk full"):
+        failed.result()
+    assert gone.cancelled()
