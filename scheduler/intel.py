@@ -58,7 +58,17 @@ class IntelSnapshot:
         return number
 
     def market_inputs(self) -> MarketInputs:
-        """Market conditions for the simulator; ``None`` where the snapshot has nothing usable."""
+        """Market conditions for the simulator; ``None`` where the snapshot has nothing usable.
+
+        Worked out once per snapshot (an episode asks twice: for its view and its request);
+        the snapshot never changes and the inputs are frozen, so both get the same object.
+        """
+        cached = self.__dict__.get("_market_inputs")
+        if cached is None:
+            cached = self.__dict__["_market_inputs"] = self._market_inputs()
+        return cached
+
+    def _market_inputs(self) -> MarketInputs:
         return MarketInputs(
             price_usd=self.number("pool_health_score", "price_usd"),
             volatility_daily=self.number("pool_health_score", "volatility_daily"),

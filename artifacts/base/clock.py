@@ -7,6 +7,7 @@ takes a :class:`Clock` so tests can drive time without sleeping.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -81,8 +82,12 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_utc(text: str) -> datetime:
-    """Parse an ISO-8601 timestamp; a missing zone is an error, ``Z`` is accepted."""
+    """Parse an ISO-8601 timestamp; a missing zone is an error, ``Z`` is accepted.
+
+    Cached: every episode's snapshot parses the same few as-of times of the cache entries.
+    """
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")

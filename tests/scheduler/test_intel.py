@@ -76,6 +76,9 @@ async def test_warm_cache_gives_fresh_snapshot_and_market_inputs(cache: IntelCac
     assert snap.value("gas_regime", "regime") in {"low", "normal", "high"}
     assert 0 <= snap.value("toxic_flow", "toxic_share") <= 1
     assert snap.value("no_such_query", "x") is None
+    assert snap.market_inputs() is inputs  # worked out once per snapshot
+    later = MarketIntelligence(cache, REGISTRY, clock).snapshot(POOL, PAIR, 1)
+    assert later.market_inputs() == inputs and later.market_inputs() is not inputs
 
 
 async def test_hygiene_tracks_quality_per_key(cache: IntelCache) -> None:
