@@ -16,8 +16,8 @@
 
     python bench/campaign.py [--episodes 1000] [--rounds 5] [--cpu-episodes 1000] [--processes 10]
 
-``disk_limit``, ``in_process`` (and ``measure_in_process``, ``quiet_data_dir``) are reused by
-other benchmarks (e.g. bench/replay.py).
+``durable_rounds``, ``summary``, ``in_process`` (and ``measure_in_process``, ``quiet_data_dir``)
+are reused by other benchmarks (e.g. bench/replay.py).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from pathlib import Path
 from _common import Row, print_table, save, scratch_root
 
 from clmmd.artifacts.base.clock import SystemClock
+from clmmd.artifacts.episode_write import EpisodeWrite, apply_episode_write
 from clmmd.artifacts.layout import RunLayout
 from clmmd.env.base import ClmmEnv
 from clmmd.env.mock import MockClmmEnv
@@ -48,6 +49,7 @@ from clmmd.service.config import load_settings
 from clmmd.service.logging import configure_logging
 from clmmd.service.runs.campaign import run_campaign
 from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.runs.writer_processes import WriterProcesses
 from clmmd.service.wiring import open_intel
 
 #: Target of the non-durable CPU time per episode (issue 18), user + system.
@@ -209,34 +211,41 @@ def per_process(data_dir: Path, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def episode_batches(
+    template: RunLayout, target: Path, *, durable: bool = True
+) -> list[tuple[EpisodeWrite, ...]]:
+    """The store's batches for ``template``'s episode files, written again under ``target``:
+    durable, as a simulated episode that does not learn writes them (one batch that makes the
+    folder with everything in it); not durable, the folder with proposal.json, then the rest."""
+    episodes = []
+    for folder in template.episode_dirs():
+        files = {p.name: p.read_bytes() for p in folder.iterdir()}
+        proposal, logs = files["proposal.json"], files.get("logs.jsonl", b"")
+        rest = tuple((n, files[n]) for n in _LAST_BATCH if n in files)
+        if durable:
+            episodes.append((EpisodeWrite(target, folder.name, proposal, logs, rest),))
+        else:
+            episodes.append(
+                (
+                    EpisodeWrite(target, folder.name, proposal, durable=False),
+                    EpisodeWrite(target, folder.name, None, logs, rest, durable=False),
+                )
+            )
+    return episodes
+
+
 def disk_limit_measure(
     template: RunLayout, target: Path, workers: int, *, durable: bool = True
 ) -> Measure:
-    """Write the files of ``template``'s episodes again under ``target`` (its episodes folder)
-    with the store's own batches, by ``workers`` threads of this process. Durable, as a
-    simulated episode that does not learn writes them: one batch that makes the folder with
-    everything in it; not durable: the folder with proposal.json, then the rest in a second
-    batch. Nothing else runs: this is what the disk (and the kernel) allow."""
-    # Imported here so that the profile script, which shares this module, also runs against
-    # an older writer (before/after comparisons).
-    from clmmd.artifacts.episode_write import EpisodeWrite, apply_episode_write
-
-    episodes = [
-        (d.name, {p.name: p.read_bytes() for p in d.iterdir()}) for d in template.episode_dirs()
-    ]
+    """Write ``template``'s episode files again under ``target`` (its episodes folder) in the
+    store's own batches (:func:`episode_batches`), by ``workers`` threads of this process.
+    Nothing else runs: this is what the disk (and the kernel) allow."""
+    episodes = episode_batches(template, target, durable=durable)
     target.mkdir(parents=True)
 
-    def one(item: tuple[str, dict[str, bytes]]) -> None:
-        name, files = item
-        proposal = files["proposal.json"]
-        logs = files.get("logs.jsonl", b"")
-        batch = tuple((n, files[n]) for n in _LAST_BATCH if n in files)
-        if durable:
-            whole = EpisodeWrite(target, name, proposal, logs, batch, durable=True)
-            apply_episode_write(whole)
-            return
-        apply_episode_write(EpisodeWrite(target, name, proposal, durable=False))
-        apply_episode_write(EpisodeWrite(target, name, None, logs, batch, durable=False))
+    def one(batches: tuple[EpisodeWrite, ...]) -> None:
+        for batch in batches:
+            apply_episode_write(batch)
 
     watch = Stopwatch().start()
     with ThreadPoolExecutor(workers) as pool:
@@ -244,26 +253,13 @@ def disk_limit_measure(
     return watch.stop(len(episodes))
 
 
-def disk_limit(template: RunLayout, target: Path, workers: int, *, durable: bool = True) -> float:
-    """Episodes per second the disk allows for ``template``'s files (see disk_limit_measure)."""
-    return disk_limit_measure(template, target, workers, durable=durable).per_s
-
-
 async def disk_limit_processes(template: RunLayout, target: Path, workers: int) -> Measure:
     """The same durable batches as :func:`disk_limit_measure`, written by the campaign's own
     writer processes (``workers`` of them, started before the clock runs), ``workers`` at a
     time, with nothing else to do: no GIL is shared, so this is the disk's pace when a thread
     of ours would lose it to another."""
-    from clmmd.artifacts.episode_write import EpisodeWrite
-    from clmmd.service.runs.writer_processes import WriterProcesses
-
+    batches = [whole for (whole,) in episode_batches(template, target)]
     target.mkdir(parents=True)
-    batches = []
-    for folder in template.episode_dirs():
-        files = {p.name: p.read_bytes() for p in folder.iterdir()}
-        rest = tuple((n, files[n]) for n in _LAST_BATCH if n in files)
-        proposal, logs = files["proposal.json"], files.get("logs.jsonl", b"")
-        batches.append(EpisodeWrite(target, folder.name, proposal, logs, rest))
     writers = WriterProcesses(workers)
     try:
         assert await writers.ready(), "the writer processes did not start"

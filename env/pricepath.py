@@ -82,7 +82,7 @@ def volume_series(
     per_step = volume_usd_per_day * step_minutes / MINUTES_PER_DAY
     # A jumped PCG64 is a stream independent of the price stream drawn from the same seed.
     # ``PCG64(seed).jumped()`` is this advance on a copy, whose construction first draws OS
-    # entropy it then discards (2.5x the cost of the advance alone); the states are equal.
+    # entropy it then discards (2.4x the cost of the advance alone); the states are equal.
     bits = np.random.PCG64(seed)
     bits.advance(_PCG64_JUMP)
     rng = np.random.Generator(bits)

@@ -32,7 +32,7 @@ import structlog
 
 from clmmd.artifacts.base.waiting import settle
 from clmmd.artifacts.episode_write import EpisodeWrite, apply_episode_write
-from clmmd.artifacts.write_worker import body_size, frame, header_size
+from clmmd.artifacts.write_worker import HEADER_SIZE, body_size, frame
 
 log = structlog.get_logger(__name__)
 
@@ -195,7 +195,7 @@ class WriterProcesses:
         """Answer the writer's batches as it reports them, until its pipe ends."""
         try:
             while True:
-                header = await writer.replies.readexactly(header_size())
+                header = await writer.replies.readexactly(HEADER_SIZE)
                 body = await writer.replies.readexactly(body_size(header))
                 request_id, error = pickle.loads(body)
                 settle(writer.pending.pop(request_id), None, error)

@@ -403,12 +403,25 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never met")
 
 
+async def gated_runner(
+    tmp_path: Path,
+    cache: IntelCache,
+    clock: FakeClock,
+    env: str | None = "mock",
+    store_type: type[GatedStore] = GatedStore,
+) -> tuple[GatedStore, EpisodeRunner]:
+    """A runner on warmed intel writing to a gated store; ``env`` names the ExecutionLog it
+    executes in (None: the plain mock environment)."""
+    await warm(cache, clock)
+    store = store_type(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
+    env_kw: dict[str, Any] = {} if env is None else {"env": ExecutionLog(store, env)}
+    return store, make_runner(tmp_path, cache, clock, store=store, **env_kw)
+
+
 async def test_a_simulation_runs_before_its_folder_which_its_first_write_makes(
     tmp_path: Path, cache: IntelCache, clock: FakeClock
 ) -> None:
-    await warm(cache, clock)
-    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
-    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store))
+    store, runner = await gated_runner(tmp_path, cache, clock)
     store.folder_gate.clear()
     episode = asyncio.create_task(runner.run(1))
     await until(lambda: "execute ep_000001" in store.events)
@@ -423,9 +436,7 @@ async def test_a_simulation_runs_before_its_folder_which_its_first_write_makes(
 async def test_real_execution_waits_for_its_folder(
     tmp_path: Path, cache: IntelCache, clock: FakeClock
 ) -> None:
-    await warm(cache, clock)
-    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
-    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store, "real"))
+    store, runner = await gated_runner(tmp_path, cache, clock, "real")
     store.folder_gate.clear()
     episode = asyncio.create_task(runner.run(1))
     await asyncio.sleep(0.2)
@@ -438,14 +449,12 @@ async def test_real_execution_waits_for_its_folder(
 async def test_a_folder_that_cannot_be_made_loses_the_episode_after_its_simulation(
     tmp_path: Path, cache: IntelCache, clock: FakeClock
 ) -> None:
-    await warm(cache, clock)
 
     class FullDisk(GatedStore):
         def make_folder(self, write: EpisodeWrite) -> None:
             raise FolderNotMadeError(OSError(errno.ENOSPC, "No space left on device"))
 
-    store = FullDisk(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
-    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store))
+    store, runner = await gated_runner(tmp_path, cache, clock, store_type=FullDisk)
     with pytest.raises(OSError, match="No space"):
         await runner.run(1)
     assert store.events == ["execute ep_000001"]  # nothing written: no failure.json anywhere
@@ -455,9 +464,7 @@ async def test_a_folder_that_cannot_be_made_loses_the_episode_after_its_simulati
 async def test_start_returns_once_the_last_write_is_under_way(
     tmp_path: Path, cache: IntelCache, clock: FakeClock
 ) -> None:
-    await warm(cache, clock)
-    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
-    runner = make_runner(tmp_path, cache, clock, store=store)
+    store, runner = await gated_runner(tmp_path, cache, clock, None)
     store.last_gate.clear()
     finishing = await runner.start(1)
     folder = store.layout.episode_dir("ep_000001")
@@ -473,10 +480,8 @@ async def test_start_returns_once_the_last_write_is_under_way(
 async def test_start_cancelled_before_the_hand_off_cancels_its_episode(
     tmp_path: Path, cache: IntelCache, clock: FakeClock
 ) -> None:
-    await warm(cache, clock)
-    store = GatedStore(RunLayout(tmp_path / "data", "run_20260101_000000_abcd"))
     # Real execution waits for the folder, so the episode is still before its hand-off.
-    runner = make_runner(tmp_path, cache, clock, store=store, env=ExecutionLog(store, "real"))
+    store, runner = await gated_runner(tmp_path, cache, clock, "real")
     store.folder_gate.clear()
     caller = asyncio.create_task(runner.start(1))
     await asyncio.sleep(0.1)

@@ -153,11 +153,25 @@ def test_writers_die_with_a_campaign_killed_by_sigkill(tmp_path: Path) -> None:
 async def test_batches_before_the_writers_are_up_or_when_they_cannot_start_use_a_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import clmmd.service.runs.writer_processes as module
+
+    in_this_process: list[str] = []
+    real = module.apply_episode_write
+
+    def recording(write: EpisodeWrite) -> None:
+        in_this_process.append(write.episode_id)
+        real(write)
+
+    monkeypatch.setattr(module, "apply_episode_write", recording)
     writers = WriterProcesses(2)
     try:
         writers.start()
         await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))  # still booting
+        assert in_this_process == ["ep_000001"]
         assert await writers.ready()
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000003", b"{}\n"))
+        assert in_this_process == ["ep_000001"]  # once up, the writers take the batches
+        assert (tmp_path / "ep_000003" / "proposal.json").exists()
     finally:
         await writers.close()
 
