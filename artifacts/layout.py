@@ -14,6 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from clmmd.artifacts.writer import TEMP_MARKER
@@ -41,11 +42,13 @@ class RunLayout:
     data_dir: Path
     run_id: str
 
-    @property
+    # Cached: a campaign asks for these twice an episode, and building a Path is a few
+    # microseconds each time (the dataclass is frozen, so the answer never changes).
+    @cached_property
     def run_dir(self) -> Path:
         return self.data_dir / "runs" / self.run_id
 
-    @property
+    @cached_property
     def episodes_dir(self) -> Path:
         return self.run_dir / "episodes"
 

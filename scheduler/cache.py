@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from clmmd.artifacts.base.clock import parse_utc, utc_iso
 from clmmd.artifacts.writer import move_aside
-from clmmd.scheduler.quality import Quality, age_seconds, is_usable, quality
+from clmmd.scheduler.quality import Quality, age_seconds, is_usable, quality_at_age
 from clmmd.scheduler.source import SourceName
 
 log = structlog.get_logger(__name__)
@@ -130,10 +130,10 @@ def envelope_quality(env: Envelope | None, max_age_s: float, now: datetime) -> Q
         return {"quality": "missing", "age_s": None, "asof": None}
     asof = env.age_from
     assert asof is not None  # fetched_at is set
-    moment = parse_utc(asof)
+    age = age_seconds(parse_utc(asof), now)
     return {
-        "quality": quality(moment, env.ttl_s, max_age_s, now),
-        "age_s": round(age_seconds(moment, now), 1),
+        "quality": quality_at_age(age, env.ttl_s, max_age_s),
+        "age_s": round(age, 1),
         "asof": asof,
     }
 

@@ -44,8 +44,14 @@ class IntelSnapshot:
 
     def value(self, query: str, field: str) -> Any:
         """``field`` of the first usable row of ``query`` (e.g. ``("gas_regime", "regime")``)."""
-        rows = self.rows(query)
-        return rows[0].get(field) if rows else None
+        key = self.keys_by_query.get(query)
+        data = self.data.get(key) if key is not None else None
+        rows = data.get("rows") if data is not None else None
+        if isinstance(rows, list):
+            for row in rows:  # the first usable one, without copying them all (:meth:`rows`)
+                if isinstance(row, dict):
+                    return row.get(field)
+        return None
 
     def number(self, query: str, field: str, *, allow_zero: bool = False) -> float | None:
         """A finite positive number (or zero when allowed), else ``None``: not usable."""
@@ -99,6 +105,8 @@ class MarketIntelligence:
         self._registry = registry
         self._clock = clock
         self._plans: dict[tuple[str, float], list[tuple[str, str, float]]] = {}
+        #: Per plan: the data objects of its last snapshot and the market inputs read from them.
+        self._inputs: dict[tuple[str, float], tuple[list[Any], MarketInputs]] = {}
 
     def _plan(self, pool_address: str, lookback_hours: float) -> list[tuple[str, str, float]]:
         """``(query, cache key, max age)`` of every enabled query for this pool and lookback.
@@ -117,6 +125,7 @@ class MarketIntelligence:
                 plan.append((spec.name, key, spec.max_age_seconds))
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
+                self._inputs.clear()
             self._plans[(pool_address, lookback_hours)] = plan
         return plan
 
@@ -131,7 +140,7 @@ class MarketIntelligence:
         for name, key, max_age_s in self._plan(pool_address, lookback_hours):
             data[key], entries[key] = self._cache.get_with_quality(key, now, max_age_s)
             keys_by_query[name] = key
-        return IntelSnapshot(
+        snapshot = IntelSnapshot(
             entries=entries,
             inputs={
                 "pool_address": pool_address,
@@ -142,6 +151,20 @@ class MarketIntelligence:
             data=data,
             keys_by_query=keys_by_query,
         )
+        # Market inputs depend on the usable data alone, and between two refreshes every
+        # episode sees the very same objects: read once per refresh, not once per episode.
+        # (The previous objects are held here, so an identity match cannot be a reused id.)
+        values = list(data.values())
+        known = self._inputs.get((pool_address, lookback_hours))
+        if (
+            known is not None
+            and len(known[0]) == len(values)
+            and all(a is b for a, b in zip(known[0], values, strict=True))
+        ):
+            snapshot.__dict__["_market_inputs"] = known[1]
+            return snapshot
+        self._inputs[(pool_address, lookback_hours)] = (values, snapshot.market_inputs())
+        return snapshot
 
 
 def closest_window(spec: QuerySpec, lookback_hours: float) -> str:

@@ -30,10 +30,14 @@ def quality(fetched_at: datetime | None, ttl_s: float, max_age_s: float, now: da
     """Classify a value fetched at ``fetched_at`` (``None``: there is no value)."""
     if fetched_at is None:
         return "missing"
-    age = age_seconds(fetched_at, now)
-    if age >= max_age_s:
+    return quality_at_age(age_seconds(fetched_at, now), ttl_s, max_age_s)
+
+
+def quality_at_age(age_s: float, ttl_s: float, max_age_s: float) -> Quality:
+    """Classify a value that is ``age_s`` seconds old (see :func:`age_seconds`)."""
+    if age_s >= max_age_s:
         return "too_old"
-    if age < ttl_s:
+    if age_s < ttl_s:
         return "fresh"
     return "stale"
 

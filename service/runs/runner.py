@@ -11,7 +11,7 @@ that ends without learning writes its outcome and last files at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -179,32 +179,36 @@ class _Episode:
         finally:
             structlog.contextvars.unbind_contextvars("episode_id")
 
-    def _apply(self, write: EpisodeWrite) -> Awaitable[None]:
+    def _submit(self, write: EpisodeWrite) -> asyncio.Future[None]:
+        """Start applying one batch off the event loop; the future ends when it is written."""
         r = self.r
         if r.writers is not None:
-            return r.writers.apply(write)
+            return r.writers.apply(write)  # a future already: no task to wrap it in
         if r.io is not None:
-            return r.io.run(r.store.apply, write)
-        return asyncio.to_thread(r.store.apply, write)
+            return asyncio.ensure_future(r.io.run(r.store.apply, write))
+        return asyncio.ensure_future(asyncio.to_thread(r.store.apply, write))
 
     async def _io(self, write: EpisodeWrite) -> None:
-        """Apply one batch off the event loop. A folder that could not be made loses the
-        episode (``_lost``): it has nowhere to record anything, not even its failure."""
+        """Apply one batch off the event loop (see :meth:`_landed`)."""
+        await self._landed(self._submit(write))
+
+    async def _landed(self, pending: asyncio.Future[None]) -> None:
+        """Wait for a submitted batch. A folder that could not be made loses the episode
+        (``_lost``): it has nowhere to record anything, not even its failure."""
         # Persistence is shielded: a cancelled episode (shutdown past the drain deadline) still
         # finishes the write it started before the cancellation propagates, so recovery never
         # races a half-done write (e.g. writing failure.json while result.json is landing).
-        task = asyncio.ensure_future(self._apply(write))
         try:
-            await asyncio.shield(task)
+            await asyncio.shield(pending)
         except FolderNotMadeError as exc:
             self._lost = exc.error
             raise exc.error from None
         except asyncio.CancelledError:
-            await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is not None:
+            await asyncio.wait([pending])
+            if not pending.cancelled() and pending.exception() is not None:
                 # Retrieved (else asyncio prints "Task exception was never retrieved" on
                 # stderr); the cancellation wins, recovery completes the folder.
-                log.warning("episode_write_failed_while_stopping", error=str(task.exception()))
+                log.warning("episode_write_failed_while_stopping", error=str(pending.exception()))
             raise
 
     def _log(self, event: str, **payload: Any) -> None:
@@ -215,23 +219,15 @@ class _Episode:
         if self._lost is not None:
             raise self._lost
         logs, self._logs = self._logs, []
-        write = self._write_files(logs, list(artifacts))
-        if not last or self.handed_off is None:
-            await write
-            return
-        task = asyncio.ensure_future(write)
-        self.hand_off()  # the write is under way: whoever waits for the hand-off goes on
-        await task
-
-    async def _write_files(
-        self, logs: list[LogLine], artifacts: list[tuple[str, BaseModel]]
-    ) -> None:
         proposal, self._unmade = self._unmade, None
-        await self._io(
+        pending = self._submit(
             self.r.store.episode_write(
                 self.episode_id, proposal=proposal, logs=logs, artifacts=artifacts
             )
         )
+        if last:
+            self.hand_off()  # the write is under way: whoever waits for the hand-off goes on
+        await self._landed(pending)
 
     def _mark(self, stage: str, t_start: float) -> None:
         self.stages[stage] = round((self.r.clock.monotonic() - t_start) * 1000.0, 3)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import pickle
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 
@@ -52,18 +53,74 @@ def writer_environment(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def _same(writer: _Writer) -> _Writer:
+    return writer
+
+
 class WriterProcessDied(OSError):
     """The writer holding a batch exited before answering (the batch's state is unknown)."""
 
 
-@dataclass
-class _Writer:
-    """One writer's pipes, seen from the campaign."""
+class _Writer(asyncio.Protocol):
+    """One writer's pipes, seen from the campaign: batches go out on ``requests``; replies
+    come back on the other pipe and answer their futures as they arrive.
 
-    requests: asyncio.WriteTransport
-    replies: asyncio.StreamReader
-    pending: dict[int, asyncio.Future[None]] = field(default_factory=dict)
-    reader: asyncio.Task[None] | None = None
+    A protocol rather than a reader task: a reply then costs the loop one callback, not the
+    wake-ups of a task reading its header and body (two batches an episode).
+    """
+
+    def __init__(self, on_gone: Callable[[_Writer], None]) -> None:
+        self.requests: asyncio.WriteTransport | None = None
+        self.pending: dict[int, asyncio.Future[None]] = {}
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._on_gone = on_gone
+        self._buffer = bytearray()
+        self._replies: asyncio.ReadTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self._replies = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        try:
+            while len(buffer) >= HEADER_SIZE:
+                end = HEADER_SIZE + body_size(bytes(buffer[:HEADER_SIZE]))
+                if len(buffer) < end:
+                    break
+                request_id, error = pickle.loads(buffer[HEADER_SIZE:end])
+                del buffer[:end]
+                settle(self.pending.pop(request_id), None, error)
+        except Exception as exc:  # a reply we cannot read: this writer is not trusted further
+            log.error(
+                "episode_writer_unreadable",
+                error=repr(exc),
+                hint="a bug (please report it): that writer is no longer used",
+            )
+            assert self._replies is not None
+            self._replies.close()  # connection_lost follows: its batches fail there
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # It exited (expected after close), or its replies could not be read: either way it
+        # takes no more batches, and those it held fail.
+        self._on_gone(self)
+        if self.requests is not None:
+            self.requests.close()
+        if self.pending:
+            log.error(
+                "episode_writer_died",
+                batches=len(self.pending),
+                hint="the next start's recovery completes the episodes it held",
+            )
+            pending, self.pending = self.pending, {}
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(
+                        WriterProcessDied("an episode writer process exited before answering")
+                    )
+        if not self.gone.done():
+            self.gone.set_result(None)
 
 
 @dataclass
@@ -95,8 +152,10 @@ class WriterProcesses:
         """The pid of the newest group's first writer (tests)."""
         return self._groups[-1].process.pid if self._groups else None
 
-    async def apply(self, write: EpisodeWrite) -> None:
-        """Write ``write`` in a writer process; raises what the write raised there.
+    def apply(self, write: EpisodeWrite) -> asyncio.Future[None]:
+        """Send ``write`` to a writer process; the future ends when it is written there, or
+        with what the write raised. A plain future, not a coroutine: a campaign sends two
+        batches an episode and a task around each costs the loop more than the send.
 
         Until the writers are up (a fresh interpreter takes tens of milliseconds), or if they
         could not start, the batch is written by a thread of this process instead: the same
@@ -106,16 +165,16 @@ class WriterProcesses:
             raise RuntimeError("the writer processes are closed")
         self.start()
         if not self._live:
-            await asyncio.to_thread(apply_episode_write, write)
-            return
+            return asyncio.ensure_future(asyncio.to_thread(apply_episode_write, write))
         writer = min(self._live, key=lambda w: len(w.pending))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ids += 1
         # Nothing yields from here to the pipe write: the reader cannot give the writer up in
         # between, so this future is answered or failed by it.
         writer.pending[self._ids] = future
+        assert writer.requests is not None
         writer.requests.write(frame((self._ids, write)))
-        await future
+        return future
 
     def start(self) -> None:
         """Start the writers in the background unless they run or are starting (after every
@@ -173,59 +232,24 @@ class WriterProcesses:
         self.starts += 1
         writers = []
         for request_w, reply_r in ours:
-            replies = asyncio.StreamReader()
+            writer = _Writer(self._gone)
             await loop.connect_read_pipe(
-                lambda r=replies: asyncio.StreamReaderProtocol(r),  # type: ignore[misc]
-                os.fdopen(reply_r, "rb", buffering=0),
+                functools.partial(_same, writer), os.fdopen(reply_r, "rb", buffering=0)
             )
-            requests, _ = await loop.connect_write_pipe(
+            writer.requests, _ = await loop.connect_write_pipe(
                 asyncio.Protocol, os.fdopen(request_w, "wb", buffering=0)
             )
-            writer = _Writer(requests, replies)
-            writer.reader = asyncio.create_task(self._read(writer), name="episode-writer")
             writers.append(writer)
         group = _Group(process, writers)
         self._groups.append(group)
         if self._closed:  # closed while they started: nothing may be handed to them
             await self._end(group)
             return
-        self._live.extend(writers)
+        self._live.extend(w for w in writers if not w.gone.done())
 
-    async def _read(self, writer: _Writer) -> None:
-        """Answer the writer's batches as it reports them, until its pipe ends."""
-        try:
-            while True:
-                header = await writer.replies.readexactly(HEADER_SIZE)
-                body = await writer.replies.readexactly(body_size(header))
-                request_id, error = pickle.loads(body)
-                settle(writer.pending.pop(request_id), None, error)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # it exited: expected after close, else its batches fail below
-        except Exception as exc:  # a reply we cannot read: this writer is not trusted further
-            log.error(
-                "episode_writer_unreadable",
-                error=repr(exc),
-                hint="a bug (please report it): that writer is no longer used",
-            )
-        finally:
-            if writer in self._live:
-                self._live.remove(writer)
-            writer.requests.close()
-            if writer.pending:
-                self._fail_pending(writer)
-
-    def _fail_pending(self, writer: _Writer) -> None:
-        log.error(
-            "episode_writer_died",
-            batches=len(writer.pending),
-            hint="the next start's recovery completes the episodes it held",
-        )
-        pending, writer.pending = writer.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(
-                    WriterProcessDied("an episode writer process exited before answering")
-                )
+    def _gone(self, writer: _Writer) -> None:
+        if writer in self._live:
+            self._live.remove(writer)
 
     async def close(self) -> None:
         """Let the writers finish the batches they hold, then end them (killed after
@@ -239,7 +263,8 @@ class WriterProcesses:
 
     async def _end(self, group: _Group) -> None:
         for writer in group.writers:
-            writer.requests.close()  # the writer's end of the pipe ends: it exits
+            if writer.requests is not None:
+                writer.requests.close()  # the writer's end of the pipe ends: it exits
         process = group.process
         try:
             await asyncio.wait_for(process.wait(), self.close_timeout_s)
@@ -253,4 +278,4 @@ class WriterProcesses:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()  # its copies die with it (Linux), or at their next batch
             await process.wait()
-        await asyncio.gather(*(w.reader for w in group.writers if w.reader is not None))
+        await asyncio.gather(*(w.gone for w in group.writers))

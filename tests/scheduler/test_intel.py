@@ -102,6 +102,28 @@ async def test_hygiene_tracks_quality_per_key(cache: IntelCache) -> None:
     assert snap.market_inputs().gas_price_gwei is None
 
 
+async def test_inputs_are_read_again_whenever_the_data_behind_them_changes(
+    cache: IntelCache,
+) -> None:
+    clock = FakeClock()
+    await warm(cache, clock)
+    intel = MarketIntelligence(cache, REGISTRY, clock)
+    first = intel.snapshot(POOL, PAIR, 1).market_inputs()
+    clock.advance(5)
+    assert intel.snapshot(POOL, PAIR, 1).market_inputs() is first  # same data: read once
+    clock.advance(3600)
+    await warm(cache, clock)  # a refresh: new envelopes, new prices
+    refreshed = intel.snapshot(POOL, PAIR, 1)
+    assert refreshed.market_inputs() is not first
+    assert refreshed.market_inputs().price_usd == refreshed.value("pool_health_score", "price_usd")
+    assert refreshed.market_inputs().price_usd != first.price_usd
+    clock.advance(REGISTRY.get("gas_regime").max_age_seconds)
+    aged = intel.snapshot(POOL, PAIR, 1)  # the same envelopes, but gas_regime is too old now
+    assert aged.data["gas_regime"] is None
+    assert aged.market_inputs().gas_price_gwei is None
+    assert refreshed.market_inputs().gas_price_gwei is not None
+
+
 async def test_window_follows_lookback(cache: IntelCache) -> None:
     registry = load_registry(enable=["pool_swaps", "pool_metrics"])
     intel = MarketIntelligence(cache, registry, FakeClock())

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from clmmd.artifacts.episode_write import EpisodeWrite, FolderNotMadeError
+from clmmd.artifacts.write_worker import HEADER_SIZE, frame
 from clmmd.artifacts.writer import ArtifactExistsError
-from clmmd.service.runs.writer_processes import WriterProcessDied, WriterProcesses
+from clmmd.service.runs.writer_processes import WriterProcessDied, WriterProcesses, _Writer
 
 FILES = (("reward.json", b"{}\n"), ("result.json", b"{}\n"))
 
@@ -214,3 +215,61 @@ async def test_writers_never_see_the_campaigns_credentials(
         await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))  # and they work
     finally:
         await writers.close()
+
+
+class _Replies(asyncio.ReadTransport):
+    """The read end of a writer's reply pipe, as the protocol sees it."""
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.protocol.connection_lost(None)
+
+
+async def test_replies_answer_their_batches_however_the_pipe_splits_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gone: list[object] = []
+    writer = _Writer(gone.append)
+    replies = _Replies(writer)
+    writer.connection_made(replies)
+    loop = asyncio.get_running_loop()
+    futures = {i: loop.create_future() for i in (1, 2, 3)}
+    writer.pending.update(futures)
+    stream = frame((2, None)) + frame((1, ArtifactExistsError("reward.json exists")))
+    for i in range(0, len(stream), 3):  # three bytes at a time: headers and bodies cut apart
+        writer.data_received(stream[i : i + 3])
+    assert futures[2].result() is None
+    with pytest.raises(ArtifactExistsError):
+        futures[1].result()
+    assert not futures[3].done() and not gone  # nothing answered it yet: it still waits
+    announced = frame((3, None))[:HEADER_SIZE]
+    writer.data_received(announced)
+    assert not futures[3].done()
+
+    # A body that is not a reply of ours: the writer is no longer trusted, its batches fail.
+    writer.data_received(b"{" * (len(frame((3, None))) - HEADER_SIZE))
+    assert replies.closed and gone == [writer] and writer.gone.done()
+    with pytest.raises(WriterProcessDied):
+        futures[3].result()
+    assert writer.pending == {}
+
+
+async def test_a_writer_that_ends_fails_only_the_batches_it_still_held() -> None:
+    gone: list[object] = []
+    writer = _Writer(gone.append)
+    writer.connection_made(_Replies(writer))
+    loop = asyncio.get_running_loop()
+    done, held = loop.create_future(), loop.create_future()
+    writer.pending.update({1: done, 2: held})
+    writer.data_received(frame((1, None)))
+    writer.connection_lost(None)
+    assert done.result() is None
+    with pytest.raises(WriterProcessDied):
+        held.result()
+    assert gone == [writer]
