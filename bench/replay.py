@@ -27,7 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import Row, print_table, save
-from campaign import busy, durable_rounds, in_process, quiet_data_dir, summary
+from campaign import (
+    busy,
+    cpu_budget_rows,
+    durable_rounds,
+    in_process,
+    quiet_data_dir,
+    summary,
+)
 
 from clmmd.env.base import KNOWN_POOLS, ExecutionRequest, MarketInputs
 from clmmd.env.history_io import parquet_bytes, read_history
@@ -175,6 +182,7 @@ def main() -> list[Row]:
             f"{busy(r.threads for r in rounds)} (campaign: {busy(r.campaign for r in rounds)})"),
         Row("replay campaign / disk limit", to_disk, "x", ">= 0.8", to_disk / 0.8,
             to_disk >= 0.8, spread_disk),
+        *cpu_budget_rows(rounds, disk),
         Row("synthetic campaign in-process (eps/s)", synthetic_eps, "e/s", "-", None, None,
             "same episodes, same rounds"),
         Row("replay campaign / synthetic campaign", to_synthetic, "x", "-", None, None,
