@@ -98,6 +98,7 @@ class _Writer(asyncio.Protocol):
                 error=repr(exc),
                 hint="a bug (please report it): that writer is no longer used",
             )
+            self._on_gone(self)  # at once: closing the pipe reports the loss a turn later
             assert self._replies is not None
             self._replies.close()  # connection_lost follows: its batches fail there
 

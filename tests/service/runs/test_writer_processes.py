@@ -218,17 +218,15 @@ async def test_writers_never_see_the_campaigns_credentials(
 
 
 class _Replies(asyncio.ReadTransport):
-    """The read end of a writer's reply pipe, as the protocol sees it."""
+    """The read end of a writer's reply pipe, as the protocol sees it (closing it reports the
+    loss a loop turn later, as a pipe transport does: the test calls connection_lost)."""
 
-    def __init__(self, protocol: asyncio.Protocol) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.protocol = protocol
         self.closed = False
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.protocol.connection_lost(None)
+        self.closed = True
 
 
 async def test_replies_answer_their_batches_however_the_pipe_splits_them(
@@ -236,7 +234,7 @@ async def test_replies_answer_their_batches_however_the_pipe_splits_them(
 ) -> None:
     gone: list[object] = []
     writer = _Writer(gone.append)
-    replies = _Replies(writer)
+    replies = _Replies()
     writer.connection_made(replies)
     loop = asyncio.get_running_loop()
     futures = {i: loop.create_future() for i in (1, 2, 3)}
@@ -254,7 +252,10 @@ async def test_replies_answer_their_batches_however_the_pipe_splits_them(
 
     # A body that is not a reply of ours: the writer is no longer trusted, its batches fail.
     writer.data_received(b"{" * (len(frame((3, None))) - HEADER_SIZE))
-    assert replies.closed and gone == [writer] and writer.gone.done()
+    assert replies.closed and gone == [writer]  # given up at once: no batch is sent to it
+    assert not futures[3].done()
+    writer.connection_lost(None)  # the pipe's own report, a loop turn later
+    assert writer.gone.done()
     with pytest.raises(WriterProcessDied):
         futures[3].result()
     assert writer.pending == {}
@@ -263,7 +264,7 @@ async def test_replies_answer_their_batches_however_the_pipe_splits_them(
 async def test_a_writer_that_ends_fails_only_the_batches_it_still_held() -> None:
     gone: list[object] = []
     writer = _Writer(gone.append)
-    writer.connection_made(_Replies(writer))
+    writer.connection_made(_Replies())
     loop = asyncio.get_running_loop()
     done, held = loop.create_future(), loop.create_future()
     writer.pending.update({1: done, 2: held})
