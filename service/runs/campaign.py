@@ -160,6 +160,12 @@ async def run_campaign(
             lock.release()
 
 
+#: A durable campaign of at least this many episodes writes in writer processes, a shorter one
+#: in threads. Starting the writers (one interpreter, 60-70 ms here) made a 1-episode campaign
+#: ten times slower and an 8-episode one three times; from about a hundred episodes they pay.
+WRITER_PROCESSES_FROM = 100
+
+
 async def _campaign(
     settings: Settings,
     *,
@@ -180,8 +186,10 @@ async def _campaign(
         # concurrently would make the result depend on timing, not on the seed.
         log.info("learning_serialises_episodes", configured_workers=workers)
         workers = 1
-    # Durable writes keep their pace only outside this process's GIL (writer_processes).
-    writers = WriterProcesses(workers) if settings.durable_writes else None
+    # Durable writes keep their pace only outside this process's GIL (writer_processes); a
+    # short campaign would be over before the writers are up, and wait for their start.
+    use_writers = settings.durable_writes and count >= WRITER_PROCESSES_FROM
+    writers = WriterProcesses(workers) if use_writers else None
     if writers is not None:
         writers.start()
     try:

@@ -22,8 +22,10 @@ from clmmd.artifacts.validate import validate_run
 from clmmd.env.mock import MockClmmEnv
 from clmmd.service.cli.main import main
 from clmmd.service.config import load_settings
+from clmmd.service.runs import campaign as campaign_module
 from clmmd.service.runs.campaign import CampaignReport, CampaignStop, run_campaign
 from clmmd.service.runs.runner import EpisodeRunner
+from clmmd.service.runs.writer_processes import WriterProcesses
 from clmmd.service.runs.warmup import warm_mock_intel
 from clmmd.service.wiring import open_intel
 
@@ -393,3 +395,35 @@ async def test_durable_campaign_with_workers_passes_the_validator(
     summary = orjson.loads(layout.summary_path.read_bytes())
     assert summary["episodes"] == summary["successful"] == 16
     assert len(layout.episode_dirs()) == 16
+
+
+async def test_only_campaigns_long_enough_for_them_start_writer_processes(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[WriterProcesses | None] = []
+
+    def runner_factory(**runner_kw: Any) -> EpisodeRunner:
+        seen.append(runner_kw["writers"])
+        return EpisodeRunner(**runner_kw)
+
+    settings = load_settings(data_dir=data_dir, seed=5, durable_writes=True)
+    stack = open_intel(settings, clock)
+    try:
+        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 5)
+        for threshold in (campaign_module.WRITER_PROCESSES_FROM, 3):
+            monkeypatch.setattr(campaign_module, "WRITER_PROCESSES_FROM", threshold)
+            report = await run_campaign(
+                settings,
+                env=MockClmmEnv(),
+                intel=stack.intel,
+                episodes=3,
+                clock=clock,
+                runner_factory=runner_factory,
+            )
+            assert report.complete
+            assert validate_run(RunLayout(data_dir, report.run_id)) == []
+    finally:
+        stack.close()
+    short, long = seen
+    assert short is None  # 3 episodes: threads, no interpreter to wait for
+    assert isinstance(long, WriterProcesses)
