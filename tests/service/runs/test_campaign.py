@@ -25,8 +25,8 @@ from clmmd.service.config import load_settings
 from clmmd.service.runs import campaign as campaign_module
 from clmmd.service.runs.campaign import CampaignReport, CampaignStop, run_campaign
 from clmmd.service.runs.runner import EpisodeRunner
-from clmmd.service.runs.writer_processes import WriterProcesses
 from clmmd.service.runs.warmup import warm_mock_intel
+from clmmd.service.runs.writer_processes import WriterProcesses
 from clmmd.service.wiring import open_intel
 
 VOLATILE = {"run_id", "episode_id", "timestamp", "timings_ms", "ts"}
