@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ async def campaign(
     episodes: int,
     seed: int = 5,
     warm: bool = True,
+    runner_factory: Callable[..., EpisodeRunner] = EpisodeRunner,
     **overrides: Any,
 ) -> RunLayout:
     settings = load_settings(data_dir=data_dir, seed=seed, **{"durable_writes": False, **overrides})
@@ -54,7 +55,12 @@ async def campaign(
         if warm:
             await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), seed)
         report = await run_campaign(
-            settings, env=MockClmmEnv(), intel=stack.intel, episodes=episodes, clock=clock
+            settings,
+            env=MockClmmEnv(),
+            intel=stack.intel,
+            episodes=episodes,
+            clock=clock,
+            runner_factory=runner_factory,
         )
     finally:
         stack.close()
@@ -406,24 +412,12 @@ async def test_only_campaigns_long_enough_for_them_start_writer_processes(
         seen.append(runner_kw["writers"])
         return EpisodeRunner(**runner_kw)
 
-    settings = load_settings(data_dir=data_dir, seed=5, durable_writes=True)
-    stack = open_intel(settings, clock)
-    try:
-        await warm_mock_intel(stack.cache, stack.registry, clock, list(settings.pools), 5)
-        for threshold in (campaign_module.WRITER_PROCESSES_FROM, 3):
-            monkeypatch.setattr(campaign_module, "WRITER_PROCESSES_FROM", threshold)
-            report = await run_campaign(
-                settings,
-                env=MockClmmEnv(),
-                intel=stack.intel,
-                episodes=3,
-                clock=clock,
-                runner_factory=runner_factory,
-            )
-            assert report.complete
-            assert validate_run(RunLayout(data_dir, report.run_id)) == []
-    finally:
-        stack.close()
+    for threshold in (campaign_module.WRITER_PROCESSES_FROM, 3):
+        monkeypatch.setattr(campaign_module, "WRITER_PROCESSES_FROM", threshold)
+        layout = await campaign(
+            data_dir, clock, 3, durable_writes=True, runner_factory=runner_factory
+        )
+        assert validate_run(layout) == []
     short, long = seen
     assert short is None  # 3 episodes: threads, no interpreter to wait for
     assert isinstance(long, WriterProcesses)
