@@ -1,7 +1,7 @@
 """Where an episode's CPU time goes: the breakdown quoted in docs/performance.md.
 
-Runs the in-process mock campaign of ``bench/campaign.py`` (non-durable writes, 4 episode
-workers, log level warning) and measures:
+Runs the in-process mock campaign of ``bench/campaign.py`` (non-durable writes unless
+``--durable``, 4 episode workers, log level warning) and measures:
 
 1. CPU per episode (``getrusage``: user and system, all threads; the event-loop thread alone
    via ``RUSAGE_THREAD``) and wall-clock episodes/s, without any profiler;
@@ -14,9 +14,11 @@ workers, log level warning) and measures:
    once files nearby were deleted (ext4 without a journal skips recently freed inodes; last,
    because the probe's own deletions slow down file creation nearby for a few minutes).
 
-    python bench/profile_episode.py [--episodes 1000] [--write-doc]
+    python bench/profile_episode.py [--episodes 1000] [--durable] [--write-doc]
 
-``--write-doc`` replaces the generated part of the profile section of docs/performance.md.
+``--durable`` profiles the campaign ``make bench`` compares with the disk limit: durable writes,
+in writer processes (not profiled; their system calls are counted). ``--write-doc`` replaces the
+generated part of the matching profile section of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ from _common import RESULTS, ROOT, machine
 from campaign import create_files, files_per_episode, measure_in_process, quiet_data_dir
 
 from clmmd.service.logging import configure_logging
+from clmmd.service.runs.campaign import WRITER_PROCESSES_FROM
 
 DOC = ROOT / "docs" / "performance.md"
 BEGIN = "<!-- profile_episode.py: begin -->"
 END = "<!-- profile_episode.py: end -->"
+#: The block ``--durable --write-doc`` rewrites.
+BEGIN_DURABLE = "<!-- profile_episode.py --durable: begin -->"
+END_DURABLE = "<!-- profile_episode.py --durable: end -->"
 WORKERS = 4
 
 #: (category, test on "file:function" of a profiled function), first match wins.
@@ -83,9 +89,12 @@ SYSCALLS = [
     "write",
     "close",
     "mkdir",
+    "mkdirat",
     "link",
     "unlink",
     "rename",
+    "renameat",
+    "fadvise64",
     "fsync",
     "flock",
     "newfstatat",
@@ -97,6 +106,7 @@ SYSCALLS = [
     "epoll_wait",
     "sendto",
     "recvfrom",
+    "read",
 ]
 
 
@@ -107,9 +117,9 @@ def category(key: str) -> str:
     return "other (builtins, stdlib)"
 
 
-async def _campaign(data_dir: Path, episodes: int) -> dict[str, float]:
+async def _campaign(data_dir: Path, episodes: int, durable: bool) -> dict[str, float]:
     main_before = resource.getrusage(resource.RUSAGE_THREAD)
-    measure, layout = await measure_in_process(data_dir, episodes, WORKERS, durable=False)
+    measure, layout = await measure_in_process(data_dir, episodes, WORKERS, durable=durable)
     main_after = resource.getrusage(resource.RUSAGE_THREAD)
     main_ms = 1000.0 * (
         main_after.ru_utime - main_before.ru_utime + main_after.ru_stime - main_before.ru_stime
@@ -125,12 +135,13 @@ async def _campaign(data_dir: Path, episodes: int) -> dict[str, float]:
     }
 
 
-def cpu_split(root: Path, episodes: int) -> dict[str, float]:
-    return asyncio.run(_campaign(root / "plain", episodes))
+def cpu_split(root: Path, episodes: int, durable: bool) -> dict[str, float]:
+    return asyncio.run(_campaign(root / "plain", episodes, durable))
 
 
-def profiled(root: Path, episodes: int) -> dict[str, float]:
-    """Share of profiled CPU time per category, over every thread of the campaign."""
+def profiled(root: Path, episodes: int, durable: bool) -> dict[str, float]:
+    """Share of profiled CPU time per category, over every thread of the campaign (not its
+    writer processes: a durable campaign's writes are theirs)."""
     profiles: list[cProfile.Profile] = []
     lock = threading.Lock()
 
@@ -145,7 +156,7 @@ def profiled(root: Path, episodes: int) -> dict[str, float]:
     threading.setprofile(start_in_thread)
     main.enable()
     try:
-        asyncio.run(_campaign(root / "profiled", episodes))
+        asyncio.run(_campaign(root / "profiled", episodes, durable))
     finally:
         main.disable()
         threading.setprofile(None)  # type: ignore[arg-type]
@@ -159,7 +170,7 @@ def profiled(root: Path, episodes: int) -> dict[str, float]:
     return {name: seconds / total for name, seconds in totals.most_common()}
 
 
-def _strace_counts(root: Path, episodes: int, log_level: str) -> Counter[str]:
+def _strace_counts(root: Path, episodes: int, log_level: str, durable: bool) -> Counter[str]:
     out = root / f"strace-{episodes}.txt"
     subprocess.run(
         [
@@ -176,6 +187,7 @@ def _strace_counts(root: Path, episodes: int, log_level: str) -> Counter[str]:
             str(episodes),
             "--log-level",
             log_level,
+            *(["--durable"] if durable else []),
         ],
         check=True,
         cwd=Path(__file__).parent,
@@ -189,11 +201,15 @@ def _strace_counts(root: Path, episodes: int, log_level: str) -> Counter[str]:
     return counts
 
 
-def syscalls(root: Path, short: int, long: int, log_level: str) -> dict[str, float] | None:
-    """System calls per episode: (calls in a long campaign - in a short one) / extra episodes."""
+def syscalls(
+    root: Path, short: int, long: int, log_level: str, durable: bool
+) -> dict[str, float] | None:
+    """System calls per episode: (calls in a long campaign - in a short one) / extra episodes
+    (``-f``: a durable campaign's writer processes included)."""
     if shutil.which("strace") is None:
         return None
-    few, many = _strace_counts(root, short, log_level), _strace_counts(root, long, log_level)
+    few = _strace_counts(root, short, log_level, durable)
+    many = _strace_counts(root, long, log_level, durable)
     per = {name: (many[name] - few[name]) / (long - short) for name in set(few) | set(many)}
     report = {name: per.pop(name, 0.0) for name in SYSCALLS}
     report["other"] = sum(v for v in per.values() if v > 0)
@@ -218,20 +234,29 @@ def deletion_cost(root: Path, deleted: int = 2000, settle_s: float = 2.0) -> dic
 def markdown(results: dict[str, Any]) -> str:
     split, shares, calls = results["cpu"], results["profile"], results["syscalls"]
     probe = results["deletion"]
+    durable = results["durable"]
+    # The profile covers this process only: for a durable campaign, nearly all the loop.
+    profiled_ms = split["loop_thread_ms"] if durable else split["cpu_ms"]
+    writes = "durable writes in writer processes" if durable else "non-durable writes"
     lines = [
-        f"Generated by `bench/profile_episode.py --episodes {results['episodes']}` on "
+        f"Generated by `bench/profile_episode.py --episodes {results['episodes']}"
+        f"{' --durable' if durable else ''}` on "
         f"{results['date']} ({results['machine']['cpus']} cores, Python "
         f"{results['machine']['python']}, load average {results['load']:.1f} at the start); "
-        f"mock campaign, non-durable writes, 4 episode workers, log level {results['log_level']} "
+        f"mock campaign, {writes}, 4 episode workers, log level {results['log_level']} "
         "(stdout to /dev/null, the run's campaign.log on disk).",
         "",
         "| measure | per episode |",
         "|---|---|",
-        f"| CPU, all threads (user + system) | {split['cpu_ms']:.3f} ms "
-        f"({split['user_ms']:.3f} + {split['sys_ms']:.3f}) |",
+        f"| CPU, all threads{' and writer processes' if durable else ''} (user + system) | "
+        f"{split['cpu_ms']:.3f} ms ({split['user_ms']:.3f} + {split['sys_ms']:.3f}) |",
         f"| CPU of the event-loop thread | {split['loop_thread_ms']:.3f} ms |",
-        f"| CPU of the worker threads (disk writes, thread hops) | "
-        f"{split['cpu_ms'] - split['loop_thread_ms']:.3f} ms |",
+        (
+            "| CPU of the writer processes (the writes and the kernel's file work) | "
+            if durable
+            else "| CPU of the worker threads (disk writes, thread hops) | "
+        )
+        + f"{split['cpu_ms'] - split['loop_thread_ms']:.3f} ms |",
         f"| wall clock | {1000 / split['episodes_per_s']:.3f} ms "
         f"({split['episodes_per_s']:.0f} episodes/s) |",
         f"| new inodes (the folder and its files) | {split['inodes_per_episode']:.1f} |",
@@ -240,16 +265,18 @@ def markdown(results: dict[str, Any]) -> str:
         f"| the same right after {probe['deleted']} files nearby were deleted | "
         f"{probe['after_us']:.0f} µs (was {probe['before_us']:.0f}) |",
         "",
-        "CPU time under cProfile (every thread, each timed by its own CPU clock; the profiler "
-        "inflates small Python calls, so read the shares, and the ms as shares of the "
-        "unprofiled CPU above):",
+        "CPU time under cProfile (every thread"
+        + (" of the campaign's process, not its writer processes" if durable else "")
+        + ", each timed by its own CPU clock; the profiler inflates small Python calls, so read "
+        "the shares, and the ms as shares of the unprofiled CPU of "
+        + ("the event-loop thread" if durable else "all threads")
+        + " above):",
         "",
         "| part | share | ≈ ms per episode |",
         "|---|---|---|",
     ]
     lines += [
-        f"| {name} | {share:.1%} | {share * split['cpu_ms']:.3f} |"
-        for name, share in shares.items()
+        f"| {name} | {share:.1%} | {share * profiled_ms:.3f} |" for name, share in shares.items()
     ]
     lines.append("")
     if calls is None:
@@ -266,9 +293,10 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(text: str) -> None:
+def write_doc(text: str, durable: bool) -> None:
+    begin, end_marker = (BEGIN_DURABLE, END_DURABLE) if durable else (BEGIN, END)
     doc = DOC.read_text()
-    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+    start, end = doc.index(begin) + len(begin), doc.index(end_marker)
     DOC.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
 
 
@@ -276,34 +304,44 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--log-level", default="warning", help="info: every episode logs a line")
+    parser.add_argument(
+        "--durable", action="store_true", help="durable writes (writer processes), as make bench"
+    )
     parser.add_argument("--write-doc", action="store_true")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure_logging(args.log_level, stream=open(os.devnull, "wb"))  # noqa: SIM115
     if args.child is not None:  # one campaign under strace
-        asyncio.run(measure_in_process(args.child, args.episodes, WORKERS, durable=False))
+        asyncio.run(measure_in_process(args.child, args.episodes, WORKERS, durable=args.durable))
         return
+    # Both strace campaigns must write the same way: a durable one below the threshold would
+    # write in threads, the longer one in writer processes.
+    short = max(args.episodes // 5, WRITER_PROCESSES_FROM if args.durable else 1)
+    if args.episodes <= short:
+        parser.error(f"--episodes={args.episodes} must be above {short} here")
     load = os.getloadavg()[0]
     with quiet_data_dir() as (root, new_file_us):
         results: dict[str, Any] = {
             "episodes": args.episodes,
+            "durable": args.durable,
             "log_level": args.log_level,
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": machine(),
             "load": load,
             "new_file_us": new_file_us,
-            "cpu": cpu_split(root, args.episodes),
-            "profile": profiled(root, args.episodes),
-            "strace": [args.episodes // 5, args.episodes],
+            "cpu": cpu_split(root, args.episodes, args.durable),
+            "profile": profiled(root, args.episodes, args.durable),
+            "strace": [short, args.episodes],
         }
-        results["syscalls"] = syscalls(root, *results["strace"], args.log_level)
+        results["syscalls"] = syscalls(root, short, args.episodes, args.log_level, args.durable)
         results["deletion"] = deletion_cost(root)
     text = markdown(results)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "profile_episode.json").write_text(json.dumps(results, indent=2))
+    name = "profile_episode_durable" if args.durable else "profile_episode"
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
     if args.write_doc:
-        write_doc(text)
+        write_doc(text, args.durable)
         print(f"wrote {DOC.relative_to(ROOT)}")
 
 
