@@ -87,6 +87,13 @@ def _write_all(fd: int, data: bytes) -> None:
 _START_WRITEBACK = getattr(os, "posix_fadvise", None)
 
 
+def _write_starting_writeback(fd: int, data: bytes) -> None:
+    """Write ``data`` and start its writeback, so a later fsync mostly finds it on disk."""
+    _write_all(fd, data)
+    if _START_WRITEBACK is not None:
+        _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     temp = _temp_path(final)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -123,9 +130,7 @@ def write_files_new(
                 temp = _temp_path(folder / name)
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
                 staged.append((temp, folder / name, fd))
-                _write_all(fd, data)
-                if _START_WRITEBACK is not None:
-                    _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                _write_starting_writeback(fd, data)
             for _, _, fd in staged:
                 os.fsync(fd)
             for temp, final, _ in staged:
@@ -250,9 +255,7 @@ def _fill_folder(
             )
             if sync:
                 to_sync.append(fd)
-                _write_all(fd, data)
-                if _START_WRITEBACK is not None:
-                    _START_WRITEBACK(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                _write_starting_writeback(fd, data)
                 continue
             try:
                 _write_all(fd, data)

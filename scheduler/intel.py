@@ -11,7 +11,7 @@ The row fields read here are the ones documented in ``scheduler/mock_source.py``
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,23 +35,21 @@ class IntelSnapshot:
     data: dict[str, dict[str, Any] | None]
     keys_by_query: dict[str, str]
 
-    def rows(self, query: str) -> list[dict[str, Any]]:
-        """The usable rows of ``query`` in this snapshot (empty when absent or unusable)."""
-        key = self.keys_by_query.get(query)
-        data = self.data.get(key) if key is not None else None
-        rows = data.get("rows") if data is not None else None
-        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
-
-    def value(self, query: str, field: str) -> Any:
-        """``field`` of the first usable row of ``query`` (e.g. ``("gas_regime", "regime")``)."""
+    def _usable_rows(self, query: str) -> Iterator[dict[str, Any]]:
         key = self.keys_by_query.get(query)
         data = self.data.get(key) if key is not None else None
         rows = data.get("rows") if data is not None else None
         if isinstance(rows, list):
-            for row in rows:  # the first usable one, without copying them all (:meth:`rows`)
-                if isinstance(row, dict):
-                    return row.get(field)
-        return None
+            yield from (r for r in rows if isinstance(r, dict))
+
+    def rows(self, query: str) -> list[dict[str, Any]]:
+        """The usable rows of ``query`` in this snapshot (empty when absent or unusable)."""
+        return list(self._usable_rows(query))
+
+    def value(self, query: str, field: str) -> Any:
+        """``field`` of the first usable row of ``query`` (e.g. ``("gas_regime", "regime")``)."""
+        first = next(self._usable_rows(query), None)  # without copying the others
+        return first.get(field) if first is not None else None
 
     def number(self, query: str, field: str, *, allow_zero: bool = False) -> float | None:
         """A finite positive number (or zero when allowed), else ``None``: not usable."""

@@ -54,6 +54,7 @@ def writer_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _same(writer: _Writer) -> _Writer:
+    """The protocol factory of a writer's reply pipe: that writer."""
     return writer
 
 
@@ -66,7 +67,7 @@ class _Writer(asyncio.Protocol):
     come back on the other pipe and answer their futures as they arrive.
 
     A protocol rather than a reader task: a reply then costs the loop one callback, not the
-    wake-ups of a task reading its header and body (two batches an episode).
+    wake-ups of a task reading its header and body (one or two batches an episode).
     """
 
     def __init__(self, on_gone: Callable[[_Writer], None]) -> None:
@@ -155,8 +156,8 @@ class WriterProcesses:
 
     def apply(self, write: EpisodeWrite) -> asyncio.Future[None]:
         """Send ``write`` to a writer process; the future ends when it is written there, or
-        with what the write raised. A plain future, not a coroutine: a campaign sends two
-        batches an episode and a task around each costs the loop more than the send.
+        with what the write raised. A plain future, not a coroutine: a campaign sends one or
+        two batches an episode, and a task around each costs the loop more than the send.
 
         Until the writers are up (a fresh interpreter takes tens of milliseconds), or if they
         could not start, the batch is written by a thread of this process instead: the same
