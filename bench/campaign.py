@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,9 @@ from clmmd.service.wiring import open_intel
 
 #: Target of the non-durable CPU time per episode (issue 18), user + system.
 CPU_TARGET_MS = 1.5
+#: Event-loop CPU per episode (ms) the campaign's write pipeline is measured with, alone
+#: (:func:`pipeline_measure`): what an episode may cost the loop and keep a given pace.
+PIPELINE_LOOP_MS = (0.0, 0.25, 0.5, 1.0)
 #: The episode's files in the order the runner writes them after the folder appears.
 _LAST_BATCH = ("reward.json", "result.json", "failure.json", "timings.json", "metadata.json")
 
@@ -262,6 +265,17 @@ def disk_limit_measure(
     return watch.stop(len(episodes))
 
 
+@contextlib.asynccontextmanager
+async def started_writers(workers: int) -> AsyncIterator[WriterProcesses]:
+    """``workers`` writer processes of the campaign's own kind, up before the clock runs."""
+    writers = WriterProcesses(workers)
+    try:
+        assert await writers.ready(), "the writer processes did not start"
+        yield writers
+    finally:
+        await writers.close()
+
+
 async def disk_limit_processes(template: RunLayout, target: Path, workers: int) -> Measure:
     """The same durable batches as :func:`disk_limit_measure`, written by the campaign's own
     writer processes (``workers`` of them, started before the clock runs), ``workers`` at a
@@ -269,9 +283,7 @@ async def disk_limit_processes(template: RunLayout, target: Path, workers: int) 
     of ours would lose it to another."""
     batches = [whole for (whole,) in episode_batches(template, target)]
     target.mkdir(parents=True)
-    writers = WriterProcesses(workers)
-    try:
-        assert await writers.ready(), "the writer processes did not start"
+    async with started_writers(workers) as writers:
         slots = asyncio.Semaphore(workers)
 
         async def one(batch: EpisodeWrite) -> None:
@@ -280,10 +292,44 @@ async def disk_limit_processes(template: RunLayout, target: Path, workers: int) 
 
         watch = Stopwatch().start()
         await asyncio.gather(*(one(batch) for batch in batches))
-        measure = watch.stop(len(batches))
-    finally:
-        await writers.close()
-    return measure
+        return watch.stop(len(batches))
+
+
+def spend_cpu(ms: float) -> None:
+    """Keep this thread busy for ``ms`` of its own CPU time: an episode's computing, stood in."""
+    end = time.thread_time() + ms / 1000.0
+    while time.thread_time() < end:
+        pass
+
+
+async def pipeline_measure(
+    template: RunLayout, target: Path, workers: int, loop_ms: float
+) -> Measure:
+    """The campaign's way to the disk with nothing to compute but ``loop_ms`` of CPU per episode
+    on the event loop: ``workers`` tasks each spend it, hand the episode's batch to the writer
+    processes and wait for their previous batch before taking the next, as the campaign's
+    workers do (``service/runs/campaign.py``, ``_Batch``). Its pace is the best an episode that
+    costs the loop ``loop_ms`` could keep on this machine, whatever that CPU is spent on."""
+    batches = iter([whole for (whole,) in episode_batches(template, target)])
+    target.mkdir(parents=True)
+    count = len(template.episode_dirs())
+    async with started_writers(workers) as writers:
+
+        async def worker() -> None:
+            previous: asyncio.Future[None] | None = None
+            for batch in batches:
+                spend_cpu(loop_ms)
+                pending = writers.apply(batch)
+                if previous is not None:
+                    await previous
+                previous = pending
+                await asyncio.sleep(0)  # the other workers' turn, as an episode's hand-off gives
+            if previous is not None:
+                await previous
+
+        watch = Stopwatch().start()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return watch.stop(count)
 
 
 @dataclass(frozen=True)
@@ -294,6 +340,8 @@ class Round:
     threads: Measure
     processes: Measure
     file_cost_us: float
+    #: ``(loop_ms, pace)`` of :func:`pipeline_measure` for each of ``PIPELINE_LOOP_MS``.
+    pipeline: tuple[tuple[float, Measure], ...] = ()
 
     @property
     def limit(self) -> float:
@@ -322,8 +370,44 @@ def durable_rounds(
             processes = asyncio.run(
                 disk_limit_processes(layout, root / "disk-processes" / "episodes", workers)
             )
-        out.append(Round(campaign, threads, processes, cost))
+            pipeline = tuple(
+                (ms, asyncio.run(pipeline_measure(layout, root / f"pipeline-{ms}", workers, ms)))
+                for ms in PIPELINE_LOOP_MS
+            )
+        out.append(Round(campaign, threads, processes, cost, pipeline))
     return out
+
+
+def pipeline_rows(rounds: list[Round], target: float = 0.8) -> list[Row]:
+    """A row per ``PIPELINE_LOOP_MS``: the pace of :func:`pipeline_measure` over the same round's
+    disk limit (median of the rounds), beside the loop CPU the campaign's own episodes needed.
+    Where the campaign's loop CPU lies above the largest figure that keeps ``target``, no
+    spreading of the work on this machine's cores could keep it."""
+    campaign_loop = statistics.median(r.campaign.loop_ms for r in rounds)
+    rows = []
+    for index, ms in enumerate(PIPELINE_LOOP_MS):
+        measures = [dict(r.pipeline)[ms] for r in rounds]
+        ratios = [m.per_s / r.limit for m, r in zip(measures, rounds, strict=True)]
+        ratio = statistics.median(ratios)
+        note = (
+            f"{statistics.median(m.per_s for m in measures):.0f} e/s, loop measured "
+            f"{statistics.median(m.loop_ms for m in measures):.2f} ms/episode; rounds "
+            + " ".join(f"{x:.2f}" for x in ratios)
+        )
+        if index == 0:
+            note += f"; the campaign's episodes cost the loop {campaign_loop:.2f} ms"
+        rows.append(
+            Row(
+                f"  write pipeline alone, {ms:g} ms loop CPU per episode / disk limit",
+                ratio,
+                "x",
+                "-",
+                None,
+                None,
+                note,
+            )
+        )
+    return rows
 
 
 def busy(measures: Iterable[Measure]) -> str:
@@ -506,6 +590,7 @@ def main() -> list[Row]:
             f"{fast.per_s / limit:.2f} of it",
         ),
         *cpu_budget_rows(rounds, limit),
+        *pipeline_rows(rounds),
         Row(
             "CPU per episode, non-durable (ms)",
             fast.cpu_ms,

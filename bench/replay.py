@@ -32,6 +32,7 @@ from campaign import (
     cpu_budget_rows,
     durable_rounds,
     in_process,
+    pipeline_rows,
     quiet_data_dir,
     summary,
 )
@@ -183,6 +184,7 @@ def main() -> list[Row]:
         Row("replay campaign / disk limit", to_disk, "x", ">= 0.8", to_disk / 0.8,
             to_disk >= 0.8, spread_disk),
         *cpu_budget_rows(rounds, disk),
+        *pipeline_rows(rounds),
         Row("synthetic campaign in-process (eps/s)", synthetic_eps, "e/s", "-", None, None,
             "same episodes, same rounds"),
         Row("replay campaign / synthetic campaign", to_synthetic, "x", "-", None, None,
