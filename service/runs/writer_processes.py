@@ -26,8 +26,9 @@ import functools
 import os
 import pickle
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import structlog
 
@@ -78,6 +79,13 @@ class _Writer(asyncio.Protocol):
         self._buffer = bytearray()
         self._replies: asyncio.ReadTransport | None = None
 
+    def close_pipes(self) -> None:
+        """Close both pipes (a reply pipe's transport then reports the end as usual)."""
+        if self.requests is not None:
+            self.requests.close()
+        if self._replies is not None:
+            self._replies.close()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.ReadTransport)
         self._replies = transport
@@ -123,6 +131,23 @@ class _Writer(asyncio.Protocol):
                     )
         if not self.gone.done():
             self.gone.set_result(None)
+
+
+async def _abandon(
+    process: asyncio.subprocess.Process,
+    writers: list[_Writer],
+    files: Sequence[tuple[BinaryIO, BinaryIO]],
+) -> None:
+    """Undo a start whose pipes could not all be connected: every pipe of ours closed, the
+    writer processes killed and reaped, so a failed start leaves nothing behind."""
+    for writer in writers:
+        writer.close_pipes()
+    for requests, replies in files:
+        requests.close()
+        replies.close()
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()  # its copies die with it (PDEATHSIG), or at their first batch
+    await process.wait()
 
 
 @dataclass
@@ -232,16 +257,22 @@ class WriterProcesses:
         for fd in theirs:
             os.close(fd)
         self.starts += 1
-        writers = []
-        for request_w, reply_r in ours:
-            writer = _Writer(self._gone)
-            await loop.connect_read_pipe(
-                functools.partial(_same, writer), os.fdopen(reply_r, "rb", buffering=0)
-            )
-            writer.requests, _ = await loop.connect_write_pipe(
-                asyncio.Protocol, os.fdopen(request_w, "wb", buffering=0)
-            )
-            writers.append(writer)
+        # Every descriptor of ours gets its file object now: whatever fails below, closing
+        # these (idempotent, also once a transport holds one) leaves none open.
+        files = [
+            (os.fdopen(request_w, "wb", buffering=0), os.fdopen(reply_r, "rb", buffering=0))
+            for request_w, reply_r in ours
+        ]
+        writers: list[_Writer] = []
+        try:
+            for requests, replies in files:
+                writer = _Writer(self._gone)
+                writers.append(writer)
+                await loop.connect_read_pipe(functools.partial(_same, writer), replies)
+                writer.requests, _ = await loop.connect_write_pipe(asyncio.Protocol, requests)
+        except BaseException:
+            await _abandon(process, writers, files)
+            raise
         group = _Group(process, writers)
         self._groups.append(group)
         if self._closed:  # closed while they started: nothing may be handed to them

@@ -274,3 +274,38 @@ async def test_a_writer_that_ends_fails_only_the_batches_it_still_held() -> None
     with pytest.raises(WriterProcessDied):
         held.result()
     assert gone == [writer]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_a_start_whose_pipes_cannot_be_connected_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    started: list[asyncio.subprocess.Process] = []
+    real_exec, real_connect = asyncio.create_subprocess_exec, loop.connect_write_pipe
+    connected: list[object] = []
+
+    async def recording_exec(*args: object, **kwargs: object) -> asyncio.subprocess.Process:
+        process = await real_exec(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(process)
+        return process
+
+    async def second_fails(*args: object, **kwargs: object) -> object:
+        if connected:
+            raise OSError(errno.EMFILE, "Too many open files")
+        connected.append(await real_connect(*args, **kwargs))  # type: ignore[arg-type]
+        return connected[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording_exec)
+    monkeypatch.setattr(loop, "connect_write_pipe", second_fails)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    writers = WriterProcesses(3)
+    try:
+        assert not await writers.ready()
+        await writers.apply(EpisodeWrite(tmp_path, "ep_000001", b"{}\n"))  # by a thread
+    finally:
+        await writers.close()
+    await asyncio.sleep(0)  # the closed transports let go of their pipes on the next turn
+    assert len(started) == 1 and started[0].returncode is not None  # killed and reaped
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+    assert (tmp_path / "ep_000001" / "proposal.json").exists()
