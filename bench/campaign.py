@@ -378,11 +378,11 @@ def durable_rounds(
     return out
 
 
-def pipeline_rows(rounds: list[Round], target: float = 0.8) -> list[Row]:
+def pipeline_rows(rounds: list[Round]) -> list[Row]:
     """A row per ``PIPELINE_LOOP_MS``: the pace of :func:`pipeline_measure` over the same round's
     disk limit (median of the rounds), beside the loop CPU the campaign's own episodes needed.
-    Where the campaign's loop CPU lies above the largest figure that keeps ``target``, no
-    spreading of the work on this machine's cores could keep it."""
+    An episode that costs the loop more than the largest figure keeping a ratio cannot keep it
+    on this machine, however its work is spread over the cores."""
     campaign_loop = statistics.median(r.campaign.loop_ms for r in rounds)
     rows = []
     for index, ms in enumerate(PIPELINE_LOOP_MS):
