@@ -310,14 +310,14 @@ async def pipeline_measure(
     processes and wait for their previous batch before taking the next, as the campaign's
     workers do (``service/runs/campaign.py``, ``_Batch``). Its pace is the best an episode that
     costs the loop ``loop_ms`` could keep on this machine, whatever that CPU is spent on."""
-    batches = iter([whole for (whole,) in episode_batches(template, target)])
+    batches = [whole for (whole,) in episode_batches(template, target)]
     target.mkdir(parents=True)
-    count = len(template.episode_dirs())
+    queue = iter(batches)  # shared: each worker takes the next episode's batch
     async with started_writers(workers) as writers:
 
         async def worker() -> None:
             previous: asyncio.Future[None] | None = None
-            for batch in batches:
+            for batch in queue:
                 spend_cpu(loop_ms)
                 pending = writers.apply(batch)
                 if previous is not None:
@@ -329,7 +329,7 @@ async def pipeline_measure(
 
         watch = Stopwatch().start()
         await asyncio.gather(*(worker() for _ in range(workers)))
-        return watch.stop(count)
+        return watch.stop(len(batches))
 
 
 @dataclass(frozen=True)

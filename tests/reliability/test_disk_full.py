@@ -117,10 +117,9 @@ async def disk_full_scenario(
         if lost_so_far:
             assert await _wait(lambda: any("being lost" in r for r in daemon.health()), 10)
         degraded = daemon.health()
-        stack = daemon._stack
-        assert stack is not None
-        assert stack.cache.get_envelope("gas_regime") is not None
-        assert stack.cache.get_with_quality("gas_regime", daemon.clock.now(), 3600)[0] is not None
+        assert daemon._stack is not None and daemon._stack.cache is cache
+        assert cache.get_envelope("gas_regime") is not None
+        assert cache.get_with_quality("gas_regime", daemon.clock.now(), 3600)[0] is not None
         if new_handle_check is not None:
             new_handle_check(settings)
     finally:
